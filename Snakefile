@@ -1,0 +1,39 @@
+# htsr: heavy-tailed self-regularization metrics of pretrained ImageNet models, regressed on
+# their published top-1 accuracy (Martin & Mahoney, SDM 2020; Nat. Commun. 2021).
+# `snakemake --cores N` runs everything; `snakemake --report results/report.html` builds the report.
+import re
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+
+
+# only the models of the selection, and the two weight file formats htsr.zoo writes
+wildcard_constraints:
+    model="|".join(re.escape(model) for model in MODELS.index),
+    ext="pth|safetensors",
+
+
+include: "workflow/rules/download.smk"
+include: "workflow/rules/spectra.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/provenance.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_outputs(),

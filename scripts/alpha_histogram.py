@@ -1,0 +1,14 @@
+"""Rule alpha_histogram: α of every fitted matrix of every model (htsr.plots)."""
+
+import pandas as pd
+
+from htsr import plots
+from htsr.provenance import job_log
+
+smk = snakemake  # noqa: F821 - injected by Snakemake
+log = job_log(smk.log[0], "alpha_histogram")
+tables = [pd.read_parquet(path, columns=["alpha", "status"]) for path in smk.input.spectra]
+alphas = pd.concat(tables, ignore_index=True).query("status == 'ok'")["alpha"]
+figure = plots.alpha_histogram_figure(alphas.to_numpy(float), n_models=len(tables))
+plots.save_figure(figure, [smk.output.png, smk.output.pdf])
+log.info("%d alphas from %d models", len(alphas), len(tables))

@@ -1,0 +1,15 @@
+"""Rule esd_figure: the ESD of a model's largest matrix with its power-law fit (htsr.plots)."""
+
+import pandas as pd
+
+from htsr import plots
+from htsr.provenance import job_log
+
+smk = snakemake  # noqa: F821 - injected by Snakemake
+log = job_log(smk.log[0], "esd_figure")
+spectra = pd.read_parquet(smk.input.spectra)
+figure = plots.esd_figure(spectra, smk.wildcards.model)
+plots.save_figure(figure, [smk.output.png, smk.output.pdf])
+log.info(
+    "%s: %s", smk.wildcards.model, plots.largest_matrix(spectra)[["layer", "N", "M"]].to_dict()
+)

@@ -1,0 +1,399 @@
+"""Per-matrix HT-SR metrics, :func:`analyze` (a model → one row per matrix) and :func:`summarize`.
+
+Two conventions, selected by name:
+
+``paper`` (default)
+    Martin & Mahoney (SDM 2020). Every conv2d/conv1d kernel tap ``W[:, :, i, j]`` is its own
+    matrix, kept when ``min(N, M) ≥ min_dim`` (default 50); linear, attention (q/k/v) and
+    embedding matrices are always kept. Eigenvalues are raw squared singular values. The tail is
+    fitted truncated at the matrix's λmax (``fit_power_law(evals, xmax=λmax)``).
+``ww``
+    WeightWatcher 0.7.7's ``WeightWatcher(model=m).analyze()`` defaults: one pooled ESD per layer
+    from all its matrices; conv2d eigenvalues scaled by ½ (WW multiplies each slice by
+    √(1/2)); layers with ``M·rf < 8`` or ``M·rf > 15000`` eigenvalues or ``N > 50000`` skipped;
+    eigenvalues ≤ 1e-5 dropped before the (untruncated) WW fit; ``log_norm`` is WW's
+    ``log10 Σλ`` = log10 of the *squared* (and for conv2d halved) Frobenius norm.
+
+The metric formulas are the small pure functions below; all logarithms are base 10.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from htsr.checkpoints import load_state_dict
+from htsr.spectra import (
+    LayerWeight,
+    MatrixStack,
+    eigenvalues,
+    iter_layers,
+    layer_matrices,
+    torch_dtype,
+)
+
+CONVENTIONS = ("paper", "ww")
+FITS = ("truncated", "untruncated", "ww")
+
+#: Output columns of :func:`analyze`, in order (``evals`` is appended with ``keep_evals``).
+COLUMNS: tuple[str, ...] = (
+    "layer",
+    "layer_type",
+    "slice",
+    "N",
+    "M",
+    "num_evals",
+    "lambda_max",
+    "alpha",
+    "xmin",
+    "D",
+    "n_tail",
+    "alpha_weighted",
+    "log_norm",
+    "log_frobenius_sq",
+    "log_spectral_norm",
+    "log_alpha_norm",
+    "stable_rank",
+    "status",
+)
+
+#: Model-level means reported by :func:`summarize` (over rows with status ``ok``).
+SUMMARY_METRICS: tuple[str, ...] = (
+    "alpha_weighted",
+    "log_norm",
+    "log_spectral_norm",
+    "log_alpha_norm",
+    "alpha",
+    "log_frobenius_sq",
+    "stable_rank",
+)
+
+#: Paper default for the smaller side of a conv slice to be analysed.
+PAPER_MIN_DIM = 50
+#: WeightWatcher 0.7.7 defaults (``constants.py``): pooled eigenvalue-count window, max N,
+#: eigenvalues at or below EVALS_THRESH are dropped before the fit, conv2d weight scale √(1/2).
+WW_MIN_EVALS = 8
+WW_MAX_EVALS = 15000
+WW_MAX_N = 50000
+WW_EVALS_THRESH = 1e-5
+WW_CONV2D_EVAL_SCALE = 0.5
+
+
+# --------------------------------------------------------------------------- metric formulas
+
+
+def alpha_weighted(alpha: float, lambda_max: float) -> float:
+    """Weighted alpha of one matrix, ``α · log10 λmax`` (dimensionless)."""
+    return float(alpha * np.log10(lambda_max))
+
+
+def log_norm(evals: np.ndarray) -> float:
+    """Paper log-norm, ``log10 ‖W‖_F = ½ · log10 Σᵢ λᵢ`` (λ = σ², log10 of weight units)."""
+    return float(0.5 * np.log10(np.sum(evals)))
+
+
+def log_frobenius_sq(evals: np.ndarray) -> float:
+    """``log10 ‖W‖²_F = log10 Σᵢ λᵢ`` (log10 of squared weight units)."""
+    return float(np.log10(np.sum(evals)))
+
+
+def log_spectral_norm(lambda_max: float) -> float:
+    """``log10 λmax = log10 ‖W‖²₂`` (the squared spectral norm, as in WeightWatcher)."""
+    return float(np.log10(lambda_max))
+
+
+def log_alpha_norm(evals: np.ndarray, alpha: float) -> float:
+    """Log α-norm (Schatten), ``log10 Σᵢ λᵢ^α``.
+
+    Evaluated as ``α·log10 λmax + log10 Σᵢ (λᵢ/λmax)^α`` so that it stays finite where the
+    direct sum would overflow float64 (large α and λ).
+    """
+    lam_max = float(np.max(evals))
+    return float(alpha * np.log10(lam_max) + np.log10(np.sum((evals / lam_max) ** alpha)))
+
+
+def stable_rank(evals: np.ndarray) -> float:
+    """Stable rank ``‖W‖²_F / ‖W‖²₂ = Σᵢ λᵢ / λmax`` (dimensionless, between 1 and M)."""
+    return float(np.sum(evals) / np.max(evals))
+
+
+# --------------------------------------------------------------------------- rows
+
+
+@dataclass(frozen=True)
+class _Options:
+    convention: str
+    min_dim: int
+    fit: str
+    dtype: torch.dtype
+    device: torch.device
+    keep_evals: bool
+
+
+def _empty_row(stack: MatrixStack, label: str, status: str) -> dict[str, Any]:
+    n, m = stack.shape
+    row: dict[str, Any] = dict.fromkeys(COLUMNS, np.nan)
+    row.update(layer=stack.layer, layer_type=stack.layer_type, slice=label, N=n, M=m)
+    row.update(num_evals=0, n_tail=0, status=status)
+    return row
+
+
+def _fit(evals: np.ndarray, fit: str) -> Any:
+    """Run the configured power-law fit of ``htsr.fit`` on the eigenvalues."""
+    from htsr import fit as fitmod
+
+    if fit == "ww":
+        return fitmod.fit_power_law_ww(evals[evals > WW_EVALS_THRESH])
+    positive = evals[evals > 0]
+    xmax = float(positive.max()) if fit == "truncated" and positive.size else None
+    return fitmod.fit_power_law(positive, xmax=xmax)
+
+
+def _fill_row(row: dict[str, Any], evals: np.ndarray, fit: str) -> None:
+    """Add norms (always computable for a nonzero ESD), then the fit and α-metrics if it works."""
+    lam_max = float(evals.max())
+    row.update(
+        num_evals=int(evals.size),
+        lambda_max=lam_max,
+        log_norm=log_norm(evals),
+        log_frobenius_sq=log_frobenius_sq(evals),
+        log_spectral_norm=log_spectral_norm(lam_max),
+        stable_rank=stable_rank(evals),
+    )
+    if row["status"] != "ok":
+        return
+    result = _fit(evals, fit)
+    row.update(xmin=result.xmin, D=result.D, n_tail=result.n_tail)
+    if result.status != "ok" or not np.isfinite(result.alpha):
+        row["status"] = result.status if result.status != "ok" else "fit_failed"
+        return
+    row.update(
+        alpha=float(result.alpha),
+        alpha_weighted=alpha_weighted(result.alpha, lam_max),
+        log_alpha_norm=log_alpha_norm(evals, result.alpha),
+    )
+
+
+def _slice_status(matrices: torch.Tensor) -> list[str]:
+    """Per matrix: ``nonfinite`` if any NaN/Inf entry, ``zero`` if all entries are 0, else ok."""
+    flat = matrices.reshape(matrices.shape[0], -1)
+    finite = torch.isfinite(flat).all(dim=1).tolist()
+    nonzero = (flat != 0).any(dim=1).tolist()
+    return [
+        "ok" if f and nz else ("nonfinite" if not f else "zero") for f, nz in zip(finite, nonzero)
+    ]
+
+
+def _stack_evals(matrices: torch.Tensor, good: list[bool], opts: _Options) -> list[np.ndarray]:
+    """Eigenvalues (float64 numpy, ascending) of the ``good`` matrices, one batched call."""
+    idx = [i for i, g in enumerate(good) if g]
+    if not idx:
+        return []
+    sub = matrices if len(idx) == matrices.shape[0] else matrices[idx]
+    ev = eigenvalues(sub, dtype=opts.dtype, device=opts.device)
+    return list(ev.to(device="cpu", dtype=torch.float64).numpy())
+
+
+def _paper_rows(stack: MatrixStack, opts: _Options) -> list[dict[str, Any]]:
+    """One row per matrix of the stack (paper convention)."""
+    n, m = stack.shape
+    tiny = stack.layer_type in ("conv1d", "conv2d") and m < opts.min_dim
+    statuses = _slice_status(stack.matrices)
+    rows = [
+        _empty_row(stack, label, "too_small" if tiny else st)
+        for label, st in zip(stack.slices, statuses)
+    ]
+    good = [st == "ok" for st in statuses]
+    for row, evals in zip(
+        (r for r, g in zip(rows, good) if g), _stack_evals(stack.matrices, good, opts)
+    ):
+        _fill_row(row, evals, opts.fit)
+        if opts.keep_evals:
+            row["evals"] = evals
+    for row, st in zip(rows, statuses):
+        if st == "zero":
+            row.update(num_evals=m, lambda_max=0.0)
+    return rows
+
+
+def ww_dims(stack: MatrixStack) -> tuple[int, int, int]:
+    """``(N, M, rf)`` as WeightWatcher 0.7.7 computes them for its layer filters.
+
+    For conv2d WW starts from ``(N, M) = (out, in)`` and swaps N and M once *per kernel tap*
+    whenever out < in (``WWLayer.conv2D_Wmats``), so with an even number of taps and out < in it
+    ends with N < M. The reported N, M of :func:`analyze` are always sorted; only WW's
+    eigenvalue-count filter ``M·rf`` uses these values.
+    """
+    rows, cols = int(stack.matrices.shape[-2]), int(stack.matrices.shape[-1])
+    rf = len(stack.slices)
+    if stack.layer_type == "conv2d":
+        n, m = rows, cols
+        if rows < cols and rf % 2 == 1:
+            n, m = cols, rows
+        return n, m, rf
+    return max(rows, cols), min(rows, cols), rf
+
+
+def _ww_row(stack: MatrixStack, opts: _Options) -> dict[str, Any]:
+    """One pooled row for the whole layer (WeightWatcher convention)."""
+    row = _empty_row(stack, "", "ok")
+    ww_n, ww_m, rf = ww_dims(stack)
+    if ww_m * rf < opts.min_dim:
+        row["status"] = "too_small"
+    elif ww_m * rf > WW_MAX_EVALS or ww_n > WW_MAX_N:
+        row["status"] = "too_large"
+    statuses = _slice_status(stack.matrices)
+    bad = [st for st in statuses if st != "ok"]
+    if "nonfinite" in bad:
+        row["status"] = "nonfinite"
+        return row
+    if len(bad) == len(statuses):
+        row.update(status="zero", num_evals=rf * min(ww_n, ww_m), lambda_max=0.0)
+        return row
+    if row["status"] != "ok":
+        return row
+    evals = np.sort(np.concatenate(_stack_evals(stack.matrices, [True] * len(statuses), opts)))
+    if stack.layer_type == "conv2d":
+        evals = evals * WW_CONV2D_EVAL_SCALE
+    _fill_row(row, evals, opts.fit)
+    if opts.keep_evals:
+        row["evals"] = evals
+    return row
+
+
+# --------------------------------------------------------------------------- analyze
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    """The torch device to compute on; a CUDA request without CUDA warns and falls back to CPU."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        warnings.warn(
+            f"device={str(device)!r} requested but CUDA is not available; falling back to cpu",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return torch.device("cpu")
+    return dev
+
+
+def _source(model_or_path: Any) -> nn.Module | Mapping[str, torch.Tensor]:
+    if isinstance(model_or_path, (str, os.PathLike)):
+        return load_state_dict(model_or_path)
+    if isinstance(model_or_path, (nn.Module, Mapping)):
+        return model_or_path
+    raise TypeError(
+        "analyze() takes an nn.Module, a state_dict or a checkpoint path, "
+        f"not {type(model_or_path).__name__}"
+    )
+
+
+def analyze(
+    model_or_path: nn.Module | Mapping[str, torch.Tensor] | str | os.PathLike[str],
+    convention: str = "paper",
+    *,
+    min_dim: int | None = None,
+    fit: str | None = None,
+    dtype: str = "float64",
+    device: str | torch.device = "cpu",
+    include_embeddings: bool = False,
+    keep_evals: bool = False,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Spectral metrics of every weight matrix of a model, one row per matrix (see ``COLUMNS``).
+
+    Parameters
+    ----------
+    model_or_path
+        An ``nn.Module``, a state_dict, or a ``.pth``/``.pt``/``.safetensors`` file (a bad file
+        raises :class:`htsr.checkpoints.CheckpointError` naming it).
+    convention
+        ``"paper"`` (one row per matrix / kernel tap) or ``"ww"`` (one pooled row per layer,
+        matching WeightWatcher 0.7.7's defaults). See the module docstring.
+    min_dim
+        ``paper``: smallest ``min(N, M)`` of a conv matrix to analyse (default 50).
+        ``ww``: WeightWatcher's ``min_evals``, smallest pooled eigenvalue count (default 8).
+    fit
+        ``"truncated"`` (xmax = λmax, the paper default), ``"untruncated"``, or ``"ww"``
+        (WeightWatcher's fit, the ``ww`` default).
+    dtype
+        ``"float64"`` (default) or ``"float32"``: precision of the Gram matrix and eigenvalues.
+    device
+        ``"cpu"`` or ``"cuda"`` (falls back to CPU with a warning when CUDA is absent).
+    include_embeddings
+        Also analyse ``nn.Embedding`` weights and ``*embed*`` parameters.
+    keep_evals
+        Append a column ``evals`` with each row's eigenvalues (float64, ascending).
+    progress
+        Show a tqdm progress bar on stderr.
+
+    A bad layer never stops the run: it gets a row whose ``status`` says why (``nonfinite``,
+    ``zero``, ``too_small``, ``too_large``, or the fit's failure status).
+    """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    fit = fit if fit is not None else ("truncated" if convention == "paper" else "ww")
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
+    if min_dim is None:
+        min_dim = PAPER_MIN_DIM if convention == "paper" else WW_MIN_EVALS
+    if min_dim < 0:
+        raise ValueError(f"min_dim must be >= 0, got {min_dim}")
+    opts = _Options(
+        convention=convention,
+        min_dim=int(min_dim),
+        fit=fit,
+        dtype=torch_dtype(dtype),
+        device=_resolve_device(device),
+        keep_evals=keep_evals,
+    )
+    source = _source(model_or_path)
+    # WeightWatcher 0.7.7 does not see MultiheadAttention's bare in_proj_weight.
+    layers: list[LayerWeight] = list(
+        iter_layers(
+            source, include_embeddings=include_embeddings, include_attention=convention == "paper"
+        )
+    )
+    rows_of: Callable[[MatrixStack], list[dict[str, Any]]] = (
+        (lambda s: _paper_rows(s, opts))
+        if convention == "paper"
+        else (lambda s: [_ww_row(s, opts)])
+    )
+    from tqdm.auto import tqdm
+
+    rows: list[dict[str, Any]] = []
+    with torch.no_grad():
+        for layer in tqdm(layers, desc="layers", disable=not progress, file=sys.stderr):
+            rows.extend(rows_of(layer_matrices(layer)))
+    columns = list(COLUMNS) + (["evals"] if keep_evals else [])
+    table = pd.DataFrame(rows, columns=columns)
+    if keep_evals:
+        empty = np.zeros(0, dtype=np.float64)
+        table["evals"] = [e if isinstance(e, np.ndarray) else empty for e in table["evals"]]
+    return table.astype({"N": "int64", "M": "int64", "num_evals": "int64", "n_tail": "int64"})
+
+
+def summarize(table: pd.DataFrame) -> pd.Series:
+    """Model-level means over the rows with status ``ok``.
+
+    Returns ``alpha_weighted`` (α̂), ``log_norm``, ``log_spectral_norm``, ``log_alpha_norm``,
+    ``alpha`` (ᾱ), ``log_frobenius_sq``, ``stable_rank`` (NaN when no row is ok), plus
+    ``n_matrices`` (ok rows used) and ``n_rows`` (all rows).
+    """
+    missing = [c for c in (*SUMMARY_METRICS, "status") if c not in table.columns]
+    if missing:
+        raise ValueError(f"summarize: table lacks columns {missing}")
+    ok = table[table["status"] == "ok"]
+    out = {m: float(ok[m].mean()) if len(ok) else float("nan") for m in SUMMARY_METRICS}
+    out["n_matrices"] = len(ok)
+    out["n_rows"] = len(table)
+    return pd.Series(out, dtype="float64")

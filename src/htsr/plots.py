@@ -1,0 +1,445 @@
+"""Figures of the pipeline: accuracy trends, α histogram, ESDs and the metric comparison.
+
+Every ``*_figure`` function is pure in the sense that it takes tables and returns a new
+:class:`matplotlib.figure.Figure` (no pyplot state, no files); :func:`save_figure` writes it
+atomically to PNG/PDF. Missing data (a family absent from the run, fewer than three models, a
+NaN metric) yields a note inside the panel instead of an exception.
+
+The trend panels follow Martin & Mahoney (SDM 2020, Fig. 2-3): published top-1 accuracy (%) on
+the x axis, the model-level metric on the y axis, one marker per series, every point named.
+The straight line drawn is the least-squares fit of top-1 on the metric
+(:func:`htsr.trends.fit_trend`), i.e. ``metric = (top1 - intercept) / slope``, so that the R² and
+RMSE printed in the panel (RMSE in percentage points of top-1) belong to the drawn line.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
+
+from htsr.provenance import atomic_output
+from htsr.trends import METRIC_LABELS, METRICS, MIN_MODELS, fit_trend
+
+MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X")
+TOP1_LABEL = "top-1 accuracy (%)"
+DPI = 150
+METRIC_SHORT: dict[str, str] = {
+    "alpha_weighted": "α̂ (weighted α)",
+    "log_norm": "log ‖W‖_F",
+    "log_spectral_norm": "log λ_max",
+    "log_alpha_norm": "log ‖X‖_α^α",
+    "alpha": "ᾱ (mean α)",
+}
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One trend panel: ``metric`` (y) against top-1 (x) for each family in ``families``."""
+
+    metric: str
+    families: tuple[str, ...]
+    title: str
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A pyplot-free figure with an Agg canvas and constrained layout (size in inches).
+
+    It is created at the resolution it is saved with (:data:`DPI`), so text extents measured
+    while placing labels are the ones rendered.
+    """
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Figure, paths: Iterable[str | os.PathLike[str]], *, dpi: int = DPI) -> None:
+    """Write ``fig`` to each path, format from the suffix (.png, .pdf), atomically.
+
+    Each file is rendered to a temporary file in the same directory and moved into place
+    (:func:`htsr.provenance.atomic_output`), so an interrupted run never leaves a truncated figure.
+    """
+    for path in map(Path, paths):
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format=path.suffix.lstrip(".").lower(), dpi=dpi)
+
+
+def _note(ax: Axes, text: str) -> None:
+    ax.text(
+        0.5,
+        0.5,
+        text,
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontsize=9,
+        color="0.35",
+        wrap=True,
+    )
+
+
+def _overlap(a: Bbox, b: Bbox) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return max(w, 0.0) * max(h, 0.0)
+
+
+# candidate label offsets in points, (dx, dy, ha, va), nearest first
+_OFFSETS: tuple[tuple[float, float, str, str], ...] = tuple(
+    (sx * r, sy * r, ha, va)
+    for r in (3.0, 7.0, 12.0, 18.0, 26.0)
+    for sx, sy, ha, va in (
+        (1, 1, "left", "bottom"),
+        (1, -1, "left", "top"),
+        (-1, 1, "right", "bottom"),
+        (-1, -1, "right", "top"),
+        (0, 1.3, "center", "bottom"),
+        (0, -1.3, "center", "top"),
+        (1.3, 0, "left", "center"),
+        (-1.3, 0, "right", "center"),
+    )
+)
+
+
+def place_labels(
+    ax: Axes,
+    xs: Sequence[float],
+    ys: Sequence[float],
+    labels: Sequence[str],
+    *,
+    fontsize: float = 7.0,
+) -> None:
+    """Name every point without overlaps: greedy search over offsets around each point.
+
+    For each point (in order) the first offset from :data:`_OFFSETS` whose text box stays inside
+    the axes (with a 3-pt margin) and overlaps neither an earlier label, the legend, text already
+    in the axes, its own marker (a 4-pt box) nor any other marker (a 10-pt box, so that a label
+    does not sit closer to a neighbour than to its point) is used; if none is free, the
+    least-overlapping one is used with a thin leader line. Axis limits and layout must be final
+    before calling.
+    """
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    pts = ax.transData.transform(np.column_stack([xs, ys]))
+    pt = fig.dpi / 72.0  # pixels per point
+    own = [Bbox.from_bounds(px - 4 * pt, py - 4 * pt, 8 * pt, 8 * pt) for px, py in pts]
+    near = [Bbox.from_bounds(px - 10 * pt, py - 10 * pt, 20 * pt, 20 * pt) for px, py in pts]
+    legend = ax.get_legend()
+    artists = [*ax.texts, *([legend] if legend is not None else [])]
+    taken = [a.get_window_extent(renderer) for a in artists]  # stats box, legend
+    axes_box = ax.get_window_extent(renderer).padded(-3 * pt)
+    for i, (x, y, label) in enumerate(zip(xs, ys, labels, strict=True)):
+        blocked = [*taken, own[i], *near[:i], *near[i + 1 :]]
+        best: tuple[float, tuple[float, float, str, str], Bbox] | None = None
+        for offset in _OFFSETS:
+            dx, dy, ha, va = offset
+            ann = ax.annotate(
+                label, (x, y), xytext=(dx, dy), textcoords="offset points",
+                ha=ha, va=va, fontsize=fontsize,
+            )  # fmt: skip
+            box = ann.get_window_extent(renderer)
+            ann.remove()
+            inside = axes_box.x0 <= box.x0 and box.x1 <= axes_box.x1
+            inside = inside and axes_box.y0 <= box.y0 and box.y1 <= axes_box.y1
+            cost = sum(_overlap(box, t) for t in blocked) + (0.0 if inside else 1e9)
+            if best is None or cost < best[0]:
+                best = (cost, offset, box)
+            if cost == 0.0:
+                break
+        assert best is not None
+        cost, (dx, dy, ha, va), box = best
+        leader = {"arrowstyle": "-", "lw": 0.5, "color": "0.5"} if cost > 0.0 else None
+        ax.annotate(
+            label, (x, y), xytext=(dx, dy), textcoords="offset points",
+            ha=ha, va=va, fontsize=fontsize, arrowprops=leader,
+        )  # fmt: skip
+        taken.append(box)
+
+
+def _pad_limits(ax: Axes, xs: np.ndarray, ys: np.ndarray, frac: float = 0.18) -> None:
+    for vals, setter in ((xs, ax.set_xlim), (ys, ax.set_ylim)):
+        lo, hi = float(np.min(vals)), float(np.max(vals))
+        span = hi - lo if hi > lo else max(abs(hi), 1.0) * 0.1
+        setter(lo - frac * span, hi + frac * span)
+
+
+def draw_trend_panel(ax: Axes, models: pd.DataFrame, panel: Panel) -> None:
+    """Draw ``panel`` on ``ax``: points, the fitted line and R²/RMSE per family series.
+
+    Point names are added afterwards by :func:`series_figure` (they need the final layout).
+    """
+    metric = panel.metric
+    ax.set_title(panel.title, fontsize=10)
+    ax.set_xlabel(TOP1_LABEL)
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.grid(alpha=0.3)
+    if metric not in models.columns:
+        _note(ax, f"metric {metric!r} is not in the models table")
+        return
+    all_x, all_y, lines, notes = [], [], [], []
+    for i, family in enumerate(panel.families):
+        sub = models[models["family"] == family]
+        ok = sub[np.isfinite(sub[metric].astype(float)) & np.isfinite(sub["top1"].astype(float))]
+        if ok.empty:
+            notes.append(f"{family}: no models with {METRIC_SHORT.get(metric, metric)} here")
+            continue
+        x = ok["top1"].to_numpy(float)
+        y = ok[metric].to_numpy(float)
+        color = f"C{i}"
+        ax.scatter(x, y, marker=MARKERS[i % len(MARKERS)], s=36, color=color, label=family)
+        all_x.append(x)
+        all_y.append(y)
+        fit = fit_trend(y, x)  # top-1 regressed on the metric
+        if fit.status == "ok" and fit.slope != 0.0:
+            xx = np.linspace(x.min(), x.max(), 2)
+            lines.append((xx, (xx - fit.intercept) / fit.slope, color))
+            notes.append(f"{family}: R² = {fit.r2:.2f}, RMSE = {fit.rmse:.2f} pp (n={fit.n})")
+        else:
+            notes.append(f"{family}: n={fit.n}, no fit ({fit.status})")
+    if not all_x:
+        _note(ax, "\n".join(notes) or "no models")
+        return
+    xs, ys = np.concatenate(all_x), np.concatenate(all_y)
+    _pad_limits(ax, xs, ys)
+    ax.set_ylim(ax.get_ylim()[0] - 0.25 * np.ptp(ax.get_ylim()), ax.get_ylim()[1])
+    for xx, yy, color in lines:
+        ax.plot(xx, yy, color=color, lw=1.2, alpha=0.8)
+    ax.text(
+        0.02, 0.02, "\n".join(notes), transform=ax.transAxes, fontsize=8, va="bottom",
+        bbox={"boxstyle": "round", "fc": "white", "ec": "0.8", "alpha": 0.9},
+    )  # fmt: skip
+    ax.legend(loc="upper right", fontsize=8)
+
+
+def series_figure(
+    models: pd.DataFrame, panels: Sequence[Panel], *, ncols: int = 2, title: str | None = None
+) -> Figure:
+    """A grid of :func:`draw_trend_panel` panels (about 5.5 × 4.6 inches each)."""
+    nrows = math.ceil(len(panels) / ncols)
+    fig = new_figure(5.5 * ncols, 4.6 * nrows)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    if title:
+        fig.suptitle(title)
+    fig.canvas.draw()  # fix the layout before labels are placed in display coordinates
+    for ax, panel in zip(axes, panels, strict=False):
+        draw_trend_panel(ax, models, panel)
+    fig.canvas.draw()
+    for ax, panel in zip(axes, panels, strict=False):
+        _label_panel(ax, models, panel)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    fig.set_layout_engine("none")  # keep label positions where they were placed
+    return fig
+
+
+def _label_panel(ax: Axes, models: pd.DataFrame, panel: Panel) -> None:
+    if panel.metric not in models.columns:
+        return
+    sub = models[models["family"].isin(panel.families)]
+    ok = sub[np.isfinite(sub[panel.metric].astype(float)) & np.isfinite(sub["top1"].astype(float))]
+    if not ok.empty:
+        names = [short_name(m) for m in ok["model"]]
+        place_labels(ax, ok["top1"].to_numpy(float), ok[panel.metric].to_numpy(float), names)
+
+
+def short_name(model: str) -> str:
+    """The model key without timm's pretrained tag: ``"resnet18.gluon_in1k"`` → ``"resnet18"``."""
+    return model.split(".", 1)[0]
+
+
+def vgg_figure(models: pd.DataFrame) -> Figure:
+    """SDM 2020 VGG figure: log-norm and α̂ against top-1, VGG (circles) and VGG_BN (squares)."""
+    fams = ("VGG", "VGG_BN")
+    panels = [
+        Panel("log_norm", fams, "VGG / VGG_BN: mean log-norm"),
+        Panel("alpha_weighted", fams, "VGG / VGG_BN: weighted alpha α̂"),
+    ]
+    return series_figure(models, panels, title="VGG series (torchvision, ImageNet-1K)")
+
+
+def resnet_figure(models: pd.DataFrame) -> Figure:
+    """ResNet figure: log-norm and α̂ against top-1 for torchvision ResNets and gluon ResNets."""
+    panels = [
+        Panel("log_norm", ("ResNet",), "ResNet (torchvision): mean log-norm"),
+        Panel("alpha_weighted", ("ResNet",), "ResNet (torchvision): weighted alpha α̂"),
+        Panel("log_norm", ("ResNet_gluon",), "ResNet (timm gluon_in1k): mean log-norm"),
+        Panel("alpha_weighted", ("ResNet_gluon",), "ResNet (timm gluon_in1k): weighted alpha α̂"),
+    ]
+    return series_figure(models, panels, title="ResNet series (ImageNet-1K)")
+
+
+def families_figure(
+    models: pd.DataFrame, *, metric: str = "alpha_weighted", min_n: int = MIN_MODELS
+) -> Figure:
+    """One panel per family with at least ``min_n`` models with a finite ``metric``.
+
+    Families with fewer models are listed in a footnote, not drawn.
+    """
+    finite = models[np.isfinite(models.get(metric, pd.Series(np.nan, models.index)).astype(float))]
+    counts = finite.groupby("family", sort=False).size()
+    keep = [f for f, n in counts.items() if n >= min_n]
+    left_out = sorted(set(models["family"]) - set(keep))
+    ncols = min(4, max(len(keep), 1))
+    nrows = max(math.ceil(len(keep) / ncols), 1)
+    fig = new_figure(4.0 * ncols, 3.4 * nrows + 0.6)
+    fig.suptitle(f"{METRIC_LABELS.get(metric, metric)} against top-1, per family")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    if not keep:
+        _note(axes[0], f"no family has {min_n} or more models with {metric}")
+    for ax, family in zip(axes, keep, strict=False):
+        draw_trend_panel(ax, models, Panel(metric, (family,), family))
+        ax.set_ylabel(METRIC_SHORT.get(metric, metric))
+        legend = ax.get_legend()
+        if legend is not None:
+            legend.remove()
+    for ax in axes[len(keep) :]:
+        ax.set_visible(False)
+    if left_out:
+        fig.supxlabel(
+            f"Not drawn (fewer than {min_n} models): " + ", ".join(left_out), fontsize=8, x=0.01,
+            ha="left", wrap=True,
+        )  # fmt: skip
+    return fig
+
+
+def alpha_histogram_figure(
+    alphas: Sequence[float] | np.ndarray,
+    *,
+    n_models: int | None = None,
+    x_range: tuple[float, float] = (1.0, 8.0),
+    bins: int = 70,
+) -> Figure:
+    """Histogram of per-matrix power-law exponents α with 2 and 4 marked.
+
+    Prints the share of finite α strictly inside (2, 4) (the SDM paper reports 70-80 %) and
+    how many values fall outside ``x_range`` (those are counted in the share but not drawn).
+    """
+    a = np.asarray(alphas, dtype=float)
+    a = a[np.isfinite(a)]
+    fig = new_figure(7.0, 4.5)
+    ax = fig.subplots()
+    ax.set_xlabel("power-law exponent α of the ESD tail (dimensionless)")
+    ax.set_ylabel("number of weight matrices")
+    if a.size == 0:
+        _note(ax, "no fitted matrices")
+        return fig
+    lo, hi = x_range
+    inside = a[(a >= lo) & (a <= hi)]
+    n_out = a.size - inside.size
+    share = float(np.mean((a > 2.0) & (a < 4.0)))
+    sns.histplot(inside, bins=np.linspace(lo, hi, bins + 1), ax=ax, color="C0", edgecolor="white")
+    ax.axvspan(2.0, 4.0, color="C2", alpha=0.12, zorder=0)
+    for v in (2.0, 4.0):
+        ax.axvline(v, color="C3", ls="--", lw=1.2)
+    ax.set_xlim(lo, hi)
+    where = f" from {n_models} models" if n_models is not None else ""
+    text = f"{share:.1%} of {a.size} matrices{where} have 2 < α < 4"
+    text += f"\n{n_out} α outside [{lo:g}, {hi:g}] not drawn"
+    if n_out:
+        text += f" (min {a.min():.2f}, max {a.max():.2f})"
+    ax.text(
+        0.98, 0.97, text, transform=ax.transAxes, ha="right", va="top", fontsize=9,
+        bbox={"boxstyle": "round", "fc": "white", "ec": "0.8"},
+    )  # fmt: skip
+    ax.set_title("Per-layer α over all models")
+    return fig
+
+
+def largest_matrix(spectra: pd.DataFrame) -> pd.Series:
+    """The row of the largest matrix (by N·M), preferring rows with ``status == "ok"``."""
+    if spectra.empty:
+        raise ValueError("largest_matrix: empty spectra table")
+    ok = spectra[spectra["status"] == "ok"]
+    pool = ok if not ok.empty else spectra
+    size = pool["N"].astype(float) * pool["M"].astype(float)
+    return pool.loc[size.idxmax()]
+
+
+def esd_figure(spectra: pd.DataFrame, model: str, *, bins: int = 80) -> Figure:
+    """Log-log ESD of the model's largest matrix with its fitted power-law tail.
+
+    The histogram is a density over logarithmically spaced bins of the positive eigenvalues
+    (zeros cannot be drawn on a log axis and are counted in the legend). The tail line is
+    ``p(λ) = (n_tail/n) · (α-1)/xmin · (λ/xmin)^-α`` for ``xmin ≤ λ ≤ λ_max``: the Pareto
+    density of the fit, scaled by the fraction of eigenvalues in the tail so it overlays the
+    density of all eigenvalues.
+    """
+    row = largest_matrix(spectra)
+    evals = np.asarray(row["evals"], dtype=float)
+    pos = evals[evals > 0]
+    fig = new_figure(6.5, 4.6)
+    ax = fig.subplots()
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("eigenvalue λ of WᵀW (squared singular value)")
+    ax.set_ylabel("density p(λ)")
+    slice_ = row.get("slice", "")
+    shape = f"{int(row['N'])}×{int(row['M'])}"
+    ax.set_title(f"{model}: {row['layer']}{'' if pd.isna(slice_) else f' [{slice_}]'} ({shape})")
+    ax.grid(alpha=0.3, which="both")
+    if pos.size < 2 or pos.min() == pos.max():
+        _note(ax, f"{model}: too few distinct positive eigenvalues to draw ({pos.size})")
+        return fig
+    edges = np.geomspace(pos.min(), pos.max() * (1 + 1e-9), bins + 1)
+    n_zero = evals.size - pos.size
+    hist_label = f"ESD, {evals.size} eigenvalues"
+    hist_label += f" ({n_zero} zero, not drawn)" if n_zero else ""
+    ax.hist(pos, bins=edges, density=True, color="C0", alpha=0.6, label=hist_label)
+    alpha, xmin = float(row["alpha"]), float(row["xmin"])
+    if row["status"] == "ok" and np.isfinite(alpha) and np.isfinite(xmin) and xmin > 0:
+        frac = float(row["n_tail"]) / evals.size
+        lam = np.geomspace(xmin, pos.max(), 50)
+        dens = frac * (alpha - 1.0) / xmin * (lam / xmin) ** (-alpha)
+        ax.plot(lam, dens, color="C3", lw=2, label=f"power-law fit, α = {alpha:.2f}")
+        ax.axvline(xmin, color="C3", ls=":", lw=1.2, label=f"xmin = {xmin:.3g}")
+    else:
+        ax.plot([], [], " ", label=f"no power-law fit (status {row['status']})")
+    ax.legend(fontsize=8, loc="lower left")
+    return fig
+
+
+def metrics_comparison_figure(
+    trends_table: pd.DataFrame, *, metrics: Sequence[str] = METRICS
+) -> Figure:
+    """Grouped bars: R² of top-1 against each metric, per family (Nat. Commun. 2021 style).
+
+    Only fitted (``status == "ok"``) family/metric pairs are drawn; families without any fit
+    are listed under the axes.
+    """
+    ok = trends_table[(trends_table["status"] == "ok") & trends_table["metric"].isin(metrics)]
+    families = list(dict.fromkeys(ok["family"]))
+    skipped = [f for f in dict.fromkeys(trends_table["family"]) if f not in families]
+    fig = new_figure(max(7.0, 0.9 * len(families) + 3.0), 5.5)
+    ax = fig.subplots()
+    ax.set_ylabel("R² of linear fit of top-1 on the metric")
+    ax.set_xlabel("architecture family")
+    if ok.empty:
+        _note(ax, "no family has enough models for a fit")
+    else:
+        data = ok.assign(metric=ok["metric"].map(lambda m: METRIC_SHORT.get(m, m)))
+        order = [METRIC_SHORT.get(m, m) for m in metrics if m in set(ok["metric"])]
+        sns.barplot(data=data, x="family", y="r2", hue="metric", hue_order=order, ax=ax)
+        ax.set_ylim(0.0, 1.05)
+        ax.tick_params(axis="x", labelrotation=40)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+        ax.legend(title="metric", fontsize=8, title_fontsize=8, ncols=len(order), loc="upper left")
+        ax.set_ylim(0.0, 1.2)
+        ax.set_yticks(np.linspace(0.0, 1.0, 6))
+    ax.set_title("How well each metric predicts top-1 within a family")
+    if skipped:
+        fig.supxlabel(
+            f"Not fitted (fewer than {MIN_MODELS} models): " + ", ".join(skipped), fontsize=8,
+            x=0.01, ha="left", wrap=True,
+        )  # fmt: skip
+    return fig

@@ -1,0 +1,122 @@
+"""The CUDA path of :func:`htsr.analyze` agrees with the CPU path; without CUDA it falls back.
+
+The GPU tests (marker ``gpu``) are skipped where ``torch.cuda.is_available()`` is false; run them
+on a GPU machine with ``pytest -m gpu tests/test_gpu.py``. The fallback test runs everywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import htsr
+
+HAS_CUDA = torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="torch.cuda.is_available() is False")
+
+#: Random-init torchvision architectures compared on both devices.
+GPU_MODELS = ("resnet18", "vgg11", "vit_b_16")
+CONVENTIONS = ("paper", "ww")
+#: Columns that identify a row; they must match exactly between devices.
+KEY_COLUMNS = ["layer", "layer_type", "slice", "N", "M", "num_evals", "status"]
+ALPHA_ATOL = 0.01
+NORM_RTOL = 1e-4
+
+
+def _random_model(name: str) -> nn.Module:
+    """A torchvision architecture with seeded random weights (no download)."""
+    import torchvision
+
+    torch.manual_seed(0)
+    return torchvision.models.get_model(name, weights=None).eval()
+
+
+@pytest.fixture(scope="module")
+def tables() -> dict[tuple[str, str, str], pd.DataFrame]:
+    """``analyze`` tables keyed by (model, convention, device), computed once per module."""
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    out: dict[tuple[str, str, str], pd.DataFrame] = {}
+    for name in GPU_MODELS:
+        model = _random_model(name)
+        for convention in CONVENTIONS:
+            for device in ("cpu", "cuda"):
+                out[name, convention, device] = htsr.analyze(model, convention, device=device)
+    return out
+
+
+def _assert_same_analysis(cpu: pd.DataFrame, gpu: pd.DataFrame, what: str) -> None:
+    """Same rows and statuses; α within ALPHA_ATOL; λmax and log-norm within NORM_RTOL."""
+    assert len(cpu) > 0, f"{what}: analyze returned no rows"
+    pd.testing.assert_frame_equal(
+        cpu[KEY_COLUMNS].reset_index(drop=True),
+        gpu[KEY_COLUMNS].reset_index(drop=True),
+        obj=f"{what} row keys",
+    )
+    ok = (cpu["status"] == "ok").to_numpy()
+    assert ok.any(), f"{what}: no row has status ok"
+    a_cpu, a_gpu = cpu["alpha"].to_numpy()[ok], gpu["alpha"].to_numpy()[ok]
+    worst = np.nanmax(np.abs(a_cpu - a_gpu))
+    assert np.array_equal(np.isnan(a_cpu), np.isnan(a_gpu)), f"{what}: alpha NaN pattern differs"
+    assert worst <= ALPHA_ATOL, f"{what}: alpha differs by up to {worst:.4g} (> {ALPHA_ATOL})"
+    for col in ("lambda_max", "log_norm"):
+        np.testing.assert_allclose(
+            gpu[col].to_numpy()[ok],
+            cpu[col].to_numpy()[ok],
+            rtol=NORM_RTOL,
+            atol=0,
+            err_msg=f"{what}: {col} cuda vs cpu",
+        )
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("name", GPU_MODELS)
+def test_cuda_matches_cpu(
+    tables: dict[tuple[str, str, str], pd.DataFrame], name: str, convention: str
+) -> None:
+    _assert_same_analysis(
+        tables[name, convention, "cpu"],
+        tables[name, convention, "cuda"],
+        f"{name} ({convention}, random init)",
+    )
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_summary_matches_cpu(tables: dict[tuple[str, str, str], pd.DataFrame]) -> None:
+    """Model-level α̂ and log-norm, the numbers the study regresses, agree across devices."""
+    for (name, convention, device), table in tables.items():
+        if device != "cuda":
+            continue
+        cpu = htsr.summarize(tables[name, convention, "cpu"])
+        gpu = htsr.summarize(table)
+        assert cpu["n_matrices"] == gpu["n_matrices"], f"{name} ({convention})"
+        for metric in ("alpha_weighted", "log_norm"):
+            assert gpu[metric] == pytest.approx(cpu[metric], rel=1e-3), (
+                f"{name} ({convention}): {metric} cuda {gpu[metric]} vs cpu {cpu[metric]}"
+            )
+
+
+def _small_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(120, 100), nn.ReLU(), nn.Linear(100, 80))
+
+
+def test_cuda_request_without_gpu_warns_and_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asking for cuda where there is none warns (naming the device) and computes on the CPU.
+
+    On a machine with a GPU, CUDA is hidden from torch for this test only, so the same
+    fallback path runs everywhere.
+    """
+    if HAS_CUDA:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model = _small_model()
+    with pytest.warns(RuntimeWarning, match=r"cuda.*not available.*cpu"):
+        fallback = htsr.analyze(model, device="cuda")
+    reference = htsr.analyze(model, device="cpu")
+    assert list(fallback["status"]) == ["ok", "ok"], fallback[["layer", "status"]]
+    pd.testing.assert_frame_equal(fallback, reference)

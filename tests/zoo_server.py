@@ -1,0 +1,286 @@
+"""A loopback stand-in for the weight servers, so downloads run their real code path offline.
+
+Two functions (used by the zoo tests and the pipeline's end-to-end test):
+
+``make_weight_files(rows, root) -> dict[model, Path]``
+    Builds each row's architecture with random weights (``torch.manual_seed(0)``) and saves them
+    in the format its source serves:
+
+    * torch.hub-style rows (torchvision, and timm rows with a ``url``) -> ``torch.save(state_dict)``
+      as ``{root}/models/{stem}-{sha8}.pth``, where ``stem`` is the real file's name without its
+      hash and ``sha8`` the first 8 hex digits of *this* file's sha256, so the torch.hub hash
+      check in ``htsr.zoo`` runs unmodified. Point a row at it with :func:`served_table`.
+    * timm hub rows -> ``safetensors.torch.save_file`` as
+      ``{root}/hf/{org}/{repo}/model.safetensors`` (the repository timm names, e.g.
+      ``timm/mobilenetv2_050.lamb_in1k``).
+
+``serve_zoo(files, *, faults=None)`` (context manager)
+    Serves those files on ``http://127.0.0.1:<ephemeral port>`` (a ``ThreadingHTTPServer`` in a
+    thread, stopped when the context exits) and yields the base URL, to be passed both as
+    ``torchvision_base_url`` and as ``hf_endpoint``:
+
+    * ``GET /{name}.pth``: torch.hub-style files;
+    * ``GET /api/models/{org}/{repo}[/revision/{rev}]``: the hub's model-info JSON, with each
+      file's LFS ``sha256`` and ``size`` and the commit ``sha``;
+    * ``HEAD|GET /{org}/{repo}/resolve/{rev}/{file}``: the file, with the headers
+      ``huggingface_hub`` reads (``X-Repo-Commit``, ``ETag``/``X-Linked-Etag`` = sha256,
+      ``X-Linked-Size``, ``Content-Length``) and no Xet headers, so it downloads over plain HTTP.
+      ``rev`` is ``main`` or the repository's commit (a fixed fake hash).
+
+    ``faults`` maps a model key (or a request path) to a fault; the dict is read on every
+    request, so a test can change it while the server runs (e.g. ``faults.clear()`` to "fix" the
+    server):
+
+    * ``"corrupt"``: the file's bytes arrive with one byte flipped (headers and model info
+      still describe the good file);
+    * ``"error_once"``: the first GET of the file answers HTTP 500, later ones succeed;
+    * ``"error"``: every request for the model answers HTTP 500.
+
+    The yielded value is a ``str`` (the base URL) with two extra attributes: ``requests``, the
+    list of ``(method, path, status, model)`` served so far, and ``downloads(model)``, how many
+    times the model's file body was sent (GET answered 200).
+
+``served_table(rows, files)`` returns a copy of ``rows`` whose torch.hub-style rows point
+(``url`` column, a bare file name) at the served files, so a model table written from it works
+for any port.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from htsr import zoo
+
+__all__ = ["make_weight_files", "serve_zoo", "served_table"]
+
+_HASH_SUFFIX = re.compile(r"-[a-f0-9]+$")
+
+
+def _rows(rows: pd.DataFrame | list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    if isinstance(rows, pd.DataFrame):
+        return [r for _, r in rows.iterrows()]
+    return list(rows)
+
+
+def _is_hub_row(row: Mapping[str, Any]) -> bool:
+    return row["source"] == "timm" and not zoo._cell(row, "url")
+
+
+def make_weight_files(
+    rows: pd.DataFrame | list[Mapping[str, Any]], root: str | Path
+) -> dict[str, Path]:
+    """Random-init weight files for ``rows`` under ``root``, in each source's format."""
+    import safetensors.torch
+    import torch
+
+    root = Path(root)
+    files: dict[str, Path] = {}
+    for row in _rows(rows):
+        torch.manual_seed(0)
+        state = {k: v.contiguous() for k, v in zoo.build_model(row).state_dict().items()}
+        if _is_hub_row(row):
+            repo_id = zoo.weights_source(row).repo_id
+            path = root / "hf" / repo_id / zoo.HF_WEIGHTS_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)
+            safetensors.torch.save_file(state, path)
+        else:
+            real = zoo.weights_url(row).rsplit("/", 1)[-1]
+            stem = _HASH_SUFFIX.sub("", real.split(".", 1)[0])
+            tmp = root / "models" / f"{row['model']}.tmp"
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(state, tmp)
+            sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
+            path = tmp.with_name(f"{stem}-{sha[:8]}.pth")
+            tmp.replace(path)
+        files[str(row["model"])] = path
+    return files
+
+
+def served_table(
+    rows: pd.DataFrame | list[Mapping[str, Any]], files: Mapping[str, Path]
+) -> pd.DataFrame:
+    """Copy of ``rows`` with torch.hub-style rows' ``url`` set to their served file's name."""
+    table = pd.DataFrame([dict(r) for r in _rows(rows)])
+    if "url" not in table.columns:
+        table["url"] = ""
+    for i, row in table.iterrows():
+        path = files[str(row["model"])]
+        if path.parent.name == "models":
+            table.at[i, "url"] = path.name
+    return table
+
+
+class _Zoo:
+    """What the server serves, by URL path, plus the request log."""
+
+    def __init__(self, files: Mapping[str, Path], faults: dict[str, str]) -> None:
+        self.faults = faults
+        self.requests: list[tuple[str, str, int, str]] = []
+        self.lock = threading.Lock()
+        self.plain: dict[str, tuple[str, Path]] = {}  # file name -> (model, path)
+        self.repos: dict[str, dict[str, Any]] = {}  # repo id -> model, path, sha256, commit
+        self.errored: set[str] = set()
+        for model, path in files.items():
+            path = Path(path)
+            if path.parent.name == "models":
+                self.plain[path.name] = (model, path)
+            else:
+                repo_id = f"{path.parent.parent.name}/{path.parent.name}"
+                sha = hashlib.sha256(path.read_bytes()).hexdigest()
+                commit = hashlib.sha1(f"{repo_id}:{sha}".encode()).hexdigest()
+                self.repos[repo_id] = {"model": model, "path": path, "sha": sha, "commit": commit}
+
+    def fault(self, model: str, path: str) -> str:
+        return self.faults.get(path) or self.faults.get(model) or ""
+
+    def downloads(self, model: str) -> int:
+        with self.lock:
+            return sum(
+                1 for m, p, s, mod in self.requests if mod == model and m == "GET" and s == 200
+            )
+
+
+class _ServedZoo(str):
+    """The base URL, plus the server's request log."""
+
+    requests: list[tuple[str, str, int, str]]
+    _zoo: _Zoo
+
+    def downloads(self, model: str) -> int:
+        return self._zoo.downloads(model)
+
+
+def _handler(state: _Zoo) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+            pass
+
+        def _send(
+            self, status: int, body: bytes = b"", headers: dict[str, str] | None = None
+        ) -> None:
+            self.send_response(status)
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _record(self, status: int, model: str) -> None:
+            with state.lock:
+                state.requests.append((self.command, self.path, status, model))
+
+        def _file(self, model: str, path: Path, extra: dict[str, str]) -> None:
+            fault = state.fault(model, self.path)
+            if fault == "error_once" and self.command == "GET" and model not in state.errored:
+                state.errored.add(model)
+                self._record(500, model)
+                return self._send(500, b"injected server error")
+            data = path.read_bytes()
+            if fault == "corrupt" and self.command == "GET":
+                data = bytes([data[0] ^ 0xFF]) + data[1:]
+            self._record(200, model)
+            self._send(200, data, {"Content-Type": "application/octet-stream", **extra})
+
+        def _hub(self, parts: list[str]) -> None:
+            if parts[0] == "api":  # api/models/{org}/{repo}[/revision/{rev}]
+                repo_id, rev = "/".join(parts[2:4]), parts[5] if len(parts) > 5 else "main"
+            else:  # {org}/{repo}/resolve/{rev}/{file}
+                repo_id, rev = "/".join(parts[:2]), parts[3]
+            repo = state.repos.get(repo_id)
+            if repo is None:
+                self._record(404, "")
+                return self._send(404, b"repo not found", {"X-Error-Code": "RepoNotFound"})
+            model = repo["model"]
+            if state.fault(model, self.path) == "error":
+                self._record(500, model)
+                return self._send(500, b"injected server error")
+            if rev not in ("main", repo["commit"]):
+                self._record(404, model)
+                return self._send(404, b"no such revision", {"X-Error-Code": "RevisionNotFound"})
+            size = repo["path"].stat().st_size
+            if parts[0] == "api":
+                info = {
+                    "id": repo_id,
+                    "modelId": repo_id,
+                    "sha": repo["commit"],
+                    "private": False,
+                    "siblings": [
+                        {
+                            "rfilename": repo["path"].name,
+                            "size": size,
+                            "blobId": hashlib.sha1(repo["sha"].encode()).hexdigest(),
+                            "lfs": {"sha256": repo["sha"], "size": size, "pointerSize": 135},
+                        }
+                    ],
+                }
+                self._record(200, model)
+                return self._send(200, json.dumps(info).encode(), {"Content-Type": "application/json"})
+            if "/".join(parts[4:]) != repo["path"].name:
+                self._record(404, model)
+                headers = {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": repo["commit"]}
+                return self._send(404, b"entry not found", headers)
+            headers = {
+                "X-Repo-Commit": repo["commit"],
+                "ETag": f'"{repo["sha"]}"',
+                "X-Linked-Etag": f'"{repo["sha"]}"',
+                "X-Linked-Size": str(size),
+            }
+            self._file(model, repo["path"], headers)
+
+        def _route(self) -> None:
+            path = self.path.split("?", 1)[0]
+            parts = [p for p in path.split("/") if p]
+            if len(parts) == 1 and parts[0] in state.plain:
+                model, file = state.plain[parts[0]]
+                if state.fault(model, self.path) == "error":
+                    self._record(500, model)
+                    return self._send(500, b"injected server error")
+                return self._file(model, file, {})
+            if (parts[:2] == ["api", "models"] and len(parts) in (4, 6)) or (
+                len(parts) >= 5 and parts[2] == "resolve"
+            ):
+                return self._hub(parts)
+            self._record(404, "")
+            self._send(404, b"not found")
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self._route()
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self._route()
+
+    return Handler
+
+
+@contextmanager
+def serve_zoo(
+    files: Mapping[str, Path], *, faults: dict[str, str] | None = None
+) -> Iterator[_ServedZoo]:
+    """Serve ``files`` (from :func:`make_weight_files`) on 127.0.0.1; yield the base URL."""
+    state = _Zoo(files, faults if faults is not None else {})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="zoo-server", daemon=True)
+    thread.start()
+    base = _ServedZoo(f"http://127.0.0.1:{server.server_address[1]}")
+    base.requests = state.requests
+    base._zoo = state
+    try:
+        yield base
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -1,0 +1,25 @@
+# Runs in the spectra environment: the package versions it records (torch, torchvision, timm)
+# are those of the environment that computed the spectra.
+rule provenance:
+    input:
+        weights=[weights_file(model) for model in MODELS.index],
+        models="results/models.tsv",
+    output:
+        report(
+            "results/provenance.json",
+            caption="../report/provenance.rst",
+            category="Provenance",
+        ),
+    log:
+        "logs/provenance.log",
+    conda:
+        "../../envs/spectra.yaml"
+    threads: 1
+    resources:
+        mem_mb=analysis_mem_mb,
+        runtime=provenance_runtime,
+    params:
+        weights={model: weights_file(model) for model in MODELS.index},
+        repo=workflow.basedir,
+    script:
+        "../../scripts/provenance.py"

@@ -1,6 +1,7 @@
 # htsr: heavy-tailed self-regularization metrics of pretrained ImageNet models, regressed on
 # their published top-1 accuracy (Martin & Mahoney, SDM 2020; Nat. Commun. 2021).
-# `snakemake --cores N` runs everything; `snakemake --report results/report.html` builds the report.
+# `snakemake --cores N` runs everything (docs/pipeline.md);
+# `snakemake --report results/report.html` then builds the report.
 import re
 
 from snakemake.utils import min_version, validate

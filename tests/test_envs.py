@@ -163,7 +163,11 @@ def _htsr_module_of(name: str) -> str | None:
     if _module_file(name) is not None:
         return name
     parent, _, attr = name.rpartition(".")
-    if parent and _module_file(parent) is not None:
+    parent_file = _module_file(parent) if parent else None
+    if parent_file is not None and parent_file.name != "__init__.py":
+        return parent  # a name defined in (or imported into) that module: scan the module
+    if parent_file is not None:
+        # A package's lazy re-export (htsr.analyze): the defining module says where it lives.
         obj = getattr(importlib.import_module(parent), attr, None)
         module = getattr(obj, "__module__", None)
         if isinstance(module, str) and module.split(".")[0] == "htsr":
@@ -196,9 +200,14 @@ def third_party_imports(script: Path) -> dict[str, str]:
     return needed
 
 
+@cache
+def _packages_distributions() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
 def distributions_of(module: str) -> set[str]:
     """Normalized distribution names that provide a top-level module (from installed metadata)."""
-    return {normalize(d) for d in importlib.metadata.packages_distributions().get(module, [])}
+    return {normalize(d) for d in _packages_distributions().get(module, [])}
 
 
 # --------------------------------------------------------------------------- tests

@@ -385,3 +385,54 @@ def test_truncated_mle_nan_outside_domain() -> None:
 def test_case_table_is_consistent() -> None:
     assert len(CASES_BY_NAME) == len(CASES)
     assert LIVE_NAMES, "at least one case must be checked live"
+
+
+# ---------------------------------------------------------------- CUDA tensors
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(
+    "name", ["pareto_a2_n5000", "rounded_a2.5_n500", "bulk_tail_a4_n1000", "student_t_df3_400x1000"]
+)
+def test_cuda_tensor_input_matches_numpy(name: str) -> None:
+    """A CUDA tensor runs the KS matrix on its device; the fit is the numpy fit."""
+    import torch
+
+    x = make_spectrum(CASES_BY_NAME[name])
+    xc = torch.from_numpy(x).cuda()
+    for cpu, gpu in [
+        (fit_power_law(x), fit_power_law(xc)),
+        (fit_power_law(x, xmax=float(x.max())), fit_power_law(xc, xmax=float(x.max()))),
+        (fit_power_law_ww(x), fit_power_law_ww(xc)),
+    ]:
+        assert gpu.status == cpu.status == "ok"
+        assert gpu.xmin == cpu.xmin and gpu.n_tail == cpu.n_tail
+        assert gpu.alpha == pytest.approx(cpu.alpha, abs=1e-12)
+        assert gpu.D == pytest.approx(cpu.D, abs=1e-12)
+
+
+@pytest.mark.parametrize("alpha_range", [(1.0, 2.5), (2.0, 10.0), (1.0, 3.0)])
+@pytest.mark.parametrize("name", ["pareto_a2_n200", "pareto_a6_n200", "student_t_df1.5_300x600"])
+def test_custom_alpha_range_matches_powerlaw_2(
+    spectra: dict[str, np.ndarray], name: str, alpha_range: tuple[float, float]
+) -> None:
+    powerlaw = pytest.importorskip("powerlaw")
+    x = spectra[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = powerlaw.Fit(x, parameter_ranges={"alpha": list(alpha_range)}, verbose=0)
+    ours = fit_power_law(x, alpha_range=alpha_range)
+    if ref.noise_flag:  # powerlaw found no valid xmin and returns an arbitrary one
+        assert ours.status == "no_valid_xmin"
+        return
+    stored = {"alpha": ref.alpha, "xmin": ref.xmin, "D": ref.D, "n_tail": ref.n_tail}
+    _assert_matches(ours, {**stored, "sigma": ref.sigma}, f"{name} {alpha_range}")

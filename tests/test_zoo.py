@@ -111,6 +111,8 @@ def _write_table(tmp_path: Path, edit: dict[int, dict[str, str]]) -> Path:
     header, body = rows[0], [dict(zip(rows[0], r, strict=True)) for r in rows[1:4]]
     for i, cells in edit.items():
         body[i].update(cells)
+        header += [c for c in cells if c not in header]
+    body = [{c: r.get(c, "") for c in header} for r in body]
     path = tmp_path / "models.tsv"
     with open(path, "w", newline="") as f:
         writer = csv.writer(f, delimiter="\t", lineterminator="\n")
@@ -132,7 +134,7 @@ def _write_table(tmp_path: Path, edit: dict[int, dict[str, str]]) -> Path:
         ({"top1": "100.5"}, r"top1 = 100.5 is outside \(0, 100\]"),
         ({"set": "Core"}, "unknown set 'Core'"),
         ({"sha256": "abc"}, "sha256 must be 64"),
-        ({"url": "some/dir/file.pth"}, "absolute URL"),
+        ({"url": "some/dir/file.pth"}, "url 'some/dir/file.pth' must be an absolute URL"),
     ],
 )
 def test_bad_rows_are_named_by_line_and_model(

@@ -63,7 +63,7 @@ from htsr import zoo
 
 __all__ = ["make_weight_files", "serve_zoo", "served_table"]
 
-_HASH_SUFFIX = re.compile(r"-[a-f0-9]+$")
+_HASH_AND_SUFFIX = re.compile(r"(-[a-f0-9]+)?\.[A-Za-z]+$")
 
 
 def _rows(rows: pd.DataFrame | list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -94,8 +94,8 @@ def make_weight_files(
             path.parent.mkdir(parents=True, exist_ok=True)
             safetensors.torch.save_file(state, path)
         else:
-            real = zoo.weights_url(row).rsplit("/", 1)[-1]
-            stem = _HASH_SUFFIX.sub("", real.split(".", 1)[0])
+            real = zoo.weights_url(row).rsplit("/", 1)[-1]  # e.g. shufflenetv2_x0.5-f707e7126e.pth
+            stem = _HASH_AND_SUFFIX.sub("", real)
             tmp = root / "models" / f"{row['model']}.tmp"
             tmp.parent.mkdir(parents=True, exist_ok=True)
             torch.save(state, tmp)
@@ -146,7 +146,9 @@ class _Zoo:
     def downloads(self, model: str) -> int:
         with self.lock:
             return sum(
-                1 for m, p, s, mod in self.requests if mod == model and m == "GET" and s == 200
+                1
+                for m, p, s, mod in self.requests
+                if mod == model and m == "GET" and s == 200 and not p.startswith("/api/")
             )
 
 
@@ -227,7 +229,9 @@ def _handler(state: _Zoo) -> type[BaseHTTPRequestHandler]:
                     ],
                 }
                 self._record(200, model)
-                return self._send(200, json.dumps(info).encode(), {"Content-Type": "application/json"})
+                return self._send(
+                    200, json.dumps(info).encode(), {"Content-Type": "application/json"}
+                )
             if "/".join(parts[4:]) != repo["path"].name:
                 self._record(404, model)
                 headers = {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": repo["commit"]}

@@ -15,7 +15,8 @@ between the fitted and the empirical CDF of the tail. Three conventions are repr
 Everything is vectorised over the candidate ``xmin`` values: the MLE from suffix sums of
 ``ln x``, the KS distance as a chunked (candidate x data point) matrix whose chunks stay under
 :data:`CHUNK_ELEMENTS` float64 elements. All arithmetic is float64 (float32/float16 input is
-upcast first). See ``docs/fit.md`` for the exact semantics and where the conventions differ.
+upcast first); for a CUDA torch tensor the KS matrix is computed with torch on its device.
+See ``docs/fit.md`` for the exact semantics and where the conventions differ.
 """
 
 from __future__ import annotations
@@ -90,8 +91,14 @@ def _failed(status: str, n: int, xmax: float | None) -> PowerLawFit:
     return PowerLawFit(nan, nan, xmax, nan, 0, nan, n, status)
 
 
+def _cuda_device(evals: Any) -> Any:
+    """The device of a CUDA torch tensor, else None (without importing torch)."""
+    device = getattr(evals, "device", None)
+    return device if getattr(device, "type", None) == "cuda" else None
+
+
 def _as_float64(evals: Any) -> FloatArray:
-    """Return ``evals`` as a 1-D float64 numpy array (torch tensors are moved to the CPU)."""
+    """Return ``evals`` as a 1-D float64 numpy array (torch tensors are copied to the CPU)."""
     if hasattr(evals, "detach") and hasattr(evals, "cpu"):  # torch.Tensor, without importing torch
         import torch
 
@@ -214,6 +221,7 @@ def _ks_distances(
     alpha: FloatArray,
     n_tail: FloatArray,
     log_xmax: float | None,
+    device: Any = None,
 ) -> FloatArray:
     """KS distance of every candidate: ``D_c = max_{k >= cand_c} |T_c(b_k) - E_c(b_k)|``.
 
@@ -221,12 +229,17 @@ def _ks_distances(
     denominator is 1 when ``log_xmax`` is None) and ``E_c(b_k) = (counts_below[k] -
     counts_below[cand_c]) / n_tail_c`` is the fraction of the tail strictly below ``b_k``.
     Evaluated in row blocks of at most :data:`CHUNK_ELEMENTS` elements; only columns ``k >=
-    cand`` of each block are formed.
+    cand`` of each block are formed. ``device``: a CUDA ``torch.device`` to compute on (float64).
     """
+    if device is not None:
+        return _ks_distances_torch(log_bins, counts_below, cand, alpha, n_tail, log_xmax, device)
     n_cand = cand.size
     n_bins = log_bins.size
     out = np.empty(n_cand, dtype=np.float64)
     counts = counts_below.astype(np.float64)
+    size = min(CHUNK_ELEMENTS, n_cand * n_bins)
+    buf_t = np.empty(max(size, n_bins))  # reused for every block: no page faults per block
+    buf_e = np.empty_like(buf_t)
     start = 0
     while start < n_cand:
         first_col = int(cand[start])
@@ -234,24 +247,69 @@ def _ks_distances(
         rows = max(1, min(n_cand - start, CHUNK_ELEMENTS // max(width, 1)))
         stop = start + rows
         c = cand[start:stop]
-        a1 = (1.0 - alpha[start:stop])[:, None]
+        # alpha = inf (a tail of equal values): 0 * -inf must give T = 0, not NaN
+        a1 = np.maximum(1.0 - alpha[start:stop], -1e300)[:, None]
         lx = log_bins[c][:, None]
-        block = log_bins[None, first_col:] - lx  # ln(b_k / xmin_c)
-        np.multiply(block, a1, out=block)
+        t = buf_t[: rows * width].reshape(rows, width)
+        e = buf_e[: rows * width].reshape(rows, width)
+        # k < cand lies outside the tail: clipping ln(b_k/xmin) and the count difference at 0
+        # makes T = E = 0 there (inside the tail both are >= 0 already)
+        np.subtract(log_bins[None, first_col:], lx, out=t)
+        np.maximum(t, 0.0, out=t)
+        np.multiply(t, a1, out=t)
         with np.errstate(over="ignore", invalid="ignore"):
-            np.expm1(block, out=block)
-            np.negative(block, out=block)  # T = 1 - (b/xmin)**(1-alpha)
+            np.expm1(t, out=t)  # -T * norm, T = 1 - (b/xmin)**(1-alpha)
             if log_xmax is not None:
-                norm = -np.expm1((log_xmax - lx) * a1)
-                np.divide(block, norm, out=block)
-        emp = (counts[None, first_col:] - counts[c][:, None]) / n_tail[start:stop, None]
-        np.subtract(block, emp, out=block)
-        np.abs(block, out=block)
-        cols = np.arange(first_col, n_bins)
-        block[cols[None, :] < c[:, None]] = 0.0  # k < cand: outside the tail
-        out[start:stop] = np.max(block, axis=1)
+                np.divide(t, -np.expm1((log_xmax - lx) * a1), out=t)  # -T
+        np.subtract(counts[None, first_col:], counts[c][:, None], out=e)
+        np.maximum(e, 0.0, out=e)
+        np.divide(e, n_tail[start:stop, None], out=e)  # E
+        np.add(t, e, out=t)  # E - T
+        np.abs(t, out=t)
+        np.max(t, axis=1, out=out[start:stop])
         start = stop
     return out
+
+
+def _ks_distances_torch(
+    log_bins: FloatArray,
+    counts_below: IntArray,
+    cand: IntArray,
+    alpha: FloatArray,
+    n_tail: FloatArray,
+    log_xmax: float | None,
+    device: Any,
+) -> FloatArray:
+    """:func:`_ks_distances` computed with torch (float64) on ``device``, same blocks."""
+    import torch
+
+    def put(a: np.ndarray) -> Any:
+        return torch.as_tensor(np.ascontiguousarray(a), device=device)
+
+    lb = put(log_bins)
+    counts = put(counts_below.astype(np.float64))
+    cand_t = put(cand)
+    a1_all = put(np.maximum(1.0 - alpha, -1e300))
+    nt_all = put(n_tail)
+    n_cand, n_bins = cand.size, log_bins.size
+    out = torch.empty(n_cand, dtype=torch.float64, device=device)
+    start = 0
+    while start < n_cand:
+        first_col = int(cand[start])
+        width = n_bins - first_col
+        rows = max(1, min(n_cand - start, CHUNK_ELEMENTS // max(width, 1)))
+        stop = start + rows
+        c = cand_t[start:stop]
+        a1 = a1_all[start:stop, None]
+        lx = lb[c][:, None]
+        t = (lb[None, first_col:] - lx).clamp_(min=0.0).mul_(a1).expm1_()
+        if log_xmax is not None:
+            t.div_(-torch.expm1((log_xmax - lx) * a1))
+        e = (counts[None, first_col:] - counts[c][:, None]).clamp_(min=0.0)
+        e.div_(nt_all[start:stop, None])
+        out[start:stop] = t.add_(e).abs_().amax(dim=1)
+        start = stop
+    return out.cpu().numpy()
 
 
 def fit_power_law(
@@ -264,7 +322,8 @@ def fit_power_law(
 ) -> PowerLawFit:
     """Fit ``p(x) ∝ x**-alpha`` to the tail ``x >= xmin`` of eigenvalues (Clauset et al. 2009).
 
-    ``evals`` (numpy or torch, 1-D; upcast to float64, torch moved to the CPU) are
+    ``evals`` (numpy or torch, 1-D; upcast to float64; the KS matrix of a CUDA tensor is
+    computed on its device, everything else on the CPU) are
     filtered to finite values ``> 0`` (powerlaw drops non-positive values only when an exact
     0 is present; here always). Candidate ``xmin`` are distinct eigenvalues; for each,
     ``alpha`` is the MLE on the tail and ``D = max_k |T(b_k) - E(b_k)|`` over the distinct tail
@@ -281,8 +340,9 @@ def fit_power_law(
         [1, 100]})`` of powerlaw 2.0.0: candidates are the distinct values except the two
         largest (powerlaw 2.0 excludes ``max`` from its xmin range *and* then drops the last
         unique value), ``alpha = 1 + n/sum(ln(x/xmin))``, ``T(x) = 1 - (x/xmin)**(1-alpha)``,
-        and a candidate is valid when ``alpha_range[0] + 0.01 <= alpha <= alpha_range[1] -
-        0.01`` (powerlaw flags fits within 0.01 of a bound as noise).
+        and a candidate is valid when ``alpha_range[0] < alpha < alpha_range[1]`` and, for
+        ``alpha`` outside ``(1.5, 3]`` (where powerlaw refits numerically), not within 0.01 of
+        a bound (powerlaw flags such fits as noise).
         ``float``: data restricted to ``x <= xmax``; reproduces ``powerlaw.Fit(evals,
         xmax=xmax)`` of powerlaw 1.4.6: candidates are the distinct values except the largest,
         ``alpha`` as above (1.4.6's likelihood uses the *untruncated* normaliser, so its
@@ -314,6 +374,7 @@ def fit_power_law(
         xmax = float(xmax)
         if not math.isfinite(xmax) or xmax <= 0:
             raise ValueError(f"fit_power_law: xmax must be a finite positive number, got {xmax}")
+    device = _cuda_device(evals)
     x, status, n = _prepare(evals, 0.0)
     if x is None:
         return _failed(status, n, xmax)
@@ -345,7 +406,11 @@ def fit_power_law(
 
     if xmax is None:
         lo, hi = alpha_range
-        valid = (alpha > lo) & (alpha < hi) & ~(alpha - 0.01 < lo) & ~(alpha + 0.01 > hi)
+        # powerlaw 2.0 refits numerically outside (1.5, 3] and there flags alphas within 0.01
+        # of a bound as noise; inside (1.5, 3] it keeps the closed form and checks the range only
+        numerical = ~((alpha > 1.5) & (alpha <= 3.0))
+        near_bound = numerical & ((alpha - 0.01 < lo) | (alpha + 0.01 > hi))
+        valid = (alpha > lo) & (alpha < hi) & ~near_bound
     else:
         valid = alpha > 1.0
     valid &= np.isfinite(alpha)
@@ -355,10 +420,8 @@ def fit_power_law(
     cand_v = cand[valid]
     alpha_v = alpha[valid]
     n_tail_v = n_tail[valid]
-    D = _ks_distances(
-        log_u, first.astype(np.int64), cand_v, alpha_v, n_tail_v,
-        None if xmax is None else math.log(xmax),
-    )  # fmt: skip
+    log_xmax = None if xmax is None else math.log(xmax)
+    D = _ks_distances(log_u, first.astype(np.int64), cand_v, alpha_v, n_tail_v, log_xmax, device)
     best = int(np.argmin(D))
     a = float(alpha_v[best])
     nt = int(n_tail_v[best])
@@ -393,8 +456,10 @@ def fit_power_law_ww(
       ``alpha_i <= 1``), ``xmin`` = first argmin of ``D``.
     * ``N < small_n_cutoff`` ("SMALL N PL FIT"): only tails with ``n_i >= small_n_k_min`` and
       ``s_i = sum ln(x_j/x_i) > 1e-12``; bias-corrected ``alpha_i = 1 + (n_i - 1)/s_i``;
-      ``D_i`` as above; ``xmin`` minimises ``J_i = D_i - 0.868/sqrt(n_i)``. If no candidate
-      qualifies, the whole sample is the tail (``i = 0``).
+      ``D_i`` as above (``D_i = 1`` for the others); ``xmin`` = first argmin of ``D``. (WWFit's
+      small-N routine picks the argmin of ``J_i = D_i - 0.868/sqrt(n_i)``, but
+      ``WWFit.__init__`` then overwrites that choice with ``argmin(D)``, so ``J`` has no
+      effect in 0.7.7.) If no candidate qualifies, the whole sample is the tail (``i = 0``).
 
     Parameters
     ----------
@@ -411,8 +476,11 @@ def fit_power_law_ww(
     Returns
     -------
     PowerLawFit
-        ``xmax`` is None (untruncated); ``sigma = (alpha - 1)/sqrt(n_tail)``.
+        ``xmax`` is None (untruncated); ``sigma = (alpha - 1)/sqrt(n_tail)`` (WWFit's small-N
+        fallback reports ``-1/sqrt(N)`` there, a bug we do not copy). A CUDA tensor input runs
+        the KS matrix on its device.
     """
+    device = _cuda_device(evals)
     x, status, n = _prepare(evals, evals_thresh)
     if x is None:
         return _failed(status, n, None)
@@ -422,6 +490,7 @@ def fit_power_law_ww(
     idx = np.arange(N - 1, dtype=np.int64)
     n_tail = (N - idx).astype(np.float64)
     s = suffix[idx] - n_tail * log_x[idx]
+    s[x[idx] == x[-1]] = 0.0  # tails of equal values: exactly 0, so alpha = inf as in WWFit
     counts = np.arange(N, dtype=np.int64)
 
     if N >= small_n_cutoff:
@@ -437,7 +506,7 @@ def fit_power_law_ww(
             use[0] = bool(alpha[0] > 1.0)
     D = np.ones(N - 1)  # WWFit's initial value for skipped candidates
     if np.any(use):
-        D[use] = _ks_distances(log_x, counts, idx[use], alpha[use], n_tail[use], None)
+        D[use] = _ks_distances(log_x, counts, idx[use], alpha[use], n_tail[use], None, device)
     best = int(np.argmin(D))  # WWFit.__init__ picks argmin(D) in both branches (J is unused)
     a = float(alpha[best])
     nt = int(n_tail[best])

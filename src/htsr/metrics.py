@@ -148,30 +148,39 @@ def _empty_row(stack: MatrixStack, label: str, status: str) -> dict[str, Any]:
 
 
 def _fit(evals: np.ndarray, fit: str) -> Any:
-    """Run the configured power-law fit of ``htsr.fit`` on the eigenvalues."""
+    """Run the configured power-law fit of :mod:`htsr.fit` on the eigenvalues.
+
+    ``ww``: ``fit_power_law_ww`` (drops λ ≤ 1e-5 itself); ``truncated``: ``fit_power_law`` on
+    ``[xmin, λmax]``; ``untruncated``: ``fit_power_law`` with ``xmax=None``.
+    """
     from htsr import fit as fitmod
 
     if fit == "ww":
-        return fitmod.fit_power_law_ww(evals[evals > WW_EVALS_THRESH])
-    positive = evals[evals > 0]
-    xmax = float(positive.max()) if fit == "truncated" and positive.size else None
-    return fitmod.fit_power_law(positive, xmax=xmax)
+        return fitmod.fit_power_law_ww(evals)
+    xmax = float(evals.max()) if fit == "truncated" else None
+    return fitmod.fit_power_law(evals, xmax=xmax)
 
 
-def _fill_row(row: dict[str, Any], evals: np.ndarray, fit: str) -> None:
+def ww_log_norm(evals: np.ndarray) -> float:
+    """WeightWatcher's ``log_norm`` column, ``log10 Σᵢ λᵢ = log10 ‖W‖²_F`` of its (pooled,
+    for conv2d ½-scaled) eigenvalues: the *squared* Frobenius norm despite the name."""
+    return float(np.log10(np.sum(evals)))
+
+
+def _fill_row(row: dict[str, Any], evals: np.ndarray, opts: _Options) -> None:
     """Add norms (always computable for a nonzero ESD), then the fit and α-metrics if it works."""
     lam_max = float(evals.max())
     row.update(
         num_evals=int(evals.size),
         lambda_max=lam_max,
-        log_norm=log_norm(evals),
+        log_norm=log_norm(evals) if opts.convention == "paper" else ww_log_norm(evals),
         log_frobenius_sq=log_frobenius_sq(evals),
         log_spectral_norm=log_spectral_norm(lam_max),
         stable_rank=stable_rank(evals),
     )
     if row["status"] != "ok":
         return
-    result = _fit(evals, fit)
+    result = _fit(evals, opts.fit)
     row.update(xmin=result.xmin, D=result.D, n_tail=result.n_tail)
     if result.status != "ok" or not np.isfinite(result.alpha):
         row["status"] = result.status if result.status != "ok" else "fit_failed"
@@ -189,13 +198,13 @@ def _slice_status(matrices: torch.Tensor) -> list[str]:
     finite = torch.isfinite(flat).all(dim=1).tolist()
     nonzero = (flat != 0).any(dim=1).tolist()
     return [
-        "ok" if f and nz else ("nonfinite" if not f else "zero") for f, nz in zip(finite, nonzero)
+        ("ok" if nz else "zero") if f else "nonfinite"
+        for f, nz in zip(finite, nonzero, strict=True)
     ]
 
 
-def _stack_evals(matrices: torch.Tensor, good: list[bool], opts: _Options) -> list[np.ndarray]:
-    """Eigenvalues (float64 numpy, ascending) of the ``good`` matrices, one batched call."""
-    idx = [i for i, g in enumerate(good) if g]
+def _stack_evals(matrices: torch.Tensor, idx: list[int], opts: _Options) -> list[np.ndarray]:
+    """Eigenvalues (float64 numpy, ascending) of the matrices ``idx``, in one batched call."""
     if not idx:
         return []
     sub = matrices if len(idx) == matrices.shape[0] else matrices[idx]
@@ -205,23 +214,19 @@ def _stack_evals(matrices: torch.Tensor, good: list[bool], opts: _Options) -> li
 
 def _paper_rows(stack: MatrixStack, opts: _Options) -> list[dict[str, Any]]:
     """One row per matrix of the stack (paper convention)."""
-    n, m = stack.shape
+    m = stack.shape[1]
     tiny = stack.layer_type in ("conv1d", "conv2d") and m < opts.min_dim
     statuses = _slice_status(stack.matrices)
-    rows = [
-        _empty_row(stack, label, "too_small" if tiny else st)
-        for label, st in zip(stack.slices, statuses)
-    ]
-    good = [st == "ok" for st in statuses]
-    for row, evals in zip(
-        (r for r, g in zip(rows, good) if g), _stack_evals(stack.matrices, good, opts)
-    ):
-        _fill_row(row, evals, opts.fit)
-        if opts.keep_evals:
-            row["evals"] = evals
-    for row, st in zip(rows, statuses):
+    rows = []
+    for label, st in zip(stack.slices, statuses, strict=True):
+        rows.append(_empty_row(stack, label, "too_small" if tiny and st == "ok" else st))
         if st == "zero":
-            row.update(num_evals=m, lambda_max=0.0)
+            rows[-1].update(num_evals=m, lambda_max=0.0)
+    good = [i for i, st in enumerate(statuses) if st == "ok"]
+    for i, evals in zip(good, _stack_evals(stack.matrices, good, opts), strict=True):
+        _fill_row(rows[i], evals, opts)
+        if opts.keep_evals:
+            rows[i]["evals"] = evals
     return rows
 
 
@@ -261,10 +266,11 @@ def _ww_row(stack: MatrixStack, opts: _Options) -> dict[str, Any]:
         return row
     if row["status"] != "ok":
         return row
-    evals = np.sort(np.concatenate(_stack_evals(stack.matrices, [True] * len(statuses), opts)))
+    idx = list(range(len(statuses)))
+    evals = np.sort(np.concatenate(_stack_evals(stack.matrices, idx, opts)))
     if stack.layer_type == "conv2d":
         evals = evals * WW_CONV2D_EVAL_SCALE
-    _fill_row(row, evals, opts.fit)
+    _fill_row(row, evals, opts)
     if opts.keep_evals:
         row["evals"] = evals
     return row

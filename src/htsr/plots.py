@@ -5,8 +5,9 @@ Every ``*_figure`` function is pure in the sense that it takes tables and return
 atomically to PNG/PDF. Missing data (a family absent from the run, fewer than three models, a
 NaN metric) yields a note inside the panel instead of an exception.
 
-The trend panels follow Martin & Mahoney (SDM 2020, Fig. 2-3): published top-1 accuracy (%) on
-the x axis, the model-level metric on the y axis, one marker per series, every point named.
+The trend panels follow the VGG and ResNet figures of Martin & Mahoney (SDM 2020): published
+top-1 accuracy (%) on the x axis, the model-level metric on the y axis, one marker per series,
+every point named.
 The straight line drawn is the least-squares fit of top-1 on the metric
 (:func:`htsr.trends.fit_trend`), i.e. ``metric = (top1 - intercept) / slope``, so that the R² and
 RMSE printed in the panel (RMSE in percentage points of top-1) belong to the drawn line.
@@ -75,6 +76,9 @@ def save_figure(fig: Figure, paths: Iterable[str | os.PathLike[str]], *, dpi: in
 
 
 def _note(ax: Axes, text: str) -> None:
+    """Say in an empty panel why it is empty (and drop its meaningless 0-1 ticks)."""
+    ax.set_xticks([])
+    ax.set_yticks([])
     ax.text(
         0.5,
         0.5,
@@ -291,8 +295,8 @@ def families_figure(
     left_out = sorted(set(models["family"]) - set(keep))
     ncols = min(4, max(len(keep), 1))
     nrows = max(math.ceil(len(keep) / ncols), 1)
-    fig = new_figure(4.0 * ncols, 3.4 * nrows + 0.6)
-    fig.suptitle(f"{METRIC_LABELS.get(metric, metric)} against top-1, per family")
+    fig = new_figure(max(4.0 * ncols, 6.5), 3.4 * nrows + 0.6)
+    fig.suptitle(f"{METRIC_SHORT.get(metric, metric)} against top-1 accuracy, per family")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     if not keep:
         _note(axes[0], f"no family has {min_n} or more models with {metric}")
@@ -342,6 +346,7 @@ def alpha_histogram_figure(
     for v in (2.0, 4.0):
         ax.axvline(v, color="C3", ls="--", lw=1.2)
     ax.set_xlim(lo, hi)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.25)  # headroom for the text box
     where = f" from {n_models} models" if n_models is not None else ""
     text = f"{share:.1%} of {a.size} matrices{where} have 2 < α < 4"
     text += f"\n{n_out} α outside [{lo:g}, {hi:g}] not drawn"
@@ -351,7 +356,7 @@ def alpha_histogram_figure(
         0.98, 0.97, text, transform=ax.transAxes, ha="right", va="top", fontsize=9,
         bbox={"boxstyle": "round", "fc": "white", "ec": "0.8"},
     )  # fmt: skip
-    ax.set_title("Per-layer α over all models")
+    ax.set_title("Power-law exponent α of every fitted weight matrix")
     return fig
 
 
@@ -383,9 +388,9 @@ def esd_figure(spectra: pd.DataFrame, model: str, *, bins: int = 80) -> Figure:
     ax.set_yscale("log")
     ax.set_xlabel("eigenvalue λ of WᵀW (squared singular value)")
     ax.set_ylabel("density p(λ)")
-    slice_ = row.get("slice", "")
-    shape = f"{int(row['N'])}×{int(row['M'])}"
-    ax.set_title(f"{model}: {row['layer']}{'' if pd.isna(slice_) else f' [{slice_}]'} ({shape})")
+    slice_ = row.get("slice")
+    where = f" [{slice_}]" if isinstance(slice_, str | int) and str(slice_) else ""
+    ax.set_title(f"{model}: {row['layer']}{where} ({int(row['N'])}×{int(row['M'])})")
     ax.grid(alpha=0.3, which="both")
     if pos.size < 2 or pos.min() == pos.max():
         _note(ax, f"{model}: too few distinct positive eigenvalues to draw ({pos.size})")

@@ -40,6 +40,12 @@ PACKAGES: tuple[str, ...] = (
 )
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def job_log(path: str | os.PathLike[str], name: str) -> logging.Logger:
     """Route this process's logging, warnings, stdout and stderr to the log file ``path``.
 
@@ -72,6 +78,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
         yield Path(tmp)
         os.replace(tmp, target)
     except BaseException:

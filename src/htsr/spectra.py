@@ -222,23 +222,22 @@ def gram(matrices: torch.Tensor, *, dtype: torch.dtype, device: torch.device | s
     """The smaller Gram matrix of each matrix of a ``(B, a, b)`` stack, in ``dtype`` on ``device``.
 
     ``G = WᵀW`` (B, b, b) when a ≥ b, else ``G = WWᵀ`` (B, a, a); both have the nonzero
-    eigenvalues σᵢ² of W. A stack larger than :data:`GRAM_BLOCK_BYTES` is converted and
-    accumulated in blocks along its long side, ``G = Σₖ Wₖᵀ Wₖ``, so it is never copied whole.
+    eigenvalues σᵢ² of W. A stack larger than :data:`GRAM_BLOCK_BYTES` in ``dtype`` is
+    converted and accumulated in blocks along its long side, ``G = Σₖ WₖᵀWₖ``, so it is never
+    copied whole (a float32 25088 × 4096 matrix would take 822 MB in float64).
     """
     x = matrices if matrices.shape[-2] >= matrices.shape[-1] else matrices.mT
-    n_long = x.shape[-2]
+    n_batch, n_long, m = int(x.shape[0]), int(x.shape[-2]), int(x.shape[-1])
     itemsize = torch.empty((), dtype=dtype).element_size()
-    total = x.numel() * itemsize
-    if total <= GRAM_BLOCK_BYTES:
+    rows = max(1, GRAM_BLOCK_BYTES // max(1, n_batch * m * itemsize))
+    if rows >= n_long:
         xd = x.to(device=device, dtype=dtype)
         return xd.mT @ xd
-    rows = max(1, int(n_long * GRAM_BLOCK_BYTES // total))
-    g = None
+    out = torch.zeros((n_batch, m, m), dtype=dtype, device=device)
     for start in range(0, n_long, rows):
-        block = x[..., start : start + rows, :].to(device=device, dtype=dtype)
-        part = block.mT @ block
-        g = part if g is None else g.add_(part)
-    return g
+        block = x[:, start : start + rows, :].to(device=device, dtype=dtype)
+        out.baddbmm_(block.mT, block)
+    return out
 
 
 def eigenvalues(
@@ -251,15 +250,19 @@ def eigenvalues(
     """Eigenvalues λ = σ² of ``WᵀW`` for each matrix of a ``(B, a, b)`` stack.
 
     Returns a ``(B, min(a, b))`` tensor in ``dtype`` on ``device``, each row ascending.
-    ``method="gram"``: ``eigvalsh`` of :func:`gram`; round-off can make eigenvalues of a
-    rank-deficient matrix slightly negative, they are clipped to 0. ``method="svd"``: squared
-    ``torch.linalg.svdvals``. Units: squared weight units.
+    ``method="gram"``: ``eigvalsh`` of :func:`gram`; ``method="svd"``: squared
+    ``torch.linalg.svdvals``. Eigenvalues below the numerical-rank tolerance
+    ``M · ε(dtype) · λmax`` (``numpy.linalg.matrix_rank``'s rule applied to the M × M Gram
+    matrix) are round-off, not spectrum: they (and negative round-off) are set to exactly 0, so
+    a rank-deficient matrix shows its true zeros. Units: squared weight units.
     """
     dt = torch_dtype(dtype)
     with torch.no_grad():
         if method == "gram":
-            return torch.linalg.eigvalsh(gram(matrices, dtype=dt, device=device)).clamp_min_(0.0)
-        if method == "svd":
-            sv = torch.linalg.svdvals(matrices.to(device=device, dtype=dt))
-            return sv.square_().flip(-1)
-    raise ValueError(f"method must be 'gram' or 'svd', got {method!r}")
+            ev = torch.linalg.eigvalsh(gram(matrices, dtype=dt, device=device))
+        elif method == "svd":
+            ev = torch.linalg.svdvals(matrices.to(device=device, dtype=dt)).square_().flip(-1)
+        else:
+            raise ValueError(f"method must be 'gram' or 'svd', got {method!r}")
+        tol = ev.shape[-1] * torch.finfo(dt).eps * ev[..., -1:].clamp_min(0.0)
+        return ev.masked_fill_(ev < tol, 0.0)

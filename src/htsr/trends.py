@@ -182,7 +182,8 @@ def models_table(
     for row in model_rows.itertuples(index=False):
         summary = summarize(spectra[row.model])
         record = {col: getattr(row, col) for col in MODEL_ID_COLUMNS}
-        for metric in (*METRICS, "n_matrices"):
+        for metric in METRICS:
             record[metric] = summary.get(metric, math.nan)
+        record["n_matrices"] = int(summary.get("n_matrices", 0))
         records.append(record)
     return pd.DataFrame(records, columns=[*MODEL_ID_COLUMNS, *METRICS, "n_matrices"])

@@ -34,6 +34,7 @@ import threading
 import time
 import urllib.error
 import urllib.parse
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -170,9 +171,7 @@ def read_model_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     """
     path = Path(path)
     try:
-        raw = pd.read_csv(
-            path, sep="\t", dtype=str, keep_default_na=False, skip_blank_lines=False
-        )
+        raw = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, skip_blank_lines=False)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise ModelTableError(f"model table {path}: cannot be read: {err}") from err
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
@@ -400,7 +399,10 @@ def _staging(dest: Path) -> Path:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``text`` to a temporary file next to ``path`` (mode 0o666 less the umask), then
+    ``os.replace`` it into place."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
@@ -465,6 +467,16 @@ def _is_transient(err: BaseException) -> bool:
 
     from huggingface_hub.errors import HfHubHTTPError
 
+    try:  # the HTTP client huggingface_hub uses
+        import httpx2
+
+        transport: tuple[type[BaseException], ...] = (
+            httpx2.TimeoutException,
+            httpx2.NetworkError,
+            httpx2.RemoteProtocolError,
+        )
+    except ImportError:
+        transport = ()
     seen: set[int] = set()
     stack: list[BaseException] = [err]
     while stack:
@@ -483,10 +495,8 @@ def _is_transient(err: BaseException) -> bool:
             return True
         elif isinstance(e, ConnectionError | TimeoutError):
             return True
-        elif type(e).__module__.startswith("httpx"):  # huggingface_hub's HTTP client
-            name = type(e).__name__
-            if name.endswith(("ConnectError", "Timeout", "TimeoutException", "ProtocolError")):
-                return True
+        elif isinstance(e, transport):
+            return True
         elif isinstance(e, OSError) and "Consistency check failed" in str(e):
             return True  # huggingface_hub: the transfer ended short of the announced size
         stack += [c for c in (e.__cause__, e.__context__) if c is not None]
@@ -636,7 +646,9 @@ def _check_present(
         if src.kind == "hub" and commit:
             from huggingface_hub import hf_hub_url
 
-            result["url"] = hf_hub_url(src.repo_id, src.filename, revision=commit, endpoint=endpoint)
+            result["url"] = hf_hub_url(
+                src.repo_id, src.filename, revision=commit, endpoint=endpoint
+            )
         return result
     log.warning(
         "%s: %s is corrupt (sha256 %s, %d bytes; expected %s); removing it",

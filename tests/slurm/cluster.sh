@@ -54,7 +54,7 @@ install_packages() {
 write_conf() {
     local node cpus mem_kb mem_mb
     node="$(hostname -s)"
-    cpus="$(nproc)"
+    cpus="$(getconf _NPROCESSORS_ONLN)" # not nproc: it honours OMP_NUM_THREADS
     mem_kb="$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
     # slurmd drains a node whose configured RealMemory exceeds what it finds; leave 10 % spare.
     mem_mb=$((mem_kb / 1024 * 9 / 10))

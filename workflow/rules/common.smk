@@ -1,15 +1,15 @@
-# Shared by every rule file: the model table, input functions and resource functions.
+# Shared by the workflow's .smk files -- the model table, input and resource functions.
 import math
-import re
 
 from htsr import zoo
 
 WEIGHTS_DIR = "resources/weights"
 FIGURES = ("vgg", "resnet", "families", "alpha_histogram", "metrics_comparison")
 FORMATS = ("png", "pdf")
-# measured model_spectra cost on this project's reference CPU (docs/pipeline.md): seconds of
-# one job per million parameters, and the fixed start-up (imports, model build, weight load).
-SPECTRA_S_PER_MPARAM = 1.0
+# model_spectra cost measured on random-init models (docs/pipeline.md): the worst seconds per
+# million parameters seen (one torch thread, a loaded 2-core machine), and a fixed start-up
+# (imports, model build, weight load).
+SPECTRA_S_PER_MPARAM = 0.65
 SPECTRA_STARTUP_S = 30.0
 
 # Read and validate the model table and the selection at parse time: a bad row, an unknown
@@ -20,7 +20,7 @@ MODELS = zoo.select_models(MODEL_TABLE, config["model_set"]).set_index(
 )
 
 
-# the columns htsr.zoo needs to fetch and build a model; as rule params, a change to one of
+# the columns htsr.zoo needs to fetch and build a model; as params of a rule, a change to one of
 # them (not to an accuracy) makes Snakemake rerun the model's jobs
 IDENTITY_COLUMNS = [
     "model",
@@ -31,11 +31,6 @@ IDENTITY_COLUMNS = [
     "sha256",
     "revision",
 ]
-
-
-def model_row(model):
-    """The identity columns of a model's table row, as a plain dict (picklable for scripts)."""
-    return MODELS.loc[model, IDENTITY_COLUMNS].to_dict()
 
 
 def weights_file(model):
@@ -49,11 +44,12 @@ def weights_input(wildcards):
 
 
 def model_params(wildcards):
-    """Params function: the model table row of {model}."""
-    return model_row(wildcards.model)
+    """Params function: the identity columns of {model}'s table row, as a plain dict."""
+    return MODELS.loc[wildcards.model, IDENTITY_COLUMNS].to_dict()
 
 
 def spectra_files():
+    """The spectra tables of every selected model (inputs of the run-wide rules)."""
     return expand("results/spectra/{model}.parquet", model=MODELS.index)
 
 

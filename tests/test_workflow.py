@@ -1,0 +1,317 @@
+"""The Snakemake pipeline end to end, offline, on the small .test configuration.
+
+Random-init weights of four tiny models are served from a loopback HTTP server
+(tests/zoo_server.py), so the real download rule runs: one file arrives corrupt (the first run
+fails naming that model; once the server is fixed a rerun succeeds) and one answers HTTP 500
+once (the download's retry gets it). Then the whole DAG runs with `snakemake --cores 2` and the
+outputs are checked for content. Also: lint, snakefmt, the default dry-run's job counts, and a
+SIGKILLed model_spectra job that leaves nothing Snakemake takes as complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from htsr import zoo
+from htsr.provenance import sha256_file
+from htsr.trends import METRICS, TREND_COLUMNS
+
+sys.path.insert(0, str(Path(__file__).parent))
+from zoo_server import make_weight_files, serve_zoo, served_table  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_CONFIG = ROOT / ".test" / "config"
+CORRUPT = "shufflenet_v2_x0_5"  # its file arrives with a flipped byte in the first run
+FLAKY = "mobilenetv2_050.lamb_in1k"  # its hub download answers HTTP 500 once
+KILLED = "shufflenet_v2_x1_5"
+FIGURES = ("vgg", "resnet", "families", "alpha_histogram", "metrics_comparison")
+MODEL_COLUMNS = ["model", "family", "source", "top1", "top5", *METRICS, "n_matrices"]
+
+pytestmark = pytest.mark.slow
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    for var in ("HTSR_OFFLINE", "HF_HUB_OFFLINE", "HF_ENDPOINT", "HTSR_TORCHVISION_URL"):
+        env.pop(var, None)
+    env.update(MPLBACKEND="Agg", OMP_NUM_THREADS="1", HF_HUB_DISABLE_TELEMETRY="1")
+    return env
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run snakemake on the repository's Snakefile in ``workdir`` (no workflow profile)."""
+    cmd = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+        "--directory", str(workdir), "--workflow-profile", "none", *args,
+    ]  # fmt: skip
+    return subprocess.run(
+        cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
+@dataclass
+class Pipeline:
+    workdir: Path
+    models: pd.DataFrame
+    failed_run: subprocess.CompletedProcess
+    failed_log: str
+    done_in_failed_run: set[str]
+    weights_after_failed_run: set[str]
+    rerun: subprocess.CompletedProcess
+    requests: list[tuple[str, str, int, str]]
+    wall_s: float
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    """Serve the .test models' weights on 127.0.0.1 and run the whole workflow twice."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    workdir = tmp / "work"
+    shutil.copytree(TEST_CONFIG, workdir / "config")
+    rows = zoo.read_model_table(TEST_CONFIG / "models.tsv")
+    files = make_weight_files(rows, tmp / "served")
+    served_table(rows, files).to_csv(workdir / "config" / "models.tsv", sep="\t", index=False)
+    faults = {CORRUPT: "corrupt", FLAKY: "error_once"}
+    start = time.perf_counter()
+    with serve_zoo(files, faults=faults) as base:
+        urls = [f"torchvision_url={base}", f"hf_endpoint={base}"]
+        failed = snakemake(workdir, "--cores", "2", "--keep-going", "--config", *urls)
+        done = {p.stem for p in (workdir / "results" / "spectra").glob("*.parquet")}
+        weights = {p.stem for p in (workdir / "resources" / "weights").iterdir()
+                   if p.suffix in (".pth", ".safetensors")}  # fmt: skip
+        failed_log = (workdir / "logs" / "download_weights" / f"{CORRUPT}.pth.log").read_text()
+        faults.pop(CORRUPT)  # the server is fixed
+        rerun = snakemake(workdir, "--cores", "2", "--config", *urls)
+        requests = list(base.requests)
+    wall = time.perf_counter() - start
+    print(f"\nend-to-end pipeline wall time (both runs): {wall:.1f} s")
+    yield Pipeline(workdir, rows, failed, failed_log, done, weights, rerun, requests, wall)
+
+
+def test_corrupt_download_fails_naming_the_model(pipeline: Pipeline) -> None:
+    run = pipeline.failed_run
+    assert run.returncode != 0
+    text = pipeline.failed_log
+    assert f"{CORRUPT}:" in text and "arrived corrupt" in text, text
+    assert f"model={CORRUPT}" in run.stderr  # Snakemake's error names the job's wildcards
+    assert CORRUPT not in pipeline.weights_after_failed_run  # nothing left under its name
+    # only the corrupt model's chain failed; the other models finished in the first run
+    assert pipeline.done_in_failed_run == set(pipeline.models["model"]) - {CORRUPT}
+
+
+def test_rerun_after_fixing_the_server_succeeds(pipeline: Pipeline) -> None:
+    assert pipeline.rerun.returncode == 0, pipeline.rerun.stderr[-4000:]
+    # the rerun downloaded only what was missing: the corrupt model, nothing else again
+    bodies = [r for r in pipeline.requests if r[0] == "GET" and r[2] == 200 and _is_file(r[1])]
+    per_model = pd.Series([r[3] for r in bodies]).value_counts()
+    assert per_model[CORRUPT] == 2  # corrupt once, good once
+    assert (per_model.drop(CORRUPT) == 1).all(), per_model
+
+
+def _is_file(path: str) -> bool:
+    """A weight file's body (not the hub's model-info API)."""
+    return path.endswith(".pth") or "/resolve/" in path
+
+
+def test_server_error_is_retried(pipeline: Pipeline) -> None:
+    flaky = [r for r in pipeline.requests if r[3] == FLAKY and r[0] == "GET" and _is_file(r[1])]
+    assert 500 in [r[2] for r in flaky] and flaky[-1][2] == 200, flaky
+    assert (pipeline.workdir / "resources" / "weights" / f"{FLAKY}.safetensors").is_file()
+
+
+def test_spectra_tables(pipeline: Pipeline) -> None:
+    for row in pipeline.models.itertuples():
+        table = pd.read_parquet(pipeline.workdir / "results" / "spectra" / f"{row.model}.parquet")
+        assert len(table) > 0
+        assert {"layer", "N", "M", "alpha", "status", "evals"} <= set(table.columns)
+        ok = table[table["status"] == "ok"]
+        assert len(ok) > 0, row.model
+        assert np.isfinite(ok[["alpha", "alpha_weighted", "log_norm"]].to_numpy(float)).all()
+        lengths = table["evals"].map(len)
+        assert (lengths == table["num_evals"]).all()
+        evals = np.asarray(ok["evals"].iloc[0], dtype=float)
+        assert np.all(np.diff(evals) >= 0) and evals[-1] == pytest.approx(ok["lambda_max"].iloc[0])
+
+
+def test_models_and_trends_tables(pipeline: Pipeline) -> None:
+    results = pipeline.workdir / "results"
+    models = pd.read_csv(results / "models.tsv", sep="\t")
+    assert list(models.columns) == MODEL_COLUMNS
+    assert sorted(models["model"]) == sorted(pipeline.models["model"])
+    assert np.isfinite(models[[*METRICS, "top1"]].to_numpy(float)).all()
+    assert (models["n_matrices"] > 0).all()
+    expected_top1 = pipeline.models.set_index("model")["top1"]
+    assert np.allclose(models.set_index("model")["top1"], expected_top1[models["model"]])
+
+    trends = pd.read_csv(results / "trends.tsv", sep="\t")
+    assert list(trends.columns) == list(TREND_COLUMNS)
+    assert len(trends) == models["family"].nunique() * len(METRICS)
+    shuffle = trends[trends["family"] == "ShuffleNetV2"]
+    assert (shuffle["status"] == "ok").all() and (shuffle["n"] == 3).all()
+    fitted = shuffle[["slope", "intercept", "rmse", "r2", "kendall_tau", "spearman_rho"]]
+    assert np.isfinite(fitted.to_numpy(float)).all()
+    assert ((shuffle["r2"] >= 0) & (shuffle["r2"] <= 1)).all()
+    others = trends[trends["family"] != "ShuffleNetV2"]
+    assert (others["status"] == "too_few_models").all()
+    assert others["slope"].isna().all()
+
+
+def test_figures_are_valid_images(pipeline: Pipeline) -> None:
+    figures = pipeline.workdir / "results" / "figures"
+    names = [*FIGURES, *(f"esd/{m}" for m in pipeline.models["model"])]
+    for name in names:
+        png, pdf = figures / f"{name}.png", figures / f"{name}.pdf"
+        assert png.stat().st_size > 10_000, png
+        with Image.open(png) as image:
+            image.verify()
+        with Image.open(png) as image:
+            assert image.format == "PNG" and min(image.size) > 300
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000, pdf
+
+
+def test_provenance(pipeline: Pipeline) -> None:
+    record = json.loads((pipeline.workdir / "results" / "provenance.json").read_text())
+    assert set(record) == {"timestamp", "packages", "git", "config", "weights"}
+    packages = record["packages"]
+    for name in ("python", "htsr", "torch", "torchvision", "timm", "numpy", "snakemake"):
+        assert packages[name], name
+    assert record["config"]["convention"] == "paper"
+    assert set(record["git"]) == {"commit", "dirty"}
+    assert sorted(record["weights"]) == sorted(pipeline.models["model"])
+    for entry in record["weights"].values():
+        path = pipeline.workdir / entry["path"]
+        assert entry["sha256"] == sha256_file(path)
+        assert entry["size"] == path.stat().st_size
+
+
+def test_logs_per_rule_and_model(pipeline: Pipeline) -> None:
+    logs = pipeline.workdir / "logs"
+    for model in pipeline.models["model"]:
+        text = (logs / "model_spectra" / f"{model}.log").read_text()
+        assert f"{model}: wrote results/spectra/{model}.parquet" in text
+        assert (logs / "esd_figure" / f"{model}.log").is_file()
+
+
+def test_report_names_every_figure(pipeline: Pipeline) -> None:
+    run = snakemake(pipeline.workdir, "--report", "results/report.html")
+    assert run.returncode == 0, run.stderr[-4000:]
+    html = (pipeline.workdir / "results" / "report.html").read_text()
+    for name in (*FIGURES, *pipeline.models["model"]):
+        assert f"{name}.png" in html, name
+    for table in ("models.tsv", "trends.tsv", "provenance.json"):
+        assert table in html, table
+
+
+def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if path.is_file() and text in path.read_text():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_killed_spectra_job_leaves_no_complete_output(pipeline: Pipeline) -> None:
+    workdir = pipeline.workdir
+    target = f"results/spectra/{KILLED}.parquet"
+    log = workdir / "logs" / "model_spectra" / f"{KILLED}.log"
+    (workdir / target).unlink()
+    log.unlink()  # the previous run's log says "analysing" too
+    cmd = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+        "--directory", str(workdir), "--workflow-profile", "none", "--cores", "1", target,
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        started = _wait_for(log, f"{KILLED}: analysing", proc, timeout=120)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert started, "the model_spectra job never reached its analysis step"
+    assert "wrote" not in log.read_text(), "the job finished before it could be killed"
+    assert not (workdir / target).exists()
+    leftovers = [p.name for p in (workdir / "results" / "spectra").iterdir() if KILLED in p.name]
+    assert leftovers == []
+
+    # Snakemake plans the job again (the stale lock of the killed run needs --unlock first)
+    assert snakemake(workdir, "--unlock").returncode == 0
+    plan = snakemake(workdir, "-n", "--cores", "1", target)
+    assert plan.returncode == 0, plan.stderr[-4000:]
+    assert re.search(r"^model_spectra\s+1$", plan.stdout, re.M), plan.stdout[-3000:]
+    rerun = snakemake(workdir, "--cores", "1", target)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    assert len(pd.read_parquet(workdir / target)) > 0
+    assert f"{KILLED}: wrote" in log.read_text()
+
+
+def _job_counts(stdout: str) -> dict[str, int]:
+    block = stdout.split("Job stats:", 1)[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
+
+
+def test_default_dry_run_plans_one_job_per_core_model(tmp_path: Path) -> None:
+    (tmp_path / "config").symlink_to(ROOT / "config")
+    run = snakemake(tmp_path, "-n", "--quiet", "rules")
+    assert run.returncode == 0, run.stderr[-4000:]
+    counts = _job_counts(run.stdout + run.stderr)
+    core = zoo.select_models(zoo.read_model_table(ROOT / "config" / "models.tsv"), "core")
+    assert len(core) == 69
+    assert counts["download_weights"] == 69
+    assert counts["model_spectra"] == 69
+    assert counts["esd_figure"] == 69
+    assert counts["aggregate"] == 1 and counts["provenance"] == 1
+
+
+def test_bad_selection_stops_before_any_job(tmp_path: Path) -> None:
+    (tmp_path / "config").symlink_to(ROOT / "config")
+    run = snakemake(tmp_path, "-n", "--config", "model_set=[resnet18,no_such_net]")
+    assert run.returncode != 0
+    assert "unknown model or family name(s): 'no_such_net'" in run.stdout + run.stderr
+    run = snakemake(tmp_path, "-n", "--config", "convention=bogus")
+    assert run.returncode != 0
+    assert "'bogus' is not one of ['paper', 'ww']" in run.stdout + run.stderr
+    assert "Job stats" not in run.stdout + run.stderr
+
+
+def test_bad_model_table_stops_before_any_job_naming_the_row(tmp_path: Path) -> None:
+    (tmp_path / "config").symlink_to(TEST_CONFIG)
+    table = pd.read_csv(TEST_CONFIG / "models.tsv", sep="\t", dtype=str, keep_default_na=False)
+    table.loc[1, "top1"] = ""  # line 3: missing accuracy
+    table = pd.concat([table, table.iloc[[0]]])  # line 6: duplicate key
+    table.to_csv(tmp_path / "bad.tsv", sep="\t", index=False)
+    run = snakemake(tmp_path, "-n", "--config", "models=bad.tsv")
+    out = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "line 3 (model 'shufflenet_v2_x1_0')" in out, out[-3000:]
+    assert "line 6 (model 'shufflenet_v2_x0_5'): duplicate model key" in out, out[-3000:]
+    assert "Job stats" not in out
+
+
+def test_lint_and_snakefmt_clean() -> None:
+    lint = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint", "--workflow-profile", "none"],
+        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert lint.returncode == 0 and "Lints for" not in lint.stdout + lint.stderr, lint.stdout
+    fmt = subprocess.run(
+        ["snakefmt", "--check", "."], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr

@@ -6,8 +6,9 @@ For each random-init torchvision model (seed 0) and convention, in one process:
 (b) WeightWatcher 0.7.7's ``analyze()`` with matching settings: ``ww`` = its defaults;
     ``paper`` = the closest WW settings, ``pool=False`` (one ESD per conv tap),
     ``conv2d_norm=False`` (raw eigenvalues), ``min_evals=50`` (its per-matrix ``M >= 50`` filter,
-    which unlike the paper also drops linear layers with M < 50), ``xmax="force"`` with
-    ``pl_package="powerlaw"`` (a fit truncated at λmax, as ``powerlaw.Fit(evals, xmax=λmax)``);
+    which unlike the paper also drops linear layers with M < 50), and its default untruncated
+    WWFit (WW's truncated route ``xmax="force", pl_package="powerlaw"`` fails every fit with
+    powerlaw 2.0.0: ``Fit.__init__() got an unexpected keyword argument 'distribution'``);
 (c) the floor: only ``torch.linalg.svdvals`` (float32, batched per layer) of the matrices (a)
     fits, nothing else.
 
@@ -62,7 +63,7 @@ from htsr.spectra import eigenvalues, iter_layers, layer_matrices  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
 warnings.filterwarnings("ignore")
-logging.getLogger("weightwatcher").setLevel(logging.ERROR)
+logging.disable(logging.WARNING)  # WeightWatcher logs per layer
 
 
 def build(name: str) -> torch.nn.Module:
@@ -111,9 +112,7 @@ def run_ww(model: torch.nn.Module, convention: str) -> pd.DataFrame:
     watcher = ww.WeightWatcher(model=model)
     if convention == "ww":
         return watcher.analyze()
-    return watcher.analyze(
-        pool=False, conv2d_norm=False, min_evals=50, xmax="force", pl_package="powerlaw"
-    )
+    return watcher.analyze(pool=False, conv2d_norm=False, min_evals=50)
 
 
 def current_rss_kib() -> int:

@@ -13,11 +13,11 @@ import importlib
 import importlib.metadata
 import re
 import sys
-import tomllib
 from functools import cache
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ def pyproject() -> dict:
 
 
 def _parse_pin(spec: str, where: str) -> tuple[str, str]:
-    """``name==version`` → (normalized name, version); anything else is an error naming ``where``."""
+    """``name==version`` → (normalized name, version); else an error naming ``where``."""
     m = re.fullmatch(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;,]+)\s*", spec)
     if m is None:
         raise AssertionError(f"{where}: {spec!r} is not pinned as name==version")

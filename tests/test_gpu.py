@@ -37,7 +37,6 @@ def _random_model(name: str) -> nn.Module:
 @pytest.fixture(scope="module")
 def tables() -> dict[tuple[str, str, str], pd.DataFrame]:
     """``analyze`` tables keyed by (model, convention, device), computed once per module."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     out: dict[tuple[str, str, str], pd.DataFrame] = {}
     for name in GPU_MODELS:
         model = _random_model(name)
@@ -61,6 +60,11 @@ def _assert_same_analysis(cpu: pd.DataFrame, gpu: pd.DataFrame, what: str) -> No
     worst = np.nanmax(np.abs(a_cpu - a_gpu))
     assert np.array_equal(np.isnan(a_cpu), np.isnan(a_gpu)), f"{what}: alpha NaN pattern differs"
     assert worst <= ALPHA_ATOL, f"{what}: alpha differs by up to {worst:.4g} (> {ALPHA_ATOL})"
+    rel = {
+        col: np.nanmax(np.abs(gpu[col].to_numpy()[ok] / cpu[col].to_numpy()[ok] - 1))
+        for col in ("lambda_max", "log_norm")
+    }
+    print(f"{what}: {ok.sum()} ok rows, max |dalpha| {worst:.2e}, max rel diff {rel}")
     for col in ("lambda_max", "log_norm"):
         np.testing.assert_allclose(
             gpu[col].to_numpy()[ok],

@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "PowerLawFit": "htsr.fit",
     "fit_power_law": "htsr.fit",
+    "fit_power_law_ww": "htsr.fit",
     "analyze": "htsr.metrics",
     "summarize": "htsr.metrics",
 }

@@ -138,12 +138,32 @@ def _module_file(module: str) -> Path | None:
     return None
 
 
+def _is_optional_import_block(node: ast.AST) -> bool:
+    """``try: import x`` / ``except ImportError:``: the code works without ``x``."""
+    if not isinstance(node, ast.Try):
+        return False
+    caught = set()
+    for handler in node.handlers:
+        types = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+        caught.update(t.id for t in types if isinstance(t, ast.Name))
+    return bool(caught & {"ImportError", "ModuleNotFoundError"})
+
+
+def _body(node: ast.Try) -> list[ast.AST]:
+    return [n for stmt in node.body for n in ast.walk(stmt)]
+
+
 def _imports(path: Path) -> set[str]:
     """Absolute module names imported anywhere in a Python file (``from a import b`` gives ``a``
-    and, when it is a module, ``a.b``; ``htsr.name`` attribute uses resolve lazy re-exports)."""
+    and ``a.b``; ``htsr.name`` attribute uses resolve lazy re-exports), except optional imports
+    guarded by ``except ImportError``."""
     tree = ast.parse(path.read_text(), filename=str(path))
+    guarded = [node for node in ast.walk(tree) if _is_optional_import_block(node)]
+    optional = {id(inner) for node in guarded for inner in _body(node)}
     names: set[str] = set()
     for node in ast.walk(tree):
+        if id(node) in optional:
+            continue
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -275,9 +295,12 @@ def test_env_covers_its_rules_imports(env: str) -> None:
 def test_import_scan_follows_htsr_modules(tmp_path: Path) -> None:
     """The scanner sees through ``htsr`` to the third-party packages its modules import."""
     script = tmp_path / "script.py"
-    script.write_text("import json\nimport htsr\nfrom htsr.trends import fit_trend\nhtsr.analyze\n")
+    script.write_text(
+        "import json\nimport htsr\nfrom htsr.trends import fit_trend\nhtsr.analyze\n"
+        "try:\n    import not_installed_anywhere\nexcept ImportError:\n    pass\n"
+    )
     needed = third_party_imports(script)
-    assert "json" not in needed
+    assert "json" not in needed and "not_installed_anywhere" not in needed
     # htsr.trends imports scipy; htsr.analyze lives in htsr.metrics, which imports torch.
     assert {"scipy", "torch", "pandas", "numpy"} <= set(needed), needed
     assert distributions_of("yaml") == {"pyyaml"}

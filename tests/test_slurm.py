@@ -14,7 +14,7 @@ this accounting-less cluster needs; see that file). Each snakemake runs under ``
 Checked: every job of a non-local rule went through sbatch (its plugin log, its Slurm job id in
 slurmctld's log with exit status 0), local rules did not, the compute jobs never touched the
 weight server, and results/models.tsv, results/trends.tsv and every results/spectra/*.parquet
-equal those of a local ``snakemake --cores 2`` run on the same weights.
+equal those of a local ``snakemake --cores 2`` run (of those targets) on the same weights.
 """
 
 from __future__ import annotations

@@ -65,10 +65,17 @@ write_conf() {
         "$HERE/slurm.conf.in" >"$CONF.tmp"
     mv -f "$CONF.tmp" "$CONF"
     log "wrote $CONF (node $node, $cpus CPUs, RealMemory $mem_mb MB)"
-    if [[ -e "$SYSTEM_CONF" || -L "$SYSTEM_CONF" ]] &&
-        [[ "$(readlink "$SYSTEM_CONF" || true)" != "$CONF" ]]; then
-        log "$SYSTEM_CONF exists and is not a link to $CONF; not overwriting a real Slurm config"
-        return 1
+    # Replace only a link of ours: to $CONF, to a vanished file, or to another htsr-test config
+    # (left by a run that was killed before `stop`).
+    local target
+    target="$(readlink "$SYSTEM_CONF" || true)"
+    if [[ -e "$SYSTEM_CONF" || -L "$SYSTEM_CONF" ]] && [[ "$target" != "$CONF" ]]; then
+        if [[ ! -L "$SYSTEM_CONF" ]] ||
+            { [[ -e "$SYSTEM_CONF" ]] && ! grep -q '^ClusterName=htsr-test$' "$SYSTEM_CONF"; }; then
+            log "$SYSTEM_CONF exists and is not htsr's test link; not overwriting a Slurm config"
+            return 1
+        fi
+        log "replacing the stale link $SYSTEM_CONF -> $target"
     fi
     mkdir -p "$(dirname "$SYSTEM_CONF")"
     ln -sfn "$CONF" "$SYSTEM_CONF"
@@ -115,7 +122,10 @@ wait_idle() {
 
 dump_logs() {
     for f in "$DIR/log/slurmctld.log" "$DIR/log/slurmd.log"; do
-        [[ -f "$f" ]] && { log "--- tail $f"; tail -n 30 "$f" >&2; }
+        [[ -f "$f" ]] && {
+            log "--- tail $f"
+            tail -n 30 "$f" >&2
+        }
     done
 }
 
@@ -127,7 +137,10 @@ do_start() {
         exit 1
     fi
     write_conf || exit 1
-    start_munge || { do_stop; exit 1; }
+    start_munge || {
+        do_stop
+        exit 1
+    }
     # Both daemons fork and write the pid files named in slurm.conf. -c: start from a clean state.
     if ! slurmctld -c -f "$CONF" || ! slurmd -c -f "$CONF" || ! wait_idle; then
         dump_logs

@@ -12,7 +12,9 @@ from matplotlib.figure import Figure
 from matplotlib.text import Annotation
 from PIL import Image
 
-from htsr import plots, trends
+from htsr import plots, trends, zoo
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FAMILIES = {  # family -> (model, top1) of the core set's VGG and ResNet series
     "VGG": [("vgg11", 69.02), ("vgg13", 69.928), ("vgg16", 71.592), ("vgg19", 72.376)],
@@ -115,6 +117,59 @@ def test_families_figure_draws_families_with_three_models(models: pd.DataFrame) 
     nan_metric = models.assign(alpha_weighted=np.nan)
     fig = plots.families_figure(nan_metric)
     assert "no family has 3 or more models" in fig.axes[0].texts[0].get_text()
+    assert fig.axes[0].get_visible() and fig.legends == []
+
+
+@pytest.fixture(scope="module")
+def core_models() -> pd.DataFrame:
+    """The core set of config/models.tsv with seeded metrics (α̂ falls with top-1, plus noise)."""
+    table = zoo.select_models(zoo.read_model_table(ROOT / "config" / "models.tsv"), "core")
+    rng = np.random.default_rng(0)
+    n, top1 = len(table), table["top1"].to_numpy(float)
+    return table.assign(
+        alpha_weighted=6.0 - 0.05 * top1 + rng.normal(0, 0.15, n),
+        log_norm=2.0 - 0.01 * top1 + rng.normal(0, 0.05, n),
+        log_spectral_norm=1.0 - 0.01 * top1 + rng.normal(0, 0.05, n),
+        log_alpha_norm=2.5 - 0.02 * top1 + rng.normal(0, 0.1, n),
+        alpha=3.3 - 0.01 * top1 + rng.normal(0, 0.1, n),
+        n_matrices=40,
+    )
+
+
+def test_families_figure_names_every_model_without_overlap(
+    core_models: pd.DataFrame, tmp_path
+) -> None:
+    fig = plots.families_figure(core_models)
+    renderer = fig.canvas.get_renderer()
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert {"EfficientNet", "RegNetX"} <= {ax.get_title() for ax in panels}
+    for ax in panels:
+        family = core_models[core_models["family"] == ax.get_title()]
+        labels = [t for t in ax.texts if isinstance(t, Annotation)]
+        assert sorted(a.get_text() for a in labels) == sorted(map(plots.short_name, family.model))
+        assert all(a.get_fontsize() >= 6 for a in labels)
+        boxes = [a.get_window_extent(renderer) for a in labels]
+        stats = ax.texts[0]
+        assert f"{ax.get_title()}: R² = " in stats.get_text()
+        stats_box = stats.get_window_extent(renderer)
+        panel_box = ax.get_window_extent(renderer)
+        for box in boxes:
+            assert not box.overlaps(stats_box), (ax.get_title(), box)
+            assert panel_box.contains(box.x0, box.y0) and panel_box.contains(box.x1, box.y1)
+        for a, b in itertools.combinations(boxes, 2):
+            assert not a.overlaps(b), (ax.get_title(), a, b)
+        assert ax.get_xlabel() == plots.TOP1_LABEL
+        assert ax.get_ylabel() == "α̂ (weighted α, dimensionless)"
+        assert ax.get_legend() is None  # one legend for the figure
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "models",
+        "least-squares fit (R² in panel)",
+    ]
+    assert not legend.get_window_extent(renderer).overlaps(
+        fig._suptitle.get_window_extent(renderer)
+    )
+    _save_and_check(fig, tmp_path, "families")
 
 
 def test_metrics_comparison_bars_are_the_trend_r2(models: pd.DataFrame, tmp_path) -> None:

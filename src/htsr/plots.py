@@ -27,6 +27,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.transforms import Bbox
 
 from htsr.provenance import atomic_output
@@ -42,6 +43,14 @@ METRIC_SHORT: dict[str, str] = {
     "log_alpha_norm": "log ‖X‖_α^α",
     "alpha": "ᾱ (mean α)",
 }
+#: Compact y-axis labels (with units) for the small panels of :func:`families_figure`; other
+#: metrics use :data:`htsr.trends.METRIC_LABELS`.
+FAMILY_YLABELS: dict[str, str] = {
+    "alpha_weighted": "α̂ (weighted α, dimensionless)",
+    "alpha": "ᾱ (mean α, dimensionless)",
+}
+#: Point-name font size in :func:`families_figure` (points; about 1.2 mm tall as saved).
+FAMILY_LABEL_FONTSIZE = 6.5
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,19 @@ _OFFSETS: tuple[tuple[float, float, str, str], ...] = tuple(
 )
 
 
+#: the offsets (first two radii of :data:`_OFFSETS`) among which a label avoids drawn lines
+_LINE_FREE_OFFSETS = 2 * 8
+
+
+#: how much farther (points) every other point must be from a label than its own point is
+_CLEARER_PT = 5.0
+
+
+def _distance(box: Bbox, x: float, y: float) -> float:
+    """Distance from the point (x, y) to ``box`` (0 inside), in display units."""
+    return math.hypot(max(box.x0 - x, 0.0, x - box.x1), max(box.y0 - y, 0.0, y - box.y1))
+
+
 def place_labels(
     ax: Axes,
     xs: Sequence[float],
@@ -125,12 +147,14 @@ def place_labels(
 ) -> None:
     """Name every point without overlaps: greedy search over offsets around each point.
 
-    For each point (in order) the first offset from :data:`_OFFSETS` whose text box stays inside
+    For each point (in order) an offset from :data:`_OFFSETS` is free if its text box stays inside
     the axes (with a 3-pt margin) and overlaps neither an earlier label, the legend, text already
-    in the axes, its own marker (a 4-pt box) nor any other marker (a 10-pt box, so that a label
-    does not sit closer to a neighbour than to its point) is used; if none is free, the
-    least-overlapping one is used with a thin leader line. Axis limits and layout must be final
-    before calling.
+    in the axes, its own marker (a 4-pt box) nor any other marker (a 10-pt box). Of the free
+    offsets the nearest is used that is clearly closer to its own point than to any other point
+    (by :data:`_CLEARER_PT`, so that it is not read as a neighbour's) and, within 7 pt of the
+    point, crossed by no line drawn in the axes (a fitted line); failing that the nearest
+    unambiguous one, failing that the nearest free one. If none is free, the least-overlapping
+    one is used with a thin leader line. Axis limits and layout must be final before calling.
     """
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
@@ -142,10 +166,17 @@ def place_labels(
     artists = [*ax.texts, *([legend] if legend is not None else [])]
     taken = [a.get_window_extent(renderer) for a in artists]  # stats box, legend
     axes_box = ax.get_window_extent(renderer).padded(-3 * pt)
+    curves = [line.get_transform().transform_path(line.get_path()) for line in ax.lines]
+    clearer = _CLEARER_PT * pt
     for i, (x, y, label) in enumerate(zip(xs, ys, labels, strict=True)):
         blocked = [*taken, own[i], *near[:i], *near[i + 1 :]]
+        others = [*pts[:i], *pts[i + 1 :]]
         best: tuple[float, tuple[float, float, str, str], Bbox] | None = None
-        for offset in _OFFSETS:
+        free: tuple[int, tuple[float, float, str, str], Bbox] | None = None  # (rank, ...)
+        for k, offset in enumerate(_OFFSETS):
+            near_ring = k < _LINE_FREE_OFFSETS
+            if free is not None and free[0] == 1 and not near_ring:
+                break  # no better rank can follow
             dx, dy, ha, va = offset
             ann = ax.annotate(
                 label, (x, y), xytext=(dx, dy), textcoords="offset points",
@@ -158,8 +189,18 @@ def place_labels(
             cost = sum(_overlap(box, t) for t in blocked) + (0.0 if inside else 1e9)
             if best is None or cost < best[0]:
                 best = (cost, offset, box)
-            if cost == 0.0:
+            if cost > 0.0:
+                continue
+            d_own = _distance(box, *pts[i])
+            ambiguous = any(_distance(box, ox, oy) < d_own + clearer for ox, oy in others)
+            crosses = near_ring and any(c.intersects_bbox(box, filled=False) for c in curves)
+            rank = 2 if ambiguous else (1 if crosses else 0)
+            if free is None or rank < free[0]:
+                free = (rank, offset, box)
+            if rank == 0:
                 break
+        if free is not None:
+            best = (0.0, free[1], free[2])
         assert best is not None
         cost, (dx, dy, ha, va), box = best
         leader = {"arrowstyle": "-", "lw": 0.5, "color": "0.5"} if cost > 0.0 else None
@@ -246,14 +287,15 @@ def series_figure(
     return fig
 
 
-def _label_panel(ax: Axes, models: pd.DataFrame, panel: Panel) -> None:
+def _label_panel(ax: Axes, models: pd.DataFrame, panel: Panel, *, fontsize: float = 7.0) -> None:
     if panel.metric not in models.columns:
         return
     sub = models[models["family"].isin(panel.families)]
     ok = sub[np.isfinite(sub[panel.metric].astype(float)) & np.isfinite(sub["top1"].astype(float))]
     if not ok.empty:
         names = [short_name(m) for m in ok["model"]]
-        place_labels(ax, ok["top1"].to_numpy(float), ok[panel.metric].to_numpy(float), names)
+        xs, ys = ok["top1"].to_numpy(float), ok[panel.metric].to_numpy(float)
+        place_labels(ax, xs, ys, names, fontsize=fontsize)
 
 
 def short_name(model: str) -> str:
@@ -287,7 +329,9 @@ def families_figure(
 ) -> Figure:
     """One panel per family with at least ``min_n`` models with a finite ``metric``.
 
-    Families with fewer models are listed in a footnote, not drawn.
+    Each panel shows the family's models (every point named by :func:`short_name`), the
+    least-squares line of top-1 on the metric and its R²/RMSE; one figure-level legend explains
+    the marker and the line. Families with fewer models are listed in a footnote, not drawn.
     """
     finite = models[np.isfinite(models.get(metric, pd.Series(np.nan, models.index)).astype(float))]
     counts = finite.groupby("family", sort=False).size()
@@ -295,24 +339,45 @@ def families_figure(
     left_out = sorted(set(models["family"]) - set(keep))
     ncols = min(4, max(len(keep), 1))
     nrows = max(math.ceil(len(keep) / ncols), 1)
-    fig = new_figure(max(4.0 * ncols, 6.5), 3.4 * nrows + 0.6)
-    fig.suptitle(f"{METRIC_SHORT.get(metric, metric)} against top-1 accuracy, per family")
+    height = 3.8 * nrows + 1.1
+    fig = new_figure(max(4.4 * ncols, 6.5), height)
+    # The title and the legend share a band above the panels (constrained layout would put a
+    # figure legend "outside upper center" on top of the suptitle).
+    fig.get_layout_engine().set(rect=(0.0, 0.0, 1.0, 1.0 - 0.75 / height))
+    title = f"{METRIC_SHORT.get(metric, metric)} against top-1 accuracy, per family"
+    fig.suptitle(title, y=1.0 - 0.06 / height, va="top", in_layout=False)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     if not keep:
         _note(axes[0], f"no family has {min_n} or more models with {metric}")
-    for ax, family in zip(axes, keep, strict=False):
-        draw_trend_panel(ax, models, Panel(metric, (family,), family))
-        ax.set_ylabel(METRIC_SHORT.get(metric, metric))
+    panels = [Panel(metric, (family,), family) for family in keep]
+    for ax, panel in zip(axes, panels, strict=False):
+        draw_trend_panel(ax, models, panel)
+        ax.set_ylabel(FAMILY_YLABELS.get(metric, METRIC_LABELS.get(metric, metric)), fontsize=9)
+        ax.set_xlabel(TOP1_LABEL, fontsize=9)
+        ax.tick_params(labelsize=8)
         legend = ax.get_legend()
         if legend is not None:
             legend.remove()
-    for ax in axes[len(keep) :]:
+    for ax in axes[max(len(keep), 1) :]:  # the first panel carries the note when none is drawn
         ax.set_visible(False)
+    if keep:
+        handles = [
+            Line2D([], [], ls="", marker=MARKERS[0], ms=6, color="C0", label="models"),
+            Line2D([], [], lw=1.2, alpha=0.8, color="C0", label="least-squares fit (R² in panel)"),
+        ]
+        fig.legend(
+            handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1.0 - 0.36 / height),
+            ncols=2, fontsize=9, frameon=False,
+        )  # fmt: skip
     if left_out:
         fig.supxlabel(
             f"Not drawn (fewer than {min_n} models): " + ", ".join(left_out), fontsize=8, x=0.01,
             ha="left", wrap=True,
         )  # fmt: skip
+    fig.canvas.draw()  # fix the layout before labels are placed in display coordinates
+    for ax, panel in zip(axes, panels, strict=False):
+        _label_panel(ax, models, panel, fontsize=FAMILY_LABEL_FONTSIZE)
+    fig.set_layout_engine("none")  # keep label positions where they were placed
     return fig
 
 

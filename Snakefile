@@ -36,6 +36,6 @@ include: "workflow/rules/provenance.smk"
 
 rule all:
     default_target: True
-    localrule: True
     input:
         all_outputs(),
+    localrule: True

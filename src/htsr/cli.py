@@ -2,7 +2,7 @@
 
 ::
 
-    htsr analyze MODEL.pth -o table.tsv [--convention paper|ww] [--dtype float64|float32]
+    htsr analyze MODEL.pth -o table.tsv [--convention paper|ww] [--dtype float32|float64]
                  [--device cpu|cuda] [--min-dim N] [--fit truncated|untruncated|ww]
                  [--include-embeddings] [--progress]
     htsr summarize table.tsv [table2.tsv ...]
@@ -54,7 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("checkpoint", help=".pth/.pt state_dict or .safetensors file")
     a.add_argument("-o", "--output", required=True, help="TSV file to write")
     a.add_argument("--convention", choices=("paper", "ww"), default="paper")
-    a.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    a.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        default=None,
+        help="default: float32 for paper, float64 for ww",
+    )
     a.add_argument("--device", default="cpu", help="cpu or cuda (falls back to cpu with a warning)")
     a.add_argument("--min-dim", type=int, default=None, help="paper: min(N,M); ww: min_evals")
     a.add_argument("--fit", choices=("truncated", "untruncated", "ww"), default=None)

@@ -42,6 +42,10 @@ from htsr.spectra import (
 )
 
 CONVENTIONS = ("paper", "ww")
+
+#: ``analyze``'s precision per convention when ``dtype`` is not given: float32 holds α within
+#: 0.01 of the float64 SVD and is ~2× faster on CPU; ``ww`` matches WeightWatcher's float64 SVD.
+DEFAULT_DTYPE = {"paper": "float32", "ww": "float64"}
 FITS = ("truncated", "untruncated", "ww")
 
 #: Output columns of :func:`analyze`, in order (``evals`` is appended with ``keep_evals``).
@@ -309,7 +313,7 @@ def analyze(
     *,
     min_dim: int | None = None,
     fit: str | None = None,
-    dtype: str = "float64",
+    dtype: str | None = None,
     device: str | torch.device = "cpu",
     include_embeddings: bool = False,
     keep_evals: bool = False,
@@ -332,7 +336,10 @@ def analyze(
         ``"truncated"`` (xmax = λmax, the paper default), ``"untruncated"``, or ``"ww"``
         (WeightWatcher's fit, the ``ww`` default).
     dtype
-        ``"float64"`` (default) or ``"float32"``: precision of the Gram matrix and eigenvalues.
+        ``"float32"`` or ``"float64"``: precision of the Gram matrix and eigenvalues. Default
+        (None): ``"float32"`` for ``paper`` (about 2× faster on CPU; α stays within 0.01 of a
+        float64 SVD in the tests), ``"float64"`` for ``ww`` (WeightWatcher's float64 SVD,
+        matched to ~1e-12).
     device
         ``"cpu"`` or ``"cuda"`` (falls back to CPU with a warning when CUDA is absent).
     include_embeddings
@@ -350,6 +357,8 @@ def analyze(
     fit = fit if fit is not None else ("truncated" if convention == "paper" else "ww")
     if fit not in FITS:
         raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
+    if dtype is None:
+        dtype = DEFAULT_DTYPE[convention]
     if min_dim is None:
         min_dim = PAPER_MIN_DIM if convention == "paper" else WW_MIN_EVALS
     if min_dim < 0:

@@ -162,8 +162,8 @@ def test_cuda_matches_cpu() -> None:
     model = torchvision.models.get_model("resnet18", weights=None)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        gpu = htsr.analyze(model, device="cuda")
-    cpu = htsr.analyze(model)
+        gpu = htsr.analyze(model, device="cuda")  # CUDA's default precision is float64
+    cpu = htsr.analyze(model, dtype="float64")
     ok = cpu.status == "ok"
     assert (gpu.status == cpu.status).all()
     np.testing.assert_allclose(gpu.alpha[ok], cpu.alpha[ok], rtol=1e-6)

@@ -692,6 +692,48 @@ def _no_progress_bar() -> type:
     return _Quiet
 
 
+def _staged_download(
+    src: WeightsSource,
+    dest: Path,
+    fetch: Callable[[Path], Any],
+    *,
+    url: str,
+    retries: int,
+    backoff_s: float,
+    expected: str = "",
+    expected_size: int | None = None,
+    commit: str | None = None,
+) -> dict[str, Any]:
+    """Fetch into a staging folder beside ``dest`` (``fetch(staging)`` returns the file), with
+    retries; verify sha256 (and size); only then move it to ``dest`` and write the sidecar.
+    A corrupt file is deleted with the staging folder and nothing appears under ``dest``."""
+    staging = _staging(dest)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        local = _with_retries(
+            lambda: fetch(staging),
+            model=src.model,
+            what="download of",
+            url=url,
+            retries=retries,
+            backoff_s=backoff_s,
+        )
+        sha, size = sha256_file(local)
+        if not _hash_ok(sha, src, expected) or expected_size not in (None, size):
+            size_text = "" if expected_size is None else f" ({expected_size} bytes)"
+            raise DownloadError(
+                f"{src.model}: {url} arrived corrupt: sha256 {sha} ({size} bytes), expected"
+                f" {_expected_text(src, expected)}{size_text};"
+                f" deleted it, nothing was written to {dest}"
+            )
+        os.replace(local, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _write_sidecar(dest, _sidecar_record(src, sha, commit, "downloaded"))
+    return _result(src, dest, sha, size, fetched=True, commit=commit)
+
+
 def _fetch_url(
     src: WeightsSource, dest: Path, *, retries: int, backoff_s: float, progress: bool
 ) -> dict[str, Any]:
@@ -702,30 +744,13 @@ def _fetch_url(
             f"{src.model}: will not download {src.url} to {dest} unverified: its file name"
             " carries no sha256 prefix (name-<hex>.pth) and the table gives no sha256"
         )
-    staging = _staging(dest)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    part = staging / dest.name
-    try:
-        _with_retries(
-            lambda: torch.hub.download_url_to_file(src.url, str(part), None, progress=progress),
-            model=src.model,
-            what="download of",
-            url=src.url,
-            retries=retries,
-            backoff_s=backoff_s,
-        )
-        sha, size = sha256_file(part)
-        if not _hash_ok(sha, src):
-            raise DownloadError(
-                f"{src.model}: {src.url} arrived corrupt: sha256 {sha} ({size} bytes), expected"
-                f" {_expected_text(src)}; deleted it, nothing was written to {dest}"
-            )
-        os.replace(part, dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    _write_sidecar(dest, _sidecar_record(src, sha, None, "downloaded"))
-    return _result(src, dest, sha, size, fetched=True, commit=None)
+
+    def fetch(staging: Path) -> Path:
+        part = staging / dest.name
+        torch.hub.download_url_to_file(src.url, str(part), None, progress=progress)
+        return part
+
+    return _staged_download(src, dest, fetch, url=src.url, retries=retries, backoff_s=backoff_s)
 
 
 def _fetch_hub(
@@ -741,38 +766,30 @@ def _fetch_hub(
 
     expected, expected_size, commit = _hub_file_info(src, endpoint, retries, backoff_s)
     url = hf_hub_url(src.repo_id, src.filename, revision=commit, endpoint=endpoint)
-    staging = _staging(dest)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        local = _with_retries(
-            lambda: hf_hub_download(
-                src.repo_id,
-                src.filename,
-                revision=commit,
-                endpoint=endpoint,
-                local_dir=staging,
-                cache_dir=staging / ".cache",  # hermetic: no other cache is consulted
-                tqdm_class=None if progress else _no_progress_bar(),
-            ),
-            model=src.model,
-            what="download of",
-            url=url,
-            retries=retries,
-            backoff_s=backoff_s,
+
+    def fetch(staging: Path) -> str:
+        return hf_hub_download(
+            src.repo_id,
+            src.filename,
+            revision=commit,
+            endpoint=endpoint,
+            local_dir=staging,
+            cache_dir=staging / ".cache",  # hermetic: no other cache is consulted
+            tqdm_class=None if progress else _no_progress_bar(),
         )
-        sha, size = sha256_file(local)
-        if not _hash_ok(sha, src, expected) or expected_size not in (None, size):
-            raise DownloadError(
-                f"{src.model}: {url} arrived corrupt: sha256 {sha} ({size} bytes), expected"
-                f" {_expected_text(src, expected)} ({expected_size} bytes);"
-                f" deleted it, nothing was written to {dest}"
-            )
-        os.replace(local, dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    _write_sidecar(dest, _sidecar_record(src, sha, commit, "downloaded"))
-    return _result(src, dest, sha, size, fetched=True, commit=commit) | {"url": url}
+
+    result = _staged_download(
+        src,
+        dest,
+        fetch,
+        url=url,
+        retries=retries,
+        backoff_s=backoff_s,
+        expected=expected,
+        expected_size=expected_size,
+        commit=commit,
+    )
+    return result | {"url": url}
 
 
 def download_weights(

@@ -195,7 +195,7 @@ def test_provenance(pipeline: Pipeline) -> None:
     assert sorted(record["weights"]) == sorted(pipeline.models["model"])
     for entry in record["weights"].values():
         path = pipeline.workdir / entry["path"]
-        assert entry["sha256"] == sha256_file(path)
+        assert entry["sha256"] == sha256_file(path)[0]
         assert entry["size"] == path.stat().st_size
 
 

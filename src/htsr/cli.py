@@ -15,27 +15,13 @@ checkpoint, a bad option) print one line ``htsr: error: ...`` naming the file, e
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-
-def write_tsv_atomic(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Write ``table`` as TSV to ``path`` via a temporary file in the same directory."""
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            table.to_csv(fh, sep="\t", index=False)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from htsr.provenance import write_tsv
 
 
 def summary_line(name: str, summary: pd.Series) -> str:
@@ -83,7 +69,7 @@ def _analyze(args: argparse.Namespace) -> int:
         include_embeddings=args.include_embeddings,
         progress=args.progress,
     )
-    write_tsv_atomic(table, args.output)
+    write_tsv(args.output, table)
     print(summary_line(args.checkpoint, summarize(table)))
     return 0
 

@@ -109,13 +109,15 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]
     return versions
 
 
-def sha256_file(path: str | os.PathLike[str], *, chunk_bytes: int = 1 << 20) -> str:
-    """Hex SHA-256 digest of a file's bytes, read in chunks of ``chunk_bytes``."""
+def sha256_file(path: str | os.PathLike[str], *, chunk_bytes: int = 1 << 20) -> tuple[str, int]:
+    """``(sha256 hex digest, size in bytes)`` of a file, read in chunks of ``chunk_bytes``."""
     digest = hashlib.sha256()
+    size = 0
     with open(path, "rb") as fh:
         while block := fh.read(chunk_bytes):
             digest.update(block)
-    return digest.hexdigest()
+            size += len(block)
+    return digest.hexdigest(), size
 
 
 def weight_record(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -145,7 +147,7 @@ def weight_record(path: str | os.PathLike[str]) -> dict[str, Any]:
         record |= {"sha256": side["sha256"], "sha256_from": "sidecar"}
         record |= {k: side.get(k) for k in ("url", "commit")}
     else:
-        record |= {"sha256": sha256_file(p), "sha256_from": "file"}
+        record |= {"sha256": sha256_file(p)[0], "sha256_from": "file"}
     return record
 
 

@@ -22,7 +22,6 @@ them: reading and selecting the table needs only pandas.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -34,7 +33,6 @@ import threading
 import time
 import urllib.error
 import urllib.parse
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +40,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
+
+from htsr.provenance import atomic_output, sha256_file
 
 if TYPE_CHECKING:
     from torch import nn
@@ -91,7 +91,6 @@ OPTIONAL_COLUMNS = ("url", "sha256", "revision")
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")  # torch.hub.HASH_REGEX
 _MODEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_CHUNK = 1 << 20
 
 T = TypeVar("T")
 
@@ -379,39 +378,12 @@ def weights_path(row: Mapping[str, Any], root: str | os.PathLike[str]) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
-    """``(sha256 hex digest, size in bytes)`` of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 def _sidecar(dest: Path) -> Path:
     return dest.with_name(dest.name + ".sha256")
 
 
 def _staging(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.staging")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path`` (mode 0o666 less the umask), then
-    ``os.replace`` it into place."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _read_sidecar(dest: Path) -> dict[str, Any] | None:
@@ -429,7 +401,10 @@ def _read_sidecar(dest: Path) -> dict[str, Any] | None:
 def _write_sidecar(dest: Path, record: dict[str, Any]) -> None:
     stat = dest.stat()
     record = {**record, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    _atomic_write_text(_sidecar(dest), json.dumps(record, indent=2, sort_keys=True) + "\n")
+    with atomic_output(_sidecar(dest)) as tmp, open(tmp, "w") as f:
+        f.write(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _discard(dest: Path) -> None:

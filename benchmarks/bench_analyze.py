@@ -2,7 +2,8 @@
 
 For each random-init torchvision model (seed 0) and convention, in one process:
 
-(a) ``htsr.analyze(model, convention)`` (default float64 Gram + eigvalsh route, fits, metrics);
+(a) ``htsr.analyze(model, convention)`` with its defaults (on CPU: float32 BLAS SYRK Gram +
+    LAPACK syevd, then the fits and metrics);
 (b) WeightWatcher 0.7.7's ``analyze()`` with matching settings: ``ww`` = its defaults;
     ``paper`` = the closest WW settings, ``pool=False`` (one ESD per conv tap),
     ``conv2d_norm=False`` (raw eigenvalues), ``min_evals=50`` (its per-matrix ``M >= 50`` filter,
@@ -10,9 +11,12 @@ For each random-init torchvision model (seed 0) and convention, in one process:
     WWFit (WW's truncated route ``xmax="force", pl_package="powerlaw"`` fails every fit with
     powerlaw 2.0.0: ``Fit.__init__() got an unexpected keyword argument 'distribution'``);
 (c) the floor: only ``torch.linalg.svdvals`` (float32, batched per layer) of the matrices (a)
-    fits, nothing else.
+    fits, nothing else;
+(d) ``eig_s``: only htsr's own eigenvalue route (float32 Gram + syevd) on those matrices, no
+    fits and no table: the part of (a) that is dense linear algebra.
 
-and prints the times and the ratios a/b, a/c. ``--alternatives`` also times the eigenvalue routes
+and prints the times and the ratios a/b, a/c, d/b (the best a/b the eigenvalue route allows).
+``--alternatives`` also times the eigenvalue routes
 on the same matrices (batched svdvals float32/float64, Gram + eigvalsh float32/float64).
 ``--memory MODEL`` measures the peak RSS of ``analyze`` beyond the loaded model in a child
 process (``resource.getrusage`` high-water mark after building the model vs after analyze).
@@ -150,12 +154,14 @@ def main() -> None:
             t_ours, table = timed(htsr.analyze, model, conv)
             stacks = fitted_stacks(model, table, conv)
             t_floor = route_time(stacks, "svd-float32")
+            t_eig = route_time(stacks, "gram-float32")
             t_ww = float("nan")
             if not ARGS.skip_ww:
                 t_ww, _ = timed(run_ww, model, conv)
             rows.append(
                 dict(model=name, convention=conv, rows=len(table), ours_s=t_ours, ww_s=t_ww,
-                     floor_s=t_floor, ours_over_ww=t_ours / t_ww, ours_over_floor=t_ours / t_floor)
+                     floor_s=t_floor, eig_s=t_eig, ours_over_ww=t_ours / t_ww,
+                     ours_over_floor=t_ours / t_floor, eig_over_ww=t_eig / t_ww)
             )  # fmt: skip
             print(pd.DataFrame([rows[-1]]).round(3).to_string(index=False, header=len(rows) == 1))
             if ARGS.alternatives and conv == "paper":

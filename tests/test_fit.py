@@ -319,6 +319,54 @@ def test_chunked_ks_matrix_gives_identical_results(
     assert small == full
 
 
+def _fits_all(x: np.ndarray) -> list:
+    return [
+        fit_power_law(x),
+        fit_power_law(x, xmax=float(x.max())),
+        fit_power_law(x, xmax=float(x.max()), truncated_mle=True),
+        fit_power_law_ww(x),
+    ]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pruned_ks_search_gives_identical_fits(
+    spectra: dict[str, np.ndarray], seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Grid-bound pruning of the KS search changes nothing: same xmin, alpha and D exactly."""
+    rng = np.random.default_rng(seed)
+    xs = [
+        spectra["pareto_a2_n5000"],
+        spectra["resnet18_fc"],
+        (rng.pareto(rng.uniform(0.5, 6.0), size=3000) + 1.0),
+        np.round(rng.pareto(1.5, size=2000) + 1.0, 1),  # many ties
+        np.concatenate([rng.uniform(0.1, 1.0, 1500), rng.pareto(2.0, 200) + 2.0]),
+    ]
+    monkeypatch.setattr(fitmod, "PRUNE_MIN_ELEMENTS", 0)
+    pruned = [_fits_all(x) for x in xs]
+    monkeypatch.setattr(fitmod, "PRUNE_MIN_ELEMENTS", float("inf"))
+    exact = [_fits_all(x) for x in xs]
+    assert pruned == exact
+
+
+def test_pruning_skips_most_candidates(spectra: dict[str, np.ndarray]) -> None:
+    """On a 5000-point spectrum the exact KS row is formed for a small share of candidates,
+    and the minimum over the survivors is the minimum over all candidates."""
+    x = np.sort(spectra["pareto_a2_n5000"])
+    uniq, first = np.unique(x, return_index=True)
+    cand = np.arange(uniq.size - 2)
+    n_tail = (x.size - first[cand]).astype(np.float64)
+    suffix = np.concatenate([np.cumsum(np.log(x)[::-1])[::-1], [0.0]])
+    alpha = fitmod.power_law_mle(suffix[first[cand]] - n_tail * np.log(uniq[cand]), n_tail)
+    args = (np.log(uniq), first.astype(np.int64), cand, alpha, n_tail, None)
+    d_pruned = fitmod._ks_distances(*args)
+    d_full = fitmod._ks_distances(*args, prune=False)
+    survivors = np.isfinite(d_pruned)
+    assert survivors.sum() < 0.1 * cand.size
+    assert np.array_equal(d_pruned[survivors], d_full[survivors])
+    assert np.argmin(d_pruned) == np.argmin(d_full)
+    assert np.all(d_full[~survivors] > d_full.min())
+
+
 def test_min_tail(spectra: dict[str, np.ndarray]) -> None:
     x = spectra["student_t_df1.5_300x600"]
     default = fit_power_law(x)

@@ -130,3 +130,34 @@ def test_cuda_request_without_gpu_warns_and_falls_back(monkeypatch: pytest.Monke
     reference = htsr.analyze(model, device="cpu")
     assert list(fallback["status"]) == ["ok", "ok"], fallback[["layer", "status"]]
     pd.testing.assert_frame_equal(fallback, reference)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_cuda_bad_layers_same_status_as_cpu(convention: str) -> None:
+    """NaN/Inf, all-zero, rank-1 and tiny layers: on CUDA the NaN matrices are kept away from
+    the solver (rows of NaN eigenvalues) and every row gets the CPU's status."""
+    from test_metrics import _bad_model
+
+    model = _bad_model()
+    cpu = htsr.analyze(model, convention, dtype="float64")
+    gpu = htsr.analyze(model, convention, device="cuda")
+    assert list(gpu.status) == list(cpu.status)
+    assert "nonfinite" in set(gpu.status) and "zero" in set(gpu.status)
+    ok = (cpu.status == "ok").to_numpy()
+    np.testing.assert_allclose(gpu.alpha[ok], cpu.alpha[ok], rtol=1e-6)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_eigenvalues_nan_row() -> None:
+    from htsr.spectra import eigenvalues
+
+    torch.manual_seed(4)
+    x = torch.randn(3, 60, 40, dtype=torch.float64)
+    x[1, 5, 7] = float("nan")
+    got = eigenvalues(x.cuda(), dtype="float64", device="cuda").cpu()
+    ref = eigenvalues(x, dtype="float64")
+    assert torch.isnan(got[1]).all() and torch.isnan(ref[1]).all()
+    assert torch.allclose(got[[0, 2]], ref[[0, 2]], rtol=1e-9, atol=1e-9)

@@ -104,7 +104,7 @@ def test_bad_layers_get_a_status_and_the_rest_is_analysed(convention: str) -> No
 
 
 def test_float32_alpha_within_0_01_of_float64_on_real_layers() -> None:
-    """float32 holds α within 0.01 of float64, so it is the ``paper`` default (``ww``: float64)."""
+    """float32 holds α within 0.01 of float64, so it is the CPU default (both conventions)."""
     torch.manual_seed(0)
     model = torchvision.models.get_model("resnet18", weights=None)
     stacks = [layer_matrices(lw) for lw in iter_layers(model)]
@@ -123,7 +123,23 @@ def test_float32_alpha_within_0_01_of_float64_on_real_layers() -> None:
             a32 = fit_power_law(ev32.double(), xmax=float(ev32.max())).alpha
             assert abs(a32 - ref) < 0.01
     assert metrics.analyze.__kwdefaults__["dtype"] is None
-    assert metrics.DEFAULT_DTYPE == {"paper": "float32", "ww": "float64"}
+    assert metrics.DEFAULT_DTYPE == {"paper": "float32", "ww": "float32"}
+
+
+@pytest.mark.parametrize("name", ["resnet18", "densenet121"])
+@pytest.mark.parametrize("convention", ["paper", "ww"])
+def test_float32_default_alpha_within_0_01_through_analyze(name: str, convention: str) -> None:
+    """The default (float32) table against float64: same statuses, α within 0.01 on every
+    fitted row (pooled ``ww`` ESDs included), λmax within 1e-4 relative."""
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None).eval()
+    a32 = htsr.analyze(model, convention)
+    a64 = htsr.analyze(model, convention, dtype="float64")
+    assert list(a32.status) == list(a64.status)
+    ok = a64.status == "ok"
+    assert ok.sum() > 10
+    assert (a32.alpha[ok] - a64.alpha[ok]).abs().max() < 0.01
+    np.testing.assert_allclose(a32.lambda_max[ok], a64.lambda_max[ok], rtol=1e-4)
 
 
 def test_dtype_option_changes_precision_not_rows() -> None:

@@ -104,6 +104,40 @@ def test_eigenvalues_blocked_gram(monkeypatch: pytest.MonkeyPatch) -> None:
     assert torch.allclose(eigenvalues(x), whole, rtol=1e-12, atol=1e-9)
 
 
+def test_eigenvalues_float64_torch_route_matches_lapack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large float64 Gram matrices go to torch's eigvalsh (MKL); same values as scipy's syevd."""
+    import htsr.spectra as spectra
+
+    torch.manual_seed(3)
+    x = torch.randn(2, 300, 120, dtype=torch.float64)
+    lapack = eigenvalues(x, dtype="float64")
+    monkeypatch.setattr(spectra, "TORCH_EIGVALSH_MIN_DIM", 100)
+    mkl = eigenvalues(x, dtype="float64")
+    assert torch.allclose(mkl, lapack, rtol=1e-12, atol=1e-9)
+    monkeypatch.setattr(spectra, "TORCH_EIGVALSH_MIN_DIM", 121)
+    assert torch.equal(eigenvalues(x, dtype="float64"), lapack)
+
+
+@pytest.mark.parametrize("method", ["gram", "svd", "batched"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_eigenvalues_nonfinite_matrix_gives_nan_row(
+    method: str, bad: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NaN/Inf entry makes that matrix's row NaN; the solver never sees it, others unchanged."""
+    import htsr.spectra as spectra
+
+    torch.manual_seed(4)
+    x = torch.randn(3, 60, 40, dtype=torch.float64)
+    clean = eigenvalues(x, dtype="float64", method="gram")
+    x[1, 5, 7] = bad
+    if method == "batched":  # the torch path that CUDA takes, run on CPU tensors
+        got = spectra._eigvalsh_masked(x.mT @ x)
+    else:
+        got = eigenvalues(x, dtype="float64", method=method)
+    assert torch.isnan(got[1]).all()
+    assert torch.allclose(got[[0, 2]], clean[[0, 2]], rtol=1e-9, atol=1e-9)
+
+
 def test_eigenvalues_rank_deficient_clipped_to_zero() -> None:
     u = torch.randn(100, 1, dtype=torch.float64)
     ev = eigenvalues((u @ u.T)[None, :, :30])

@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         "--dtype",
         choices=("float64", "float32"),
         default=None,
-        help="default: float32 for paper on CPU, float64 for ww and on CUDA",
+        help="default: float32 on CPU, float64 on CUDA",
     )
     a.add_argument("--device", default="cpu", help="cpu or cuda (falls back to cpu with a warning)")
     a.add_argument("--min-dim", type=int, default=None, help="paper: min(N,M); ww: min_evals")

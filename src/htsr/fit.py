@@ -41,6 +41,13 @@ __all__ = [
 #: (2**21 elements = 16 MiB per temporary, a few temporaries per block => < 64 MiB).
 CHUNK_ELEMENTS = 2**21
 
+#: The KS search prunes candidates by grid bounds (see ``_ks_distances``) when the full
+#: candidate x data matrix would hold more than this many elements.
+PRUNE_MIN_ELEMENTS = 2**15
+
+#: Slack (in KS-distance units, which lie in [0, 1]) for round-off in the pruning bounds.
+PRUNE_TOL = 1e-12
+
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
@@ -214,6 +221,91 @@ def truncated_power_law_mle(
     return np.where(good, alpha, np.nan)
 
 
+def _tail_cdfs(
+    log_bins: FloatArray,
+    counts: FloatArray,
+    cols: IntArray,
+    c: IntArray,
+    a1: FloatArray,
+    n_tail: FloatArray,
+    log_xmax: float | None,
+    t: FloatArray,
+    e: FloatArray,
+) -> None:
+    """Fill ``t`` with ``-T_c(b_k)`` and ``e`` with ``E_c(b_k)`` for rows ``c``, columns ``cols``.
+
+    ``t`` and ``e`` are ``(len(c), len(cols))`` buffers. For ``k < c`` both are 0 (the log
+    ratio and the count difference are clipped at 0), so along a row both CDFs are
+    non-decreasing in ``k`` over *all* columns. Every element is computed by the same scalar
+    operations whichever columns are asked for, so a subset of columns gives a subset of the
+    values of the full row.
+    """
+    lx = log_bins[c][:, None]
+    a1c = a1[:, None]
+    np.subtract(log_bins[None, cols], lx, out=t)
+    np.maximum(t, 0.0, out=t)
+    np.multiply(t, a1c, out=t)
+    with np.errstate(over="ignore", invalid="ignore"):
+        np.expm1(t, out=t)  # -T * norm, T = 1 - (b/xmin)**(1-alpha)
+        if log_xmax is not None:
+            np.divide(t, -np.expm1((log_xmax - lx) * a1c), out=t)  # -T
+    np.subtract(counts[None, cols], counts[c][:, None], out=e)
+    np.maximum(e, 0.0, out=e)
+    np.divide(e, n_tail[:, None], out=e)  # E
+
+
+def _ks_rows(
+    log_bins: FloatArray,
+    counts: FloatArray,
+    cand: IntArray,
+    a1: FloatArray,
+    n_tail: FloatArray,
+    log_xmax: float | None,
+    spacing: int,
+) -> tuple[FloatArray, FloatArray]:
+    """Lower and upper bounds of every candidate's KS distance from every ``spacing``-th column.
+
+    On the grid ``g_0 < g_1 < … < g_last = n_bins - 1`` (multiples of ``spacing``, from the
+    first candidate's column on) the maximum of ``|E - T|`` is a lower bound ``L_c`` of
+    ``D_c``. Since ``E`` and ``T`` are both non-decreasing between grid points, every column
+    ``g_j < k < g_{j+1}`` has ``|E_k - T_k| <= max(E_{j+1} - T_j, T_{j+1} - E_j)``, so the
+    largest of these (and ``L_c``) is an upper bound ``U_c``. ``spacing=1`` gives the exact
+    ``D_c`` as both bounds (there only columns ``k >= cand_c`` are formed).
+    """
+    n_cand, n_bins = cand.size, log_bins.size
+    lower = np.empty(n_cand)
+    upper = np.empty(n_cand)
+    buf_t = np.empty(max(min(CHUNK_ELEMENTS, n_cand * n_bins), n_bins))  # >= one row
+    buf_e = np.empty_like(buf_t)
+    start = 0
+    while start < n_cand:
+        first_col = int(cand[start])
+        if spacing == 1:
+            cols = np.arange(first_col, n_bins)
+        else:
+            grid = np.arange(first_col - first_col % spacing, n_bins, spacing)
+            cols = grid if grid[-1] == n_bins - 1 else np.append(grid, n_bins - 1)
+        width = cols.size
+        rows = max(1, min(n_cand - start, CHUNK_ELEMENTS // width))
+        stop = start + rows
+        t = buf_t[: rows * width].reshape(rows, width)
+        e = buf_e[: rows * width].reshape(rows, width)
+        _tail_cdfs(log_bins, counts, cols, cand[start:stop], a1[start:stop], n_tail[start:stop],
+                   log_xmax, t, e)  # fmt: skip
+        if spacing > 1 and width > 1:
+            # E_{j+1} - T_j and T_{j+1} - E_j (t holds -T)
+            gap = np.maximum(e[:, 1:] + t[:, :-1], -(t[:, 1:] + e[:, :-1])).max(axis=1)
+        np.add(t, e, out=t)  # E - T
+        np.abs(t, out=t)
+        np.max(t, axis=1, out=lower[start:stop])
+        if spacing > 1 and width > 1:
+            np.maximum(gap, lower[start:stop], out=upper[start:stop])
+        else:
+            upper[start:stop] = lower[start:stop]
+        start = stop
+    return lower, upper
+
+
 def _ks_distances(
     log_bins: FloatArray,
     counts_below: IntArray,
@@ -222,52 +314,46 @@ def _ks_distances(
     n_tail: FloatArray,
     log_xmax: float | None,
     device: Any = None,
+    *,
+    prune: bool = True,
 ) -> FloatArray:
     """KS distance of every candidate: ``D_c = max_{k >= cand_c} |T_c(b_k) - E_c(b_k)|``.
 
     ``T_c(x) = (1 - (x/xmin_c)**(1-alpha_c)) / (1 - (xmax/xmin_c)**(1-alpha_c))`` (the
     denominator is 1 when ``log_xmax`` is None) and ``E_c(b_k) = (counts_below[k] -
     counts_below[cand_c]) / n_tail_c`` is the fraction of the tail strictly below ``b_k``.
-    Evaluated in row blocks of at most :data:`CHUNK_ELEMENTS` elements; only columns ``k >=
-    cand`` of each block are formed. ``device``: a CUDA ``torch.device`` to compute on (float64).
+    ``cand`` is ascending. Evaluated in row blocks of at most :data:`CHUNK_ELEMENTS` elements.
+
+    ``prune`` (numpy path, when the full matrix would exceed :data:`PRUNE_MIN_ELEMENTS`):
+    candidates are first bounded on a coarse column grid (:func:`_ks_rows`, spacing
+    ``isqrt(n_bins)``, then 8× finer); a candidate whose lower bound exceeds the smallest upper
+    bound by more than :data:`PRUNE_TOL` cannot be the minimiser and gets ``D = inf``. Only the
+    survivors get the exact ``D``, by the same element-wise arithmetic as without pruning, so
+    the argmin and its ``D`` are unchanged. ``device``: a CUDA ``torch.device`` to compute on
+    (float64, no pruning).
     """
     if device is not None:
         return _ks_distances_torch(log_bins, counts_below, cand, alpha, n_tail, log_xmax, device)
-    n_cand = cand.size
-    n_bins = log_bins.size
-    out = np.empty(n_cand, dtype=np.float64)
     counts = counts_below.astype(np.float64)
-    size = min(CHUNK_ELEMENTS, n_cand * n_bins)
-    buf_t = np.empty(max(size, n_bins))  # reused for every block: no page faults per block
-    buf_e = np.empty_like(buf_t)
-    start = 0
-    while start < n_cand:
-        first_col = int(cand[start])
-        width = n_bins - first_col
-        rows = max(1, min(n_cand - start, CHUNK_ELEMENTS // max(width, 1)))
-        stop = start + rows
-        c = cand[start:stop]
-        # alpha = inf (a tail of equal values): 0 * -inf must give T = 0, not NaN
-        a1 = np.maximum(1.0 - alpha[start:stop], -1e300)[:, None]
-        lx = log_bins[c][:, None]
-        t = buf_t[: rows * width].reshape(rows, width)
-        e = buf_e[: rows * width].reshape(rows, width)
-        # k < cand lies outside the tail: clipping ln(b_k/xmin) and the count difference at 0
-        # makes T = E = 0 there (inside the tail both are >= 0 already)
-        np.subtract(log_bins[None, first_col:], lx, out=t)
-        np.maximum(t, 0.0, out=t)
-        np.multiply(t, a1, out=t)
-        with np.errstate(over="ignore", invalid="ignore"):
-            np.expm1(t, out=t)  # -T * norm, T = 1 - (b/xmin)**(1-alpha)
-            if log_xmax is not None:
-                np.divide(t, -np.expm1((log_xmax - lx) * a1), out=t)  # -T
-        np.subtract(counts[None, first_col:], counts[c][:, None], out=e)
-        np.maximum(e, 0.0, out=e)
-        np.divide(e, n_tail[start:stop, None], out=e)  # E
-        np.add(t, e, out=t)  # E - T
-        np.abs(t, out=t)
-        np.max(t, axis=1, out=out[start:stop])
-        start = stop
+    a1 = np.maximum(1.0 - alpha, -1e300)  # alpha = inf (equal values): T = 0 at 0, not NaN
+    n_bins = log_bins.size
+    alive = np.arange(cand.size)
+    # the bounds need non-decreasing CDFs: T is one for alpha >= 1 or when truncated
+    monotone = log_xmax is not None or bool(np.all(a1 <= 0.0))
+    spacing = math.isqrt(n_bins) if prune and monotone else 1
+    bound = math.inf
+    while spacing > 1 and alive.size * (n_bins - float(cand[alive].mean())) > PRUNE_MIN_ELEMENTS:
+        lower, upper = _ks_rows(
+            log_bins, counts, cand[alive], a1[alive], n_tail[alive], log_xmax, spacing
+        )
+        # the exact D of the candidate with the smallest upper bound is a tighter bound
+        pick = alive[[int(np.argmin(upper))]]
+        exact = _ks_rows(log_bins, counts, cand[pick], a1[pick], n_tail[pick], log_xmax, 1)[0]
+        bound = min(bound, float(upper.min()), float(exact[0]))
+        alive = alive[lower <= bound + PRUNE_TOL]
+        spacing //= 4
+    out = np.full(cand.size, np.inf)
+    out[alive] = _ks_rows(log_bins, counts, cand[alive], a1[alive], n_tail[alive], log_xmax, 1)[0]
     return out
 
 

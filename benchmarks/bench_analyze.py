@@ -18,13 +18,18 @@ For each random-init torchvision model (seed 0) and convention, in one process:
 and prints the times and the ratios a/b, a/c, d/b (the best a/b the eigenvalue route allows).
 ``--alternatives`` also times the eigenvalue routes
 on the same matrices (batched svdvals float32/float64, Gram + eigvalsh float32/float64).
+``--device cuda`` runs (a), (c) and (d) on the GPU (``analyze``'s CUDA default is float64; the
+floor stays float32 svdvals; transfers are timed); WeightWatcher 0.7.7 then uses the GPU too
+(it switches its SVD to ``torch.linalg.svdvals`` on CUDA, with weights cast to float16 first,
+whenever ``torch.cuda.is_available()``). To time WeightWatcher on the CPU of a GPU machine, run
+with ``CUDA_VISIBLE_DEVICES=`` and no ``--device``.
 ``--memory MODEL`` measures the peak RSS of ``analyze`` beyond the loaded model in a child
 process (``resource.getrusage`` high-water mark after building the model vs after analyze).
 
 Usage::
 
     python benchmarks/bench_analyze.py [--models resnet18 vgg16 ...] [--conventions paper ww]
-        [--threads 1] [--skip-ww] [--alternatives] [--memory vgg16]
+        [--threads 1] [--device cpu|cuda] [--skip-ww] [--alternatives] [--memory vgg16]
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ def _args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     p.add_argument("--conventions", nargs="+", default=["paper", "ww"], choices=["paper", "ww"])
     p.add_argument("--threads", type=int, default=1, help="BLAS/torch threads (machine is shared)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="for (a), (c), (d)")
     p.add_argument("--skip-ww", action="store_true", help="do not run WeightWatcher")
     p.add_argument("--alternatives", action="store_true", help="time the eigenvalue routes")
     p.add_argument("--memory", default=None, help="model whose analyze peak RSS to measure")
@@ -75,9 +81,16 @@ def build(name: str) -> torch.nn.Module:
     return torchvision.models.get_model(name, weights=None).eval()
 
 
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(fn, *args, **kwargs) -> tuple[float, object]:
+    sync()
     t0 = time.perf_counter()
     out = fn(*args, **kwargs)
+    sync()
     return time.perf_counter() - t0, out
 
 
@@ -98,15 +111,19 @@ def fitted_stacks(model: torch.nn.Module, table: pd.DataFrame, convention: str) 
     return stacks
 
 
-def route_time(stacks: list, route: str) -> float:
+def route_time(stacks: list, route: str, device: str = "cpu") -> float:
+    """Seconds for the eigenvalues of every stack by ``route`` (``svd-float32``, ``gram-float64``…)
+    on ``device``, host-to-device transfers included."""
     method, dtype = route.split("-")
+    sync()
     t0 = time.perf_counter()
     with torch.no_grad():
         for m in stacks:
             if method == "svd":
-                torch.linalg.svdvals(m.to(getattr(torch, dtype)))
+                torch.linalg.svdvals(m.to(device=device, dtype=getattr(torch, dtype)))
             else:
-                eigenvalues(m, dtype=dtype, method="gram")
+                eigenvalues(m, dtype=dtype, device=device, method="gram")
+    sync()
     return time.perf_counter() - t0
 
 
@@ -146,15 +163,25 @@ def main() -> None:
     if ARGS.memory_child:
         memory_child(*ARGS.memory_child)
         return
-    print(f"threads={ARGS.threads} torch={torch.__version__} (shared, loaded machine)")
+    dev = ARGS.device
+    if dev == "cuda" and not torch.cuda.is_available():
+        sys.exit("bench_analyze: --device cuda given but torch sees no CUDA device")
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none visible"
+    print(f"threads={ARGS.threads} torch={torch.__version__} device={dev} GPU: {gpu}")
+    if dev == "cuda":  # CUDA context, cuBLAS/cuSOLVER handles: not part of any timing
+        warm = torch.nn.Sequential(torch.nn.Linear(64, 64))
+        for d in ("float32", "float64"):
+            htsr.analyze(warm, device=dev, dtype=d)
+        route_time([torch.randn(2, 64, 64)], "svd-float32", dev)
+    eig_dtype = "float64" if dev == "cuda" else "float32"  # analyze's default on that device
     rows, alt_rows = [], []
     for name in ARGS.models:
         model = build(name)
         for conv in ARGS.conventions:
-            t_ours, table = timed(htsr.analyze, model, conv)
+            t_ours, table = timed(htsr.analyze, model, conv, device=dev)
             stacks = fitted_stacks(model, table, conv)
-            t_floor = route_time(stacks, "svd-float32")
-            t_eig = route_time(stacks, "gram-float32")
+            t_floor = route_time(stacks, "svd-float32", dev)
+            t_eig = route_time(stacks, f"gram-{eig_dtype}", dev)
             t_ww = float("nan")
             if not ARGS.skip_ww:
                 t_ww, _ = timed(run_ww, model, conv)
@@ -166,7 +193,7 @@ def main() -> None:
             print(pd.DataFrame([rows[-1]]).round(3).to_string(index=False, header=len(rows) == 1))
             if ARGS.alternatives and conv == "paper":
                 routes = ["svd-float32", "svd-float64", "gram-float32", "gram-float64"]
-                alt_rows.append({"model": name} | {r: route_time(stacks, r) for r in routes})
+                alt_rows.append({"model": name} | {r: route_time(stacks, r, dev) for r in routes})
     print("\nanalyze vs WeightWatcher 0.7.7 vs svdvals floor (seconds)")
     print(pd.DataFrame(rows).round(3).to_string(index=False))
     if alt_rows:

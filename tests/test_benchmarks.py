@@ -1,0 +1,42 @@
+"""The benchmark scripts run end to end (their output, not their speed, is checked)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_analyze.py"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_bench_analyze_prints_its_table():
+    res = _run("--models", "resnet18", "--conventions", "ww", "--skip-ww", "--threads", "1")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    header = lines[lines.index("analyze vs WeightWatcher 0.7.7 vs svdvals floor (seconds)") + 1]
+    assert header.split() == [
+        "model", "convention", "rows", "ours_s", "ww_s", "floor_s", "eig_s",
+        "ours_over_ww", "ours_over_floor", "eig_over_ww",
+    ]  # fmt: skip
+    row = dict(zip(header.split(), lines[-1].split(), strict=True))
+    assert row["model"] == "resnet18" and row["convention"] == "ww"
+    assert int(row["rows"]) == 21  # resnet18's 21 weight layers, one pooled row each
+    for col in ("ours_s", "floor_s", "eig_s"):
+        assert float(row[col]) > 0
+    assert row["ww_s"] == "NaN"  # --skip-ww: no WeightWatcher time, and no ratio pretending one
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+def test_bench_analyze_cuda_without_gpu_is_a_clear_error():
+    res = _run("--models", "resnet18", "--device", "cuda", "--skip-ww")
+    assert res.returncode != 0
+    assert "--device cuda given but torch sees no CUDA device" in res.stderr

@@ -103,6 +103,30 @@ def test_bad_layers_get_a_status_and_the_rest_is_analysed(convention: str) -> No
     assert htsr.summarize(table.reset_index())["n_matrices"] >= 1
 
 
+@pytest.mark.parametrize("convention", ["paper", "ww"])
+def test_huge_finite_weights_fall_back_to_float64_then_overflow_status(convention: str) -> None:
+    """float32 squares overflow above ~1.8e19: the spectrum is redone in float64; a matrix
+    whose spectrum overflows even there is ``overflow``, and the other layers are unaffected."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(100, 120), nn.Linear(120, 100), nn.Conv2d(64, 64, 3))
+    with torch.no_grad():
+        model[0].weight.mul_(1e20)  # finite in float32, Gram overflows in float32 only
+        model[2].weight[:, :, 0, 1].mul_(1e20)  # one overflowing tap of a conv
+    default = htsr.analyze(model, convention)  # float32 on CPU
+    wide = htsr.analyze(model, convention, dtype="float64")
+    assert (default.status == "ok").all()
+    np.testing.assert_allclose(default.lambda_max, wide.lambda_max, rtol=1e-5)
+    np.testing.assert_allclose(default.alpha, wide.alpha, atol=0.01)
+    assert default.lambda_max.iloc[0] > 1e38  # the float64 spectrum, not a clipped one
+
+    huge = nn.Sequential(nn.Linear(100, 120), nn.Linear(120, 100)).double()
+    with torch.no_grad():
+        huge[0].weight.mul_(1e200)  # λ ~ 1e400: beyond float64 too
+    table = htsr.analyze(huge, convention)
+    assert table.status.tolist() == ["overflow", "ok"]
+    assert np.isnan(table.alpha.iloc[0]) and np.isfinite(table.alpha.iloc[1])
+
+
 def test_float32_alpha_within_0_01_of_float64_on_real_layers() -> None:
     """float32 holds α within 0.01 of float64, so it is the CPU default (both conventions)."""
     torch.manual_seed(0)

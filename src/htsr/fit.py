@@ -326,7 +326,7 @@ def _ks_distances(
 
     ``prune`` (numpy path, when the full matrix would exceed :data:`PRUNE_MIN_ELEMENTS`):
     candidates are first bounded on a coarse column grid (:func:`_ks_rows`, spacing
-    ``isqrt(n_bins)``, then 8× finer); a candidate whose lower bound exceeds the smallest upper
+    ``isqrt(n_bins)``, then 4× finer each round); a candidate whose lower bound exceeds the least
     bound by more than :data:`PRUNE_TOL` cannot be the minimiser and gets ``D = inf``. Only the
     survivors get the exact ``D``, by the same element-wise arithmetic as without pruning, so
     the argmin and its ``D`` are unchanged. ``device``: a CUDA ``torch.device`` to compute on

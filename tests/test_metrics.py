@@ -104,26 +104,31 @@ def test_bad_layers_get_a_status_and_the_rest_is_analysed(convention: str) -> No
 
 
 @pytest.mark.parametrize("convention", ["paper", "ww"])
-def test_huge_finite_weights_fall_back_to_float64_then_overflow_status(convention: str) -> None:
-    """float32 squares overflow above ~1.8e19: the spectrum is redone in float64; a matrix
-    whose spectrum overflows even there is ``overflow``, and the other layers are unaffected."""
+def test_extreme_finite_weights_fall_back_to_float64_then_get_a_status(convention: str) -> None:
+    """float32 squares overflow above ~1.8e19 and are subnormal or 0 below ~1e-19: such a
+    spectrum is redone in float64; one that over/underflows even there gets ``overflow`` /
+    ``underflow``, and the other layers are unaffected."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(100, 120), nn.Linear(120, 100), nn.Conv2d(64, 64, 3))
+    model = nn.Sequential(
+        nn.Linear(100, 120), nn.Linear(120, 100), nn.Conv2d(64, 64, 3), nn.Linear(100, 100)
+    )
     with torch.no_grad():
-        model[0].weight.mul_(1e20)  # finite in float32, Gram overflows in float32 only
+        model[0].weight.mul_(1e20)  # finite in float32, its Gram overflows in float32 only
         model[2].weight[:, :, 0, 1].mul_(1e20)  # one overflowing tap of a conv
-    default = htsr.analyze(model, convention)  # float32 on CPU
-    wide = htsr.analyze(model, convention, dtype="float64")
-    assert (default.status == "ok").all()
+        model[3].weight.mul_(1e-19)  # λ ~ 1e-38: float32 subnormals
+    default = htsr.analyze(model, convention, fit="truncated")  # float32 on CPU
+    wide = htsr.analyze(model, convention, fit="truncated", dtype="float64")
+    assert (default.status == "ok").all() and (wide.status == "ok").all()
     np.testing.assert_allclose(default.lambda_max, wide.lambda_max, rtol=1e-5)
     np.testing.assert_allclose(default.alpha, wide.alpha, atol=0.01)
-    assert default.lambda_max.iloc[0] > 1e38  # the float64 spectrum, not a clipped one
+    assert default.lambda_max.iloc[0] > 1e38 and default.lambda_max.iloc[-1] < 1e-37
 
-    huge = nn.Sequential(nn.Linear(100, 120), nn.Linear(120, 100)).double()
+    extreme = nn.Sequential(nn.Linear(100, 120), nn.Linear(120, 100), nn.Linear(50, 60)).double()
     with torch.no_grad():
-        huge[0].weight.mul_(1e200)  # λ ~ 1e400: beyond float64 too
-    table = htsr.analyze(huge, convention)
-    assert table.status.tolist() == ["overflow", "ok"]
+        extreme[0].weight.mul_(1e200)  # λ ~ 1e400: beyond float64 too
+        extreme[2].weight.mul_(1e-170)  # λ ~ 1e-340: below float64's normal range
+    table = htsr.analyze(extreme, convention)
+    assert table.status.tolist() == ["overflow", "ok", "underflow"]
     assert np.isnan(table.alpha.iloc[0]) and np.isfinite(table.alpha.iloc[1])
 
 

@@ -132,6 +132,35 @@ def test_extreme_finite_weights_fall_back_to_float64_then_get_a_status(conventio
     assert np.isnan(table.alpha.iloc[0]) and np.isfinite(table.alpha.iloc[1])
 
 
+@pytest.mark.parametrize("convention", ["paper", "ww"])
+def test_empty_unsupported_and_failing_layers_keep_the_rest(
+    convention: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(0, 10), nn.Linear(100, 120), nn.Linear(4, 4), nn.Conv2d(0, 8, 3)
+    )
+    model[2].weight = nn.Parameter(torch.randn(2, 3, 4))  # a Linear with a 3-D weight
+    with pytest.warns(RuntimeWarning, match=r"layer 2: a linear weight of shape \(2, 3, 4\)"):
+        table = htsr.analyze(model, convention)
+    by_layer = table.groupby("layer")["status"].agg(lambda s: sorted(set(s)))
+    assert by_layer.to_dict() == {"0": ["empty"], "1": ["ok"], "2": ["unsupported"], "3": ["empty"]}
+    assert (table.layer == "3").sum() == (9 if convention == "paper" else 1)
+
+    real_fit = metrics._fit
+
+    def failing_fit(evals: np.ndarray, fit: str):
+        if evals.size == 120 - 20:  # only the 100 x 120 layer
+            raise FloatingPointError("planted failure")
+        return real_fit(evals, fit)
+
+    monkeypatch.setattr(metrics, "_fit", failing_fit)
+    good = nn.Sequential(nn.Linear(100, 120), nn.Linear(60, 80))
+    with pytest.warns(RuntimeWarning, match="layer 0: FloatingPointError: planted failure"):
+        table = htsr.analyze(good, convention)
+    assert table.status.tolist() == ["error", "ok"]
+
+
 def test_float32_alpha_within_0_01_of_float64_on_real_layers() -> None:
     """float32 holds α within 0.01 of float64, so it is the CPU default (both conventions)."""
     torch.manual_seed(0)

@@ -216,8 +216,8 @@ def _screened_status(matrices: torch.Tensor, evals: list[np.ndarray], opts: _Opt
 
     A NaN/Inf weight makes its spectrum NaN (:func:`htsr.spectra.eigenvalues`) and an all-zero
     matrix has ``λmax = 0``, so only matrices whose eigenvalues are not all finite or whose
-    ``λmax`` is 0 (or below the floor below) are checked entry by entry; the others are ``ok``. Scanning every weight of
-    vgg16 twice cost 0.9 s of its 6.8 s ``analyze``.
+    ``λmax`` is 0 (or below the floor below) are checked entry by entry; the others are
+    ``ok``. Scanning every weight of vgg16 twice cost 0.9 s of its 6.8 s ``analyze``.
 
     A matrix with finite, nonzero weights whose spectrum is not finite or whose ``λmax`` is
     below :func:`_normal_floor` of ``opts.dtype`` over- or underflowed there (float32 Gram
@@ -333,6 +333,37 @@ def _ww_row(stack: MatrixStack, opts: _Options) -> dict[str, Any]:
 # --------------------------------------------------------------------------- analyze
 
 
+def _layer_rows(
+    layer: LayerWeight,
+    rows_of: Callable[[MatrixStack], list[dict[str, Any]]],
+    *,
+    per_slice: bool,
+) -> list[dict[str, Any]]:
+    """``rows_of`` the layer's matrix stack, never raising: a weight that cannot be cut into
+    matrices gets one ``unsupported`` row, a matrix with a zero-length side ``empty`` rows, and
+    any other failure ``error`` rows plus a ``RuntimeWarning`` naming the layer and the error."""
+    try:
+        stack = layer_matrices(layer)
+    except ValueError as err:
+        warnings.warn(f"analyze: {err}; status 'unsupported'", RuntimeWarning, stacklevel=3)
+        row: dict[str, Any] = dict.fromkeys(COLUMNS, np.nan)
+        row.update(layer=layer.name, layer_type=layer.layer_type, slice="", N=0, M=0)
+        row.update(num_evals=0, n_tail=0, status="unsupported")
+        return [row]
+    labels = stack.slices if per_slice else ("",)
+    if stack.shape[1] == 0:
+        return [_empty_row(stack, label, "empty") for label in labels]
+    try:
+        return rows_of(stack)
+    except Exception as err:  # one bad layer must not sink the model's table
+        warnings.warn(
+            f"analyze: layer {layer.name}: {type(err).__name__}: {err}; status 'error'",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return [_empty_row(stack, label, "error") for label in labels]
+
+
 def _resolve_device(device: str | torch.device) -> torch.device:
     """The torch device to compute on; a CUDA request without CUDA warns and falls back to CPU."""
     dev = torch.device(device)
@@ -401,7 +432,8 @@ def analyze(
 
     A bad layer never stops the run: it gets a row whose ``status`` says why (``nonfinite``,
     ``overflow``/``underflow`` (finite nonzero weights whose spectrum over- or underflows even in
-    float64),
+    float64), ``empty`` (a side of length 0), ``unsupported`` (a weight that cannot be cut into
+    matrices), ``error`` (any other failure, with a ``RuntimeWarning`` naming layer and error),
     ``zero``, ``too_small``, ``too_large``, or the fit's failure status).
     """
     if convention not in CONVENTIONS:
@@ -441,7 +473,7 @@ def analyze(
     rows: list[dict[str, Any]] = []
     with torch.no_grad():
         for layer in tqdm(layers, desc="layers", disable=not progress, file=sys.stderr):
-            rows.extend(rows_of(layer_matrices(layer)))
+            rows.extend(_layer_rows(layer, rows_of, per_slice=convention == "paper"))
     columns = list(COLUMNS) + (["evals"] if keep_evals else [])
     table = pd.DataFrame(rows, columns=columns)
     if keep_evals:

@@ -189,7 +189,8 @@ def layer_matrices(layer: LayerWeight) -> MatrixStack:
     if kind == "conv2d" and w.ndim == 4:
         out, inp, kh, kw = w.shape
         labels = tuple(f"{i},{j}" for i in range(kh) for j in range(kw))
-        return MatrixStack(layer.name, kind, labels, w.permute(2, 3, 0, 1).reshape(-1, out, inp))
+        taps = w.permute(2, 3, 0, 1).reshape(kh * kw, out, inp)
+        return MatrixStack(layer.name, kind, labels, taps)
     if kind == "conv1d" and w.ndim == 3:
         labels = tuple(str(i) for i in range(w.shape[2]))
         return MatrixStack(layer.name, kind, labels, w.permute(2, 0, 1))

@@ -147,12 +147,18 @@ class _Options:
     keep_evals: bool
 
 
-def _empty_row(stack: MatrixStack, label: str, status: str) -> dict[str, Any]:
-    n, m = stack.shape
+def _blank_row(
+    layer: str, layer_type: str, label: str, shape: tuple[int, int], status: str
+) -> dict[str, Any]:
+    """A row with its identity, shape and status; every metric NaN, no eigenvalues."""
     row: dict[str, Any] = dict.fromkeys(COLUMNS, np.nan)
-    row.update(layer=stack.layer, layer_type=stack.layer_type, slice=label, N=n, M=m)
+    row.update(layer=layer, layer_type=layer_type, slice=label, N=shape[0], M=shape[1])
     row.update(num_evals=0, n_tail=0, status=status)
     return row
+
+
+def _empty_row(stack: MatrixStack, label: str, status: str) -> dict[str, Any]:
+    return _blank_row(stack.layer, stack.layer_type, label, stack.shape, status)
 
 
 def _fit(evals: np.ndarray, fit: str) -> Any:
@@ -346,10 +352,7 @@ def _layer_rows(
         stack = layer_matrices(layer)
     except ValueError as err:
         warnings.warn(f"analyze: {err}; status 'unsupported'", RuntimeWarning, stacklevel=3)
-        row: dict[str, Any] = dict.fromkeys(COLUMNS, np.nan)
-        row.update(layer=layer.name, layer_type=layer.layer_type, slice="", N=0, M=0)
-        row.update(num_evals=0, n_tail=0, status="unsupported")
-        return [row]
+        return [_blank_row(layer.name, layer.layer_type, "", (0, 0), "unsupported")]
     labels = stack.slices if per_slice else ("",)
     if stack.shape[1] == 0:
         return [_empty_row(stack, label, "empty") for label in labels]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -339,13 +339,8 @@ def _ww_row(stack: MatrixStack, opts: _Options) -> dict[str, Any]:
 # --------------------------------------------------------------------------- analyze
 
 
-def _layer_rows(
-    layer: LayerWeight,
-    rows_of: Callable[[MatrixStack], list[dict[str, Any]]],
-    *,
-    per_slice: bool,
-) -> list[dict[str, Any]]:
-    """``rows_of`` the layer's matrix stack, never raising: a weight that cannot be cut into
+def _layer_rows(layer: LayerWeight, opts: _Options) -> list[dict[str, Any]]:
+    """The layer's rows under ``opts.convention``, never raising: a weight that cannot be cut into
     matrices gets one ``unsupported`` row, a matrix with a zero-length side ``empty`` rows, and
     any other failure ``error`` rows plus a ``RuntimeWarning`` naming the layer and the error."""
     try:
@@ -353,11 +348,11 @@ def _layer_rows(
     except ValueError as err:
         warnings.warn(f"analyze: {err}; status 'unsupported'", RuntimeWarning, stacklevel=3)
         return [_blank_row(layer.name, layer.layer_type, "", (0, 0), "unsupported")]
-    labels = stack.slices if per_slice else ("",)
+    labels = stack.slices if opts.convention == "paper" else ("",)
     if stack.shape[1] == 0:
         return [_empty_row(stack, label, "empty") for label in labels]
     try:
-        return rows_of(stack)
+        return _paper_rows(stack, opts) if opts.convention == "paper" else [_ww_row(stack, opts)]
     except Exception as err:  # one bad layer must not sink the model's table
         warnings.warn(
             f"analyze: layer {layer.name}: {type(err).__name__}: {err}; status 'error'",
@@ -466,17 +461,12 @@ def analyze(
             source, include_embeddings=include_embeddings, include_attention=convention == "paper"
         )
     )
-    rows_of: Callable[[MatrixStack], list[dict[str, Any]]] = (
-        (lambda s: _paper_rows(s, opts))
-        if convention == "paper"
-        else (lambda s: [_ww_row(s, opts)])
-    )
     from tqdm.auto import tqdm
 
     rows: list[dict[str, Any]] = []
     with torch.no_grad():
         for layer in tqdm(layers, desc="layers", disable=not progress, file=sys.stderr):
-            rows.extend(_layer_rows(layer, rows_of, per_slice=convention == "paper"))
+            rows.extend(_layer_rows(layer, opts))
     columns = list(COLUMNS) + (["evals"] if keep_evals else [])
     table = pd.DataFrame(rows, columns=columns)
     if keep_evals:

@@ -13,6 +13,12 @@ Two functions (used by the zoo tests and the pipeline's end-to-end test):
     * timm hub rows -> ``safetensors.torch.save_file`` as
       ``{root}/hf/{org}/{repo}/model.safetensors`` (the repository timm names, e.g.
       ``timm/mobilenetv2_050.lamb_in1k``).
+    * pytorchcv rows -> today's ``pytorchcv`` architecture (random init), ``torch.save`` as the
+      store's ``{name}-{error}-{sha1[:8]}.pth`` (``error`` from the row's URL, ``sha1`` of *this*
+      file), zipped like the store's release assets, as
+      ``{root}/releases/download/{tag}/{name}-{error}-{sha1[:8]}.pth.zip``. The ``.pth`` is
+      saved in torch's legacy (pre-1.6) format when the row's ``note`` says ``legacy``, like
+      the store's 2018 files.
 
 ``serve_zoo(files, *, faults=None)`` (context manager)
     Serves those files on ``http://127.0.0.1:<ephemeral port>`` (a ``ThreadingHTTPServer`` in a
@@ -20,6 +26,8 @@ Two functions (used by the zoo tests and the pipeline's end-to-end test):
     ``torchvision_base_url`` and as ``hf_endpoint``:
 
     * ``GET /{name}.pth``: torch.hub-style files;
+    * ``GET /releases/download/{tag}/{file}.pth.zip``: OSMR store zips (pass the base URL as
+      ``pytorchcv_base_url``, it replaces ``https://github.com/osmr/imgclsmob``);
     * ``GET /api/models/{org}/{repo}[/revision/{rev}]``: the hub's model-info JSON, with each
       file's LFS ``sha256`` and ``size`` and the commit ``sha``;
     * ``HEAD|GET /{org}/{repo}/resolve/{rev}/{file}``: the file, with the headers
@@ -41,8 +49,8 @@ Two functions (used by the zoo tests and the pipeline's end-to-end test):
     times the model's file body was sent (GET answered 200).
 
 ``served_table(rows, files)`` returns a copy of ``rows`` whose torch.hub-style rows point
-(``url`` column, a bare file name) at the served files, so a model table written from it works
-for any port.
+(``url`` column, a bare file name) at the served files, and whose pytorchcv rows carry the served
+zip's store URL and sha1, so a model table written from it works for any port.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ import hashlib
 import json
 import re
 import threading
+import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,7 +68,7 @@ from typing import Any
 
 import pandas as pd
 
-from htsr import zoo
+from htsr import osmr, zoo
 
 __all__ = ["make_weight_files", "serve_zoo", "served_table"]
 
@@ -76,6 +85,27 @@ def _is_hub_row(row: Mapping[str, Any]) -> bool:
     return row["source"] == "timm" and not zoo._cell(row, "url")
 
 
+def _store_zip(row: Mapping[str, Any], state: Mapping[str, Any], root: Path) -> Path:
+    """``state`` saved and zipped as the OSMR store names it, for the row's release tag."""
+    import zipfile
+
+    import torch
+
+    store = osmr.parse_store_url(zoo._cell(row, "url"))
+    folder = root / "releases" / "download" / str(row["weights_tag"])
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"{row['model_id']}.tmp"
+    legacy = "legacy" in zoo._cell(row, "note")
+    torch.save(dict(state), tmp, _use_new_zipfile_serialization=not legacy)
+    sha1 = hashlib.sha1(tmp.read_bytes()).hexdigest()
+    member = osmr.store_file_name(store.name, store.error, sha1)
+    path = folder / f"{member}.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.write(tmp, member)
+    tmp.unlink()
+    return path
+
+
 def make_weight_files(
     rows: pd.DataFrame | list[Mapping[str, Any]], root: str | Path
 ) -> dict[str, Path]:
@@ -88,7 +118,9 @@ def make_weight_files(
     for row in _rows(rows):
         torch.manual_seed(0)
         state = {k: v.contiguous() for k, v in zoo.build_model(row).state_dict().items()}
-        if _is_hub_row(row):
+        if row["source"] == "pytorchcv":
+            path = _store_zip(row, state, root)
+        elif _is_hub_row(row):
             repo_id = zoo.weights_source(row).repo_id
             path = root / "hf" / repo_id / zoo.HF_WEIGHTS_FILE
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,10 +145,18 @@ def served_table(
     table = pd.DataFrame([dict(r) for r in _rows(rows)])
     if "url" not in table.columns:
         table["url"] = ""
+    if "sha1" not in table.columns:
+        table["sha1"] = ""
     for i, row in table.iterrows():
         path = files[str(row["model"])]
         if path.parent.name == "models":
             table.at[i, "url"] = path.name
+        elif path.name.endswith(".pth.zip"):
+            store = osmr.parse_store_url(f"{osmr.IMGCLSMOB_REPO_URL}/releases/download/x/{path.name}")
+            with zipfile.ZipFile(path) as zf:
+                sha1 = hashlib.sha1(zf.read(store.member)).hexdigest()
+            table.at[i, "sha1"] = sha1
+            table.at[i, "url"] = osmr.store_url(store.name, store.error, sha1, row["weights_tag"])
     return table
 
 
@@ -128,12 +168,15 @@ class _Zoo:
         self.requests: list[tuple[str, str, int, str]] = []
         self.lock = threading.Lock()
         self.plain: dict[str, tuple[str, Path]] = {}  # file name -> (model, path)
+        self.releases: dict[str, tuple[str, Path]] = {}  # releases/download/tag/file -> ...
         self.repos: dict[str, dict[str, Any]] = {}  # repo id -> model, path, sha256, commit
         self.errored: set[str] = set()
         for model, path in files.items():
             path = Path(path)
             if path.parent.name == "models":
                 self.plain[path.name] = (model, path)
+            elif path.name.endswith(".pth.zip"):
+                self.releases[f"releases/download/{path.parent.name}/{path.name}"] = (model, path)
             else:
                 repo_id = f"{path.parent.parent.name}/{path.parent.name}"
                 sha = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -247,8 +290,11 @@ def _handler(state: _Zoo) -> type[BaseHTTPRequestHandler]:
         def _route(self) -> None:
             path = self.path.split("?", 1)[0]
             parts = [p for p in path.split("/") if p]
-            if len(parts) == 1 and parts[0] in state.plain:
-                model, file = state.plain[parts[0]]
+            served = state.releases.get("/".join(parts))
+            if served is None and len(parts) == 1:
+                served = state.plain.get(parts[0])
+            if served is not None:
+                model, file = served
                 if state.fault(model, self.path) == "error":
                     self._record(500, model)
                     return self._send(500, b"injected server error")

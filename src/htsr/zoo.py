@@ -8,7 +8,12 @@ library that defines the architecture gets them:
 * torchvision rows, and rows with a ``url``: one torch.hub-style URL whose file name carries the
   first hex digits of the file's sha256 (``resnet18-f37072fd.pth``), or a ``sha256`` column;
 * timm rows without a ``url``: the Hugging Face hub repository named by timm's pretrained config
-  (``model.safetensors``), verified against the sha256 and size the hub reports.
+  (``model.safetensors``), verified against the sha256 and size the hub reports;
+* pytorchcv rows (the OSMR "sandbox" models of both papers, ``config/paper_models.tsv``): the
+  model store's zip ``{name}-{error}-{sha1[:8]}.pth.zip`` of a GitHub release, kept zipped and
+  verified by the store's SHA-1 of the ``.pth`` inside (:mod:`htsr.osmr`).
+
+A row's ``weights`` key names its file, so rows of several model sets can share one.
 
 Downloads are atomic (staged next to the destination, verified, then ``os.replace``-d), retried
 with exponential backoff on connection errors and HTTP 5xx, never repeated for a file that is
@@ -33,7 +38,9 @@ import threading
 import time
 import urllib.error
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +48,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 
+from htsr import osmr
 from htsr.provenance import atomic_output, sha256_file
 
 if TYPE_CHECKING:
@@ -54,9 +62,12 @@ __all__ = [
     "build_model",
     "download_weights",
     "load_model",
+    "load_weights",
+    "pytorchcv_url",
     "read_model_table",
     "select_models",
     "sha256_file",
+    "weights_key",
     "weights_path",
     "weights_source",
     "weights_url",
@@ -70,8 +81,7 @@ TORCHVISION_URL_PREFIX = "https://download.pytorch.org/models/"
 HF_WEIGHTS_FILE = "model.safetensors"
 """File of a timm Hugging Face hub repository that holds the weights (what timm loads first)."""
 
-SOURCES = ("torchvision", "timm")
-SETS = ("core", "extended")
+SOURCES = ("torchvision", "timm", "pytorchcv")
 REQUIRED_COLUMNS = (
     "model",
     "family",
@@ -81,16 +91,25 @@ REQUIRED_COLUMNS = (
     "top1",
     "top5",
     "num_params",
-    "eval_res",
     "set",
     "accuracy_source",
 )
-OPTIONAL_COLUMNS = ("url", "sha256", "revision")
-"""Optional table columns; ``read_model_table`` adds them (empty) when the file lacks them."""
+OPTIONAL_COLUMNS = ("eval_res", "url", "sha256", "revision", "sha1", "weights", "label", "note")
+"""Optional table columns; ``read_model_table`` adds them (empty) when the file lacks them.
+
+``weights`` names the weight file (default: the model key), so that rows of different model
+sets that use the same file (the torchvision VGGs of both papers) share one download and one
+spectrum; ``label`` is the name figures print (default: the key up to its first '.');
+``sha1`` is the OSMR store's SHA-1 of a ``pytorchcv`` row's ``.pth``; ``note`` is free text."""
+
+#: The columns that say which weight file a row reads and how: rows sharing a ``weights`` key
+#: must agree on all of them.
+WEIGHTS_IDENTITY = ("source", "model_id", "weights_tag", "url", "sha256", "sha1", "revision")
 
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")  # torch.hub.HASH_REGEX
 _MODEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA1 = re.compile(r"^[0-9a-f]{40}$")
 
 T = TypeVar("T")
 
@@ -120,21 +139,42 @@ def _cell(row: Mapping[str, Any], column: str) -> str:
     return str(value).strip()
 
 
-def _row_problems(row: Mapping[str, str]) -> list[str]:
+def _pytorchcv_problems(row: Mapping[str, str]) -> list[str]:
+    """A ``pytorchcv`` row must name its store file exactly as the OSMR model store does."""
+    if not _SHA1.match(row["sha1"]):
+        return [f"a pytorchcv row needs the store's sha1 (40 lowercase hex digits, got {row['sha1']!r})"]
+    try:
+        store = osmr.parse_store_url(row["url"])
+    except ValueError as err:
+        return [f"a pytorchcv row's url must be its model-store URL: {err}"]
+    problems = []
+    expected = osmr.store_url(store.name, store.error, row["sha1"], row["weights_tag"])
+    if store.name != row["model_id"] or row["url"] != expected:
+        problems.append(
+            f"url {row['url']!r} is not the store URL of model_id {row['model_id']!r}, release"
+            f" {row['weights_tag']!r} (weights_tag) and sha1 {row['sha1'][:8]}...: expected {expected!r}"
+        )
+    return problems
+
+
+def _row_problems(row: Mapping[str, str], sets: Iterable[str] | None) -> list[str]:
     """Everything wrong with one table row (all cells as strings)."""
     problems = []
-    if not _MODEL_KEY.match(row["model"]):
-        problems.append(
-            "model key must be non-empty and use only letters, digits, '.', '_', '-'"
-            f" (got {row['model']!r})"
-        )
-    for column in ("family", "model_id", "weights_tag", "accuracy_source"):
+    for column in ("model", "weights"):
+        if row[column] and not _MODEL_KEY.match(row[column]):
+            problems.append(
+                f"{column} key must use only letters, digits, '.', '_', '-' (got {row[column]!r})"
+            )
+    if not row["model"]:
+        problems.append("model key is missing")
+    for column in ("family", "model_id", "weights_tag", "accuracy_source", "set"):
         if not row[column]:
             problems.append(f"{column} is missing")
     if row["source"] not in SOURCES:
         problems.append(f"unknown source {row['source']!r} (expected one of {', '.join(SOURCES)})")
-    if row["set"] not in SETS:
-        problems.append(f"unknown set {row['set']!r} (expected one of {', '.join(SETS)})")
+    known_sets = list(sets) if sets is not None else None
+    if known_sets is not None and row["set"] and row["set"] not in known_sets:
+        problems.append(f"unknown set {row['set']!r} (expected one of {', '.join(known_sets)})")
     for column in ("top1", "top5"):
         text = row[column]
         try:
@@ -144,9 +184,9 @@ def _row_problems(row: Mapping[str, str]) -> list[str]:
             continue
         if not 0.0 < value <= 100.0:
             problems.append(f"{column} = {value} is outside (0, 100]")
-    for column in ("num_params", "eval_res"):
+    for column, required in (("num_params", True), ("eval_res", False)):
         text = row[column]
-        if not text.isdigit() or int(text) <= 0:
+        if (text or required) and (not text.isdigit() or int(text) <= 0):
             problems.append(f"{column} is missing or not a positive integer ({text!r})")
     url = row["url"]
     if url and "://" not in url and "/" in url:
@@ -155,20 +195,15 @@ def _row_problems(row: Mapping[str, str]) -> list[str]:
         problems.append("a torchvision row's url must name a torch.save file, not .safetensors")
     if row["sha256"] and not _SHA256.match(row["sha256"]):
         problems.append(f"sha256 must be 64 lowercase hex digits (got {row['sha256']!r})")
+    if row["source"] == "pytorchcv":
+        problems += _pytorchcv_problems(row)
+    elif row["sha1"]:
+        problems.append("sha1 is the OSMR store's checksum: only pytorchcv rows take it")
     return problems
 
 
-def read_model_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read and validate the model table (tab-separated, header on line 1).
-
-    Returns one row per model with ``top1``/``top5`` as float (percent), ``num_params`` and
-    ``eval_res`` as int, the other columns as strings, and the optional columns ``url``,
-    ``sha256``, ``revision`` ('' where unset). Raises :class:`ModelTableError` (a
-    ``ValueError``) listing every bad row by file line number and model key: a duplicate key,
-    an unknown source or set, a missing or non-numeric accuracy or parameter count, an accuracy
-    outside (0, 100], a missing required column.
-    """
-    path = Path(path)
+def _read_one_table(path: Path, sets: Iterable[str] | None) -> pd.DataFrame:
+    """One table file, every row checked; rows keep their file and line for messages."""
     try:
         raw = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, skip_blank_lines=False)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
@@ -180,51 +215,109 @@ def read_model_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         if column not in raw.columns:
             raw[column] = ""
     raw = raw.apply(lambda col: col.str.strip())
-    raw.index = pd.RangeIndex(2, len(raw) + 2, name="line")  # file line numbers
-    raw = raw[(raw != "").any(axis=1)]  # blank lines
-
+    raw["_line"] = range(2, len(raw) + 2)  # file line numbers
+    raw["_file"] = str(path)
+    raw = raw[(raw.drop(columns=["_line", "_file"]) != "").any(axis=1)]  # blank lines
     errors = []
-    seen: dict[str, int] = {}
-    for line, row in raw.iterrows():
-        cells = row.to_dict()
-        problems = _row_problems(cells)
-        key = cells["model"]
-        if key in seen:
-            problems.insert(0, f"duplicate model key (first on line {seen[key]})")
-        else:
-            seen[key] = int(line)
-        errors += [f"line {line} (model {key!r}): {p}" for p in problems]
+    for _, row in raw.iterrows():
+        problems = _row_problems(row.to_dict(), sets)
+        errors += [f"line {row['_line']} (model {row['model']!r}): {p}" for p in problems]
     if errors:
         raise ModelTableError(f"model table {path}:\n  " + "\n  ".join(errors))
+    return raw
 
-    table = raw.reset_index(drop=True)
+
+def _where(row: Mapping[str, Any], several: bool) -> str:
+    return f"{row['_file']} line {row['_line']}" if several else f"line {row['_line']}"
+
+
+def _cross_row_problems(raw: pd.DataFrame, several: bool) -> list[str]:
+    """Duplicate model keys, and rows that share a weight file but disagree on its source."""
+    errors = []
+    first: dict[str, Mapping[str, Any]] = {}
+    for _, row in raw.iterrows():
+        key = row["model"]
+        if key in first:
+            errors.append(
+                f"{_where(row, several)} (model {key!r}): duplicate model key"
+                f" (first on {_where(first[key], several)})"
+            )
+        else:
+            first[key] = row
+    by_weights: dict[str, Mapping[str, Any]] = {}
+    for _, row in raw.iterrows():
+        owner = by_weights.setdefault(row["weights"], row)
+        differ = [c for c in WEIGHTS_IDENTITY if row[c] != owner[c]]
+        if differ:
+            errors.append(
+                f"{_where(row, several)} (model {row['model']!r}): shares weights"
+                f" {row['weights']!r} with model {owner['model']!r} ({_where(owner, several)})"
+                f" but differs in {', '.join(differ)}"
+            )
+    return errors
+
+
+def read_model_table(
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    sets: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Read and validate the model table (tab-separated, header on line 1), or several of them.
+
+    Returns one row per model with ``top1``/``top5`` as float (percent), ``num_params`` as int,
+    ``eval_res`` as a nullable int, the other columns as strings, and the optional columns
+    (:data:`OPTIONAL_COLUMNS`, '' where unset; ``weights`` defaults to the model key and
+    ``label`` to the key up to its first '.'). Several paths are read into one table, in order.
+    ``sets``, if given, are the allowed values of the ``set`` column.
+
+    Raises :class:`ModelTableError` (a ``ValueError``) listing every bad row by file line number
+    and model key: a duplicate key (across all files), an unknown source or set, a missing or
+    non-numeric accuracy or parameter count, an accuracy outside (0, 100], a missing required
+    column, a ``pytorchcv`` row whose URL is not its model-store URL, rows that share a
+    ``weights`` key but name different files.
+    """
+    paths = [Path(path)] if isinstance(path, (str, os.PathLike)) else [Path(p) for p in path]
+    if not paths:
+        raise ModelTableError("no model table given")
+    sets = list(sets) if sets is not None else None
+    raw = pd.concat([_read_one_table(p, sets) for p in paths], ignore_index=True)
+    raw["weights"] = raw["weights"].where(raw["weights"] != "", raw["model"])
+    raw["label"] = raw["label"].where(raw["label"] != "", raw["model"].str.split(".").str[0])
+    errors = _cross_row_problems(raw, several=len(paths) > 1)
+    if errors:
+        where = paths[0] if len(paths) == 1 else ", ".join(map(str, paths))
+        raise ModelTableError(f"model table {where}:\n  " + "\n  ".join(errors))
+    table = raw.drop(columns=["_line", "_file"]).reset_index(drop=True)
     table["top1"] = table["top1"].astype(float)
     table["top5"] = table["top5"].astype(float)
     table["num_params"] = table["num_params"].astype("int64")
-    table["eval_res"] = table["eval_res"].astype("int64")
+    table["eval_res"] = pd.array(
+        [int(v) if v else pd.NA for v in table["eval_res"]], dtype="Int64"
+    )
     return table
 
 
 def select_models(table: pd.DataFrame, model_set: str | Iterable[str] = "core") -> pd.DataFrame:
     """Rows of ``table`` for ``model_set``, in table order.
 
-    ``model_set`` is ``"core"``, ``"all"``, or names (a list, or one string) each of which is a
-    model key, a family, or a model id (selecting every row with that id). A name that matches
-    nothing raises ``ValueError`` naming it.
+    ``model_set`` is ``"all"`` or names (a list, or one string), each of which is a model set
+    (a value of the ``set`` column, e.g. ``core`` or ``paper2019``), a model key, a family, or a
+    model id (selecting every row with that id). A name that matches nothing raises
+    ``ValueError`` naming it.
     """
     if isinstance(model_set, str):
-        if model_set == "core":
-            return table[table["set"] == "core"].reset_index(drop=True)
         if model_set == "all":
             return table.reset_index(drop=True)
         model_set = [model_set]
     names = list(model_set)
     if not names:
-        raise ValueError("model_set is an empty list; name models or families, or use core/all")
+        raise ValueError("model_set is an empty list; name model sets, models or families, or all")
     keep = pd.Series(False, index=table.index)
     unknown = []
     for name in names:
-        hit = (table["model"] == name) | (table["family"] == name)
+        hit = table["set"] == name
+        if not hit.any():
+            hit = (table["model"] == name) | (table["family"] == name)
         if not hit.any():
             hit = table["model_id"] == name
         if not hit.any():
@@ -232,8 +325,8 @@ def select_models(table: pd.DataFrame, model_set: str | Iterable[str] = "core") 
         keep |= hit
     if unknown:
         raise ValueError(
-            f"unknown model or family name(s): {', '.join(map(repr, unknown))}"
-            " (expected model keys, families or model ids from the model table, or core/all)"
+            f"unknown model or family name(s): {', '.join(map(repr, unknown))} (expected model"
+            " sets, model keys, families or model ids from the model table, or all)"
         )
     return table[keep].reset_index(drop=True)
 
@@ -247,9 +340,11 @@ def select_models(table: pd.DataFrame, model_set: str | Iterable[str] = "core") 
 class WeightsSource:
     """Where one model's weight file comes from and how it is verified.
 
-    ``kind`` is ``"url"`` (a single torch.hub-style URL) or ``"hub"`` (a file of a Hugging Face
-    hub repository). ``expected_sha256`` is the full hash from the table's ``sha256`` column,
-    ``hash_prefix`` the hex digits a URL's file name carries (``name-<hex>.ext``).
+    ``kind`` is ``"url"`` (a single torch.hub-style URL), ``"hub"`` (a file of a Hugging Face
+    hub repository) or ``"pytorchcv"`` (a zip of the OSMR model store, verified by the SHA-1 of
+    the ``.pth`` inside it, ``member``). ``expected_sha256`` is the full hash from the table's
+    ``sha256`` column (for a pytorchcv row: of the zip), ``hash_prefix`` the hex digits a URL's
+    file name carries (``name-<hex>.ext``), ``sha1`` the store's SHA-1 of ``member``.
     """
 
     model: str
@@ -260,6 +355,8 @@ class WeightsSource:
     revision: str = ""
     expected_sha256: str = ""
     hash_prefix: str = ""
+    sha1: str = ""
+    member: str = ""
 
 
 def _timm_name(row: Mapping[str, Any]) -> str:
@@ -297,22 +394,42 @@ def weights_url(row: Mapping[str, Any], base_url: str | None = None) -> str:
     return url
 
 
+def pytorchcv_url(row: Mapping[str, Any], base_url: str | None = None) -> str:
+    """The model-store URL of a ``pytorchcv`` row, as pytorchcv's ``get_model_file`` builds it
+    (:func:`htsr.osmr.store_url`), with ``https://github.com/osmr/imgclsmob`` replaced by
+    ``base_url`` (default: env ``HTSR_PYTORCHCV_URL``) for a mirror or the test server."""
+    store = osmr.parse_store_url(_cell(row, "url"))
+    base = base_url or os.environ.get("HTSR_PYTORCHCV_URL") or osmr.IMGCLSMOB_REPO_URL
+    return osmr.store_url(store.name, store.error, _cell(row, "sha1"), row["weights_tag"], base)
+
+
 def weights_source(
     row: Mapping[str, Any],
     *,
     torchvision_base_url: str | None = None,
     hf_endpoint: str | None = None,
+    pytorchcv_base_url: str | None = None,
 ) -> WeightsSource:
     """Resolve where a row's weights come from (see :class:`WeightsSource`).
 
-    torchvision rows and rows with a ``url`` are ``"url"`` sources; other timm rows are
-    ``"hub"`` sources at timm's ``hf_hub_id`` (file ``hf_hub_filename`` or
-    ``model.safetensors``, revision from the ``revision`` column, else ``main``). A timm row
-    whose weights timm serves from a plain URL (no hub id) and that has no ``url`` raises
-    ``DownloadError`` naming that URL.
+    pytorchcv rows are ``"pytorchcv"`` sources (:func:`pytorchcv_url`); torchvision rows and
+    rows with a ``url`` are ``"url"`` sources; other timm rows are ``"hub"`` sources at timm's
+    ``hf_hub_id`` (file ``hf_hub_filename`` or ``model.safetensors``, revision from the
+    ``revision`` column, else ``main``). A timm row whose weights timm serves from a plain URL
+    (no hub id) and that has no ``url`` raises ``DownloadError`` naming that URL.
     """
     model = str(row["model"])
     expected = _cell(row, "sha256")
+    if row["source"] == "pytorchcv":
+        url = pytorchcv_url(row, pytorchcv_base_url)
+        return WeightsSource(
+            model=model,
+            kind="pytorchcv",
+            url=url,
+            expected_sha256=expected,
+            sha1=_cell(row, "sha1"),
+            member=osmr.parse_store_url(url).member,
+        )
     if row["source"] == "torchvision" or _cell(row, "url"):
         url = weights_url(row, torchvision_base_url)
         name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
@@ -357,20 +474,29 @@ def weights_source(
     )
 
 
-def weights_path(row: Mapping[str, Any], root: str | os.PathLike[str]) -> Path:
-    """Where a row's weight file lives: ``{root}/{model}.pth`` or ``{root}/{model}.safetensors``.
+def weights_key(row: Mapping[str, Any]) -> str:
+    """The name of a row's weight file: its ``weights`` cell, else its model key."""
+    return _cell(row, "weights") or str(row["model"])
 
-    ``.safetensors`` for timm hub rows and for rows whose ``url`` names a ``.safetensors`` file,
-    ``.pth`` otherwise (torch.save files: torchvision, and timm weights timm serves from a URL).
-    Pure: needs no network and no torch import.
+
+def weights_path(row: Mapping[str, Any], root: str | os.PathLike[str]) -> Path:
+    """Where a row's weight file lives: ``{root}/{weights}.pth``, ``.safetensors`` or ``.pth.zip``.
+
+    ``{weights}`` is :func:`weights_key`. ``.pth.zip`` for pytorchcv rows (the model store's
+    zip, kept as downloaded); ``.safetensors`` for timm hub rows and for rows whose ``url`` names
+    a ``.safetensors`` file; ``.pth`` otherwise (torch.save files: torchvision, and timm weights
+    timm serves from a URL). Pure: needs no network and no torch import.
     """
+    key = weights_key(row)
+    if row["source"] == "pytorchcv":
+        return Path(root) / f"{key}.pth.zip"
     url = _cell(row, "url")
     if url:
         name = urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]
         suffix = ".safetensors" if name.endswith(".safetensors") else ".pth"
     else:
         suffix = ".pth" if row["source"] == "torchvision" else ".safetensors"
-    return Path(root) / f"{row['model']}{suffix}"
+    return Path(root) / f"{key}{suffix}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,15 +541,36 @@ def _discard(dest: Path) -> None:
 
 
 def _hash_ok(sha: str, src: WeightsSource, reference: str = "") -> bool:
-    """Does ``sha`` match the table's full hash, else ``reference``, else the name's prefix?"""
+    """Does ``sha`` match the table's full hash, else ``reference``, else the name's prefix?
+
+    A pytorchcv zip is verified by the SHA-1 of its ``.pth`` (:func:`_zip_problem`); its own
+    sha256 only when the table gives one."""
     if src.expected_sha256:
         return sha == src.expected_sha256
+    if src.kind == "pytorchcv":
+        return True
     if reference:
         return sha == reference
     return bool(src.hash_prefix) and sha.startswith(src.hash_prefix)
 
 
+def _zip_problem(src: WeightsSource, path: Path) -> str:
+    """'' if the ``.pth`` inside the zip ``path`` has the store's SHA-1, else what is wrong."""
+    try:
+        sha1 = osmr.member_sha1(path, src.member)
+    except KeyError:
+        return f"the zip holds no {src.member}"
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as err:
+        return f"not a readable zip ({type(err).__name__}: {err})"
+    if sha1 != src.sha1:
+        return f"the {src.member} inside has sha1 {sha1}, expected the store's sha1 {src.sha1}"
+    return ""
+
+
 def _expected_text(src: WeightsSource, reference: str = "") -> str:
+    if src.kind == "pytorchcv":
+        extra = f" and sha256 {src.expected_sha256} (table column sha256)" if src.expected_sha256 else ""
+        return f"a zip whose {src.member} has sha1 {src.sha1}{extra}"
     if src.expected_sha256:
         return f"sha256 {src.expected_sha256} (table column sha256)"
     if reference:
@@ -610,10 +757,14 @@ def _check_present(
             f"{src.model}: cannot verify {dest}: the file name in {src.url} carries no sha256"
             " prefix (name-<hex>.pth) and the table gives no sha256"
         )
+    problem = ""
+    if src.kind == "pytorchcv":
+        verified = side.get("sha1") == src.sha1 and side.get("member") == src.member
+        problem = "" if (same_file and sha and verified) else _zip_problem(src, dest)
     size = stat.st_size
     if not sha:
         sha, size = sha256_file(dest)
-    if _hash_ok(sha, src, reference) and ref_size in (None, size):
+    if _hash_ok(sha, src, reference) and ref_size in (None, size) and not problem:
         if not same_file or side.get("sha256") != sha or "model" not in side:
             _write_sidecar(dest, _sidecar_record(src, sha, commit, "present file"))
         log.info("%s: %s is present and verified (sha256 %s)", src.model, dest, sha)
@@ -625,18 +776,18 @@ def _check_present(
                 src.repo_id, src.filename, revision=commit, endpoint=endpoint
             )
         return result
+    found = problem or f"sha256 {sha}, {size} bytes"
     log.warning(
-        "%s: %s is corrupt (sha256 %s, %d bytes; expected %s); removing it",
+        "%s: %s is corrupt (%s; expected %s); removing it",
         src.model,
         dest,
-        sha,
-        size,
+        found,
         _expected_text(src, reference),
     )
     _discard(dest)
     if offline:
         raise DownloadError(
-            f"{src.model}: offline, and {dest} was corrupt (sha256 {sha}, expected"
+            f"{src.model}: offline, and {dest} was corrupt ({found}; expected"
             f" {_expected_text(src, reference)}); removed it, download it again online"
         )
     return None
@@ -653,6 +804,7 @@ def _sidecar_record(src: WeightsSource, sha: str, commit: Any, how: str) -> dict
         "commit": commit,
         "sha256": sha,
         "verified": how,
+        **({"sha1": src.sha1, "member": src.member} if src.kind == "pytorchcv" else {}),
     }
 
 
@@ -678,10 +830,12 @@ def _staged_download(
     expected: str = "",
     expected_size: int | None = None,
     commit: str | None = None,
+    check: Callable[[Path], str] | None = None,
 ) -> dict[str, Any]:
     """Fetch into a staging folder beside ``dest`` (``fetch(staging)`` returns the file), with
-    retries; verify sha256 (and size); only then move it to ``dest`` and write the sidecar.
-    A corrupt file is deleted with the staging folder and nothing appears under ``dest``."""
+    retries; verify sha256 (and size) and ``check(file)`` (what is wrong with it, '' if
+    nothing); only then move it to ``dest`` and write the sidecar. A corrupt file is deleted
+    with the staging folder and nothing appears under ``dest``."""
     staging = _staging(dest)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -695,10 +849,12 @@ def _staged_download(
             backoff_s=backoff_s,
         )
         sha, size = sha256_file(local)
-        if not _hash_ok(sha, src, expected) or expected_size not in (None, size):
+        problem = check(Path(local)) if check is not None else ""
+        if not _hash_ok(sha, src, expected) or expected_size not in (None, size) or problem:
             size_text = "" if expected_size is None else f" ({expected_size} bytes)"
+            found = problem or f"sha256 {sha} ({size} bytes)"
             raise DownloadError(
-                f"{src.model}: {url} arrived corrupt: sha256 {sha} ({size} bytes), expected"
+                f"{src.model}: {url} arrived corrupt: {found}, expected"
                 f" {_expected_text(src, expected)}{size_text};"
                 f" deleted it, nothing was written to {dest}"
             )
@@ -726,6 +882,29 @@ def _fetch_url(
         return part
 
     return _staged_download(src, dest, fetch, url=src.url, retries=retries, backoff_s=backoff_s)
+
+
+def _fetch_pytorchcv(
+    src: WeightsSource, dest: Path, *, retries: int, backoff_s: float, progress: bool
+) -> dict[str, Any]:
+    """The store's zip, kept whole: verified by the SHA-1 of the ``.pth`` inside, which is
+    read from the zip as a stream (nothing is unpacked)."""
+    import torch.hub
+
+    def fetch(staging: Path) -> Path:
+        part = staging / dest.name
+        torch.hub.download_url_to_file(src.url, str(part), None, progress=progress)
+        return part
+
+    return _staged_download(
+        src,
+        dest,
+        fetch,
+        url=src.url,
+        retries=retries,
+        backoff_s=backoff_s,
+        check=lambda path: _zip_problem(src, path),
+    )
 
 
 def _fetch_hub(
@@ -773,6 +952,7 @@ def download_weights(
     *,
     torchvision_base_url: str | None = None,
     hf_endpoint: str | None = None,
+    pytorchcv_base_url: str | None = None,
     offline: bool = False,
     retries: int = 4,
     backoff_s: float = 1.0,
@@ -783,11 +963,15 @@ def download_weights(
     Sources (see :func:`weights_source`): torch.hub-style URLs are fetched with
     ``torch.hub.download_url_to_file`` and verified against the sha256 prefix in the file name
     (or the table's ``sha256``); timm hub files with ``huggingface_hub.hf_hub_download`` at the
-    commit ``model_info`` resolves, verified against the hub's LFS sha256 and size.
+    commit ``model_info`` resolves, verified against the hub's LFS sha256 and size; OSMR store
+    zips (pytorchcv rows) with ``torch.hub.download_url_to_file``, kept zipped and verified by
+    the store's SHA-1 of the ``.pth`` inside.
 
     ``torchvision_base_url`` (default env ``HTSR_TORCHVISION_URL``) replaces
     ``https://download.pytorch.org/models/`` and resolves bare ``url`` names; ``hf_endpoint``
-    (default env ``HF_ENDPOINT``) is the hub. ``offline`` (or env ``HTSR_OFFLINE=1``) uses only
+    (default env ``HF_ENDPOINT``) is the hub; ``pytorchcv_base_url`` (default env
+    ``HTSR_PYTORCHCV_URL``) replaces ``https://github.com/osmr/imgclsmob``. ``offline`` (or env
+    ``HTSR_OFFLINE=1``) uses only
     ``dest``. Connection errors and HTTP 5xx are retried ``retries`` times, waiting
     ``backoff_s * 2**k`` seconds. A file already at ``dest`` that verifies is kept; one that
     does not is removed and fetched again. A download that fails verification raises
@@ -799,7 +983,12 @@ def download_weights(
     dest = Path(dest)
     offline = offline or _env_flag("HTSR_OFFLINE")
     endpoint = hf_endpoint or os.environ.get("HF_ENDPOINT") or None
-    src = weights_source(row, torchvision_base_url=torchvision_base_url, hf_endpoint=endpoint)
+    src = weights_source(
+        row,
+        torchvision_base_url=torchvision_base_url,
+        hf_endpoint=endpoint,
+        pytorchcv_base_url=pytorchcv_base_url,
+    )
     dest.parent.mkdir(parents=True, exist_ok=True)
     present = _check_present(
         src, dest, offline=offline, endpoint=endpoint, retries=retries, backoff_s=backoff_s
@@ -814,6 +1003,8 @@ def download_weights(
     log.info("%s: downloading %s to %s", src.model, src.url, dest)
     if src.kind == "url":
         return _fetch_url(src, dest, retries=retries, backoff_s=backoff_s, progress=progress)
+    if src.kind == "pytorchcv":
+        return _fetch_pytorchcv(src, dest, retries=retries, backoff_s=backoff_s, progress=progress)
     return _fetch_hub(
         src, dest, endpoint=endpoint, retries=retries, backoff_s=backoff_s, progress=progress
     )
@@ -829,7 +1020,9 @@ def build_model(row: Mapping[str, Any]) -> nn.Module:
 
     torchvision: ``torchvision.models.get_model(model_id, weights=None)``; timm:
     ``timm.create_model("{model_id}.{weights_tag}", pretrained=False)`` (the tag selects the
-    pretrained config, e.g. its class count).
+    pretrained config, e.g. its class count); pytorchcv: today's
+    ``pytorchcv.model_provider.get_model(model_id, pretrained=False)``, which needs the
+    ``pytorchcv`` package (the pipeline never builds these: it analyses their files' tensors).
     """
     model = row["model"]
     try:
@@ -837,6 +1030,15 @@ def build_model(row: Mapping[str, Any]) -> nn.Module:
             import torchvision.models
 
             net = torchvision.models.get_model(row["model_id"], weights=None)
+        elif row["source"] == "pytorchcv":
+            try:
+                from pytorchcv.model_provider import get_model
+            except ImportError as err:
+                raise ValueError(
+                    "building a pytorchcv architecture needs the pytorchcv package"
+                    " (pip install pytorchcv); its weight files are analysed without it"
+                ) from err
+            net = get_model(row["model_id"], pretrained=False)
         else:
             import timm
 
@@ -912,3 +1114,24 @@ def load_model(row: Mapping[str, Any], weights_path: str | os.PathLike[str]) -> 
             f" ({row['source']}): {type(err).__name__}: {err}"
         ) from err
     return net.eval()
+
+
+def load_weights(
+    row: Mapping[str, Any], weights_path: str | os.PathLike[str]
+) -> nn.Module | dict[str, Any]:
+    """What ``htsr.analyze`` reads for a row: the loaded architecture (:func:`load_model`) for
+    torchvision and timm rows, the file's state_dict for pytorchcv rows.
+
+    OSMR weights are analysed from their tensors (a 4-D weight is a Conv2d, a 2-D one a Linear;
+    ``htsr.spectra.layers_from_state_dict``), read from inside the store's zip with torch's
+    ``weights_only`` loader, so that no pytorchcv version of the time has to be installed. A file
+    that does not load raises :class:`WeightsLoadError` naming the model and the file.
+    """
+    if row["source"] != "pytorchcv":
+        return load_model(row, weights_path)
+    from htsr.checkpoints import CheckpointError, load_state_dict
+
+    try:
+        return load_state_dict(weights_path)
+    except CheckpointError as err:
+        raise WeightsLoadError(f"{row['model']}: {err}") from err

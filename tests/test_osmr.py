@@ -102,7 +102,9 @@ def test_rows_sharing_weights_must_agree(tmp_path: Path, table: pd.DataFrame) ->
     rows.iloc[1, rows.columns.get_loc("url")] = "https://download.pytorch.org/models/v-0123abcd.pth"
     path = tmp_path / "t.tsv"
     rows.to_csv(path, sep="\t", index=False)
-    with pytest.raises(zoo.ModelTableError, match="shares weights 'vgg11-bbd30ac9'.*differs in url"):
+    with pytest.raises(
+        zoo.ModelTableError, match="shares weights 'vgg11-bbd30ac9'.*differs in url"
+    ):
         zoo.read_model_table(path)
 
 
@@ -161,7 +163,9 @@ def test_corrupt_zip_fails_leaves_nothing_and_a_rerun_fetches_it(served, tmp_pat
     dest = zoo.weights_path(row, tmp_path)
     faults = {model: "corrupt"}
     with serve_zoo(files, faults=faults) as base:
-        with pytest.raises(zoo.DownloadError, match=f"{model}: .*arrived corrupt.*nothing was written"):
+        with pytest.raises(
+            zoo.DownloadError, match=f"{model}: .*arrived corrupt.*nothing was written"
+        ):
             _fetch(row, dest, base)
         assert list(tmp_path.iterdir()) == []
         faults.clear()
@@ -201,7 +205,9 @@ def test_present_corrupt_and_offline(served, tmp_path, monkeypatch) -> None:
 def test_zip_checkpoint_errors_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "x.pth.zip"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(checkpoints.CheckpointError, match="x.pth.zip: not a readable checkpoint zip"):
+    with pytest.raises(
+        checkpoints.CheckpointError, match="x.pth.zip: not a readable checkpoint zip"
+    ):
         checkpoints.load_state_dict(bad)
     two = tmp_path / "two.zip"
     with zipfile.ZipFile(two, "w") as zf:

@@ -152,7 +152,9 @@ def served_table(
         if path.parent.name == "models":
             table.at[i, "url"] = path.name
         elif path.name.endswith(".pth.zip"):
-            store = osmr.parse_store_url(f"{osmr.IMGCLSMOB_REPO_URL}/releases/download/x/{path.name}")
+            store = osmr.parse_store_url(
+                f"{osmr.IMGCLSMOB_REPO_URL}/releases/download/x/{path.name}"
+            )
             with zipfile.ZipFile(path) as zf:
                 sha1 = hashlib.sha1(zf.read(store.member)).hexdigest()
             table.at[i, "sha1"] = sha1

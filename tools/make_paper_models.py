@@ -154,7 +154,9 @@ def _osmr_rows(shared: Path) -> list[dict[str, object]]:
             " 2020-01-16; the errors Nat. Commun. Table 1 used)"
         )
         rec["notes"] = ""
-        rows.append(_osmr_row(rec, "natcomm2021", f"natcomm2021.osmr.{rec['model_id']}", "ResNet-1K"))
+        rows.append(
+            _osmr_row(rec, "natcomm2021", f"natcomm2021.osmr.{rec['model_id']}", "ResNet-1K")
+        )
     for _, rec in nc.iterrows():  # SI: 13 families, README of 2021-01-08
         block = re.search(r'large-scale imagenet-1k regression "([^"]+)"', rec["used_in"])
         if block is None:

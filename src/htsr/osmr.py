@@ -68,9 +68,12 @@ def store_file_name(name: str, error: str, sha1: str) -> str:
     return f"{name}-{error}-{sha1[:8]}.pth"
 
 
-def store_url(name: str, error: str, sha1: str, release_tag: str, repo_url: str = IMGCLSMOB_REPO_URL) -> str:
+def store_url(
+    name: str, error: str, sha1: str, release_tag: str, repo_url: str = IMGCLSMOB_REPO_URL
+) -> str:
     """The download URL pytorchcv's model store builds for a weight file (a ``.pth.zip``)."""
-    return f"{repo_url.rstrip('/')}/releases/download/{release_tag}/{store_file_name(name, error, sha1)}.zip"
+    file_name = store_file_name(name, error, sha1)
+    return f"{repo_url.rstrip('/')}/releases/download/{release_tag}/{file_name}.zip"
 
 
 def parse_store_url(url: str) -> StoreFile:
@@ -98,7 +101,9 @@ def zip_member(path: str | os.PathLike[str], member: str | None = None) -> str:
         names = [i.filename for i in zf.infolist() if not i.is_dir()]
     if member is not None:
         if member not in names:
-            raise ValueError(f"{path}: the zip holds no {member} (it holds {', '.join(names) or 'nothing'})")
+            raise ValueError(
+                f"{path}: the zip holds no {member} (it holds {', '.join(names) or 'nothing'})"
+            )
         return member
     checkpoints = [n for n in names if n.lower().endswith((".pth", ".pt", ".bin"))]
     if len(checkpoints) != 1:

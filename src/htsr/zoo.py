@@ -142,7 +142,9 @@ def _cell(row: Mapping[str, Any], column: str) -> str:
 def _pytorchcv_problems(row: Mapping[str, str]) -> list[str]:
     """A ``pytorchcv`` row must name its store file exactly as the OSMR model store does."""
     if not _SHA1.match(row["sha1"]):
-        return [f"a pytorchcv row needs the store's sha1 (40 lowercase hex digits, got {row['sha1']!r})"]
+        return [
+            f"a pytorchcv row needs the store's sha1 (40 lowercase hex digits, got {row['sha1']!r})"
+        ]
     try:
         store = osmr.parse_store_url(row["url"])
     except ValueError as err:
@@ -152,7 +154,8 @@ def _pytorchcv_problems(row: Mapping[str, str]) -> list[str]:
     if store.name != row["model_id"] or row["url"] != expected:
         problems.append(
             f"url {row['url']!r} is not the store URL of model_id {row['model_id']!r}, release"
-            f" {row['weights_tag']!r} (weights_tag) and sha1 {row['sha1'][:8]}...: expected {expected!r}"
+            f" {row['weights_tag']!r} (weights_tag) and sha1 {row['sha1'][:8]}...:"
+            f" expected {expected!r}"
         )
     return problems
 
@@ -291,9 +294,7 @@ def read_model_table(
     table["top1"] = table["top1"].astype(float)
     table["top5"] = table["top5"].astype(float)
     table["num_params"] = table["num_params"].astype("int64")
-    table["eval_res"] = pd.array(
-        [int(v) if v else pd.NA for v in table["eval_res"]], dtype="Int64"
-    )
+    table["eval_res"] = pd.array([int(v) if v else pd.NA for v in table["eval_res"]], dtype="Int64")
     return table
 
 
@@ -569,7 +570,11 @@ def _zip_problem(src: WeightsSource, path: Path) -> str:
 
 def _expected_text(src: WeightsSource, reference: str = "") -> str:
     if src.kind == "pytorchcv":
-        extra = f" and sha256 {src.expected_sha256} (table column sha256)" if src.expected_sha256 else ""
+        extra = (
+            f" and sha256 {src.expected_sha256} (table column sha256)"
+            if src.expected_sha256
+            else ""
+        )
         return f"a zip whose {src.member} has sha1 {src.sha1}{extra}"
     if src.expected_sha256:
         return f"sha256 {src.expected_sha256} (table column sha256)"

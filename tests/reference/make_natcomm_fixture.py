@@ -47,7 +47,16 @@ TXT_KEYS = {
     "spectral_norm": "spectralnorm",
 }
 #: df_all names with one of these suffixes are not ImageNet-1K models
-DATASET_SUFFIXES = ("_cifar10", "_cifar100", "_svhn", "_cub", "_voc", "_coco", "_ade20k", "_cityscapes")
+DATASET_SUFFIXES = (
+    "_cifar10",
+    "_cifar100",
+    "_svhn",
+    "_cub",
+    "_voc",
+    "_coco",
+    "_ade20k",
+    "_cityscapes",
+)
 
 
 def _show(git_dir: Path, path: str) -> str:
@@ -85,7 +94,9 @@ def main(argv: list[str]) -> int:
         row.update({ours: float(rec[theirs]) for ours, theirs in TXT_KEYS.items()})
         rows.append(row)
     table = pd.DataFrame(rows)
-    header = f"# {REPO}@{COMMIT}: WeightWatcher 0.2.7 per-model summaries (make_natcomm_fixture.py)\n"
+    header = (
+        f"# {REPO}@{COMMIT}: WeightWatcher 0.2.7 per-model summaries (make_natcomm_fixture.py)\n"
+    )
     with open(OUT, "w") as fh:
         fh.write(header)
         table.to_csv(fh, sep="\t", index=False, float_format="%.10g")

@@ -181,7 +181,7 @@ def test_float32_alpha_within_0_01_of_float64_on_real_layers() -> None:
             a32 = fit_power_law(ev32.double(), xmax=float(ev32.max())).alpha
             assert abs(a32 - ref) < 0.01
     assert metrics.analyze.__kwdefaults__["dtype"] is None
-    assert metrics.DEFAULT_DTYPE == {"paper": "float32", "ww": "float32"}
+    assert metrics.DEFAULT_DTYPE == {"paper": "float32", "ww": "float32", "ww2020": "float32"}
 
 
 @pytest.mark.parametrize("name", ["resnet18", "densenet121"])
@@ -256,13 +256,20 @@ def test_keep_evals_column_and_progress(capsys: pytest.CaptureFixture[str]) -> N
 def test_summarize_means_over_ok_rows() -> None:
     table = pd.DataFrame(
         {
-            **{m: [1.0, 3.0, 100.0] for m in metrics.SUMMARY_METRICS},
+            **{m: [1.0, 3.0, 100.0] for m in metrics.SUMMARY_INPUTS[:-1]},
             "status": ["ok", "ok", "too_small"],
         }
     )
     s = htsr.summarize(table)
     assert s["alpha_weighted"] == 2.0 and s["stable_rank"] == 2.0
     assert s["n_matrices"] == 2 and s["n_rows"] == 3
+    assert s["log_spectral_norm"] == 2.0 and s["log_mean_spectral_norm"] == pytest.approx(
+        np.log10(2)
+    )
+    # WW 0.2.7 (ww2020) averaged the spectral norm over the too-small slices too
+    ww = htsr.summarize(table, convention="ww2020")
+    assert ww["alpha_weighted"] == 2.0 and ww["log_spectral_norm"] == pytest.approx(104 / 3)
+    assert ww["log_mean_spectral_norm"] == pytest.approx(np.log10(104 / 3))
     assert list(s.index) == [*metrics.SUMMARY_METRICS, "n_matrices", "n_rows"]
     empty = htsr.summarize(table.assign(status="zero"))
     assert math.isnan(empty["alpha"]) and empty["n_matrices"] == 0

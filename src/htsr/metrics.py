@@ -13,6 +13,20 @@ Two conventions, selected by name:
     √(1/2)); layers with ``M·rf < 8`` or ``M·rf > 15000`` eigenvalues or ``N > 50000`` skipped;
     eigenvalues ≤ 1e-5 dropped before the (untruncated) WW fit; ``log_norm`` is WW's
     ``log10 Σλ`` = log10 of the *squared* (and for conv2d halved) Frobenius norm.
+``ww2020``
+    WeightWatcher 0.2.7 as the Nat. Commun. 2021 tables ran it (``analyze(alphas=True,
+    spectralnorms=True, normalize=False, glorot_fix=False)``): per slice like ``paper``, but
+    every matrix of a layer with ``count`` slices (kh·kw for a conv, 1 for a Linear) is scaled by
+    √(count/2) first, so its eigenvalues are ``λ·count/2``; a slice of any layer type with
+    ``min(N, M) < 50`` gets no fit (status ``too_small``) but keeps its ``lambda_max`` and
+    ``log_spectral_norm``, which :func:`summarize` averages over every slice, as WW 0.2.7 did;
+    a layer whose matrices have fewer than 2 columns (``W.shape[1] < 2``: depthwise convs) is
+    skipped outright; ``log_norm`` is log10 ‖W'‖_F of the scaled matrix.
+
+Eigenvalues are exact by default (``evals="exact"``: the Gram matrix's symmetric eigensolve);
+``evals="tsvd"`` reproduces the 2019 notebooks and WeightWatcher 0.2.7, which took the largest
+M - 1 of them from scikit-learn's randomized ``TruncatedSVD`` (:func:`htsr.spectra.
+tsvd_eigenvalues`, ``random_state`` 42 under ``paper``, 10 under ``ww2020``).
 
 The metric formulas are the small pure functions below; all logarithms are base 10.
 """
@@ -39,9 +53,16 @@ from htsr.spectra import (
     iter_layers,
     layer_matrices,
     torch_dtype,
+    tsvd_eigenvalues,
 )
 
-CONVENTIONS = ("paper", "ww")
+CONVENTIONS = ("paper", "ww", "ww2020")
+#: Conventions with one row per matrix (kernel tap); ``ww`` pools a layer into one row.
+PER_SLICE = ("paper", "ww2020")
+EVALS = ("exact", "tsvd")
+#: ``random_state`` of ``TruncatedSVD`` for ``evals="tsvd"``: the 2019 notebooks' 42,
+#: WeightWatcher 0.2.7's 10.
+TSVD_SEEDS = {"paper": 42, "ww2020": 10}
 
 #: ``analyze``'s precision per convention when ``dtype`` is not given, on CPU: float32 holds α
 #: within 0.01 of a float64 SVD under both conventions (tested; 0.0085 at most on seven
@@ -49,7 +70,7 @@ CONVENTIONS = ("paper", "ww")
 #: float64 SVD to ~1e-12. On CUDA the default is always float64 (cheap on a GPU, and two float32
 #: implementations — CPU LAPACK vs cuSOLVER — were measured to differ by up to 0.018 in α on an
 #: H200).
-DEFAULT_DTYPE = {"paper": "float32", "ww": "float32"}
+DEFAULT_DTYPE = {"paper": "float32", "ww": "float32", "ww2020": "float32"}
 FITS = ("truncated", "untruncated", "ww")
 
 #: Output columns of :func:`analyze`, in order (``evals`` is appended with ``keep_evals``).
@@ -74,7 +95,10 @@ COLUMNS: tuple[str, ...] = (
     "status",
 )
 
-#: Model-level means reported by :func:`summarize` (over rows with status ``ok``).
+#: Model-level means reported by :func:`summarize` (over rows with status ``ok``; the two
+#: spectral-norm metrics also over ``too_small`` rows that carry a ``lambda_max``, which only
+#: ``ww2020`` records). ``log_mean_spectral_norm`` is log10 of the mean λmax, the quantity whose
+#: natural log the Nat. Commun. SI tables regressed as "log spectral norm".
 SUMMARY_METRICS: tuple[str, ...] = (
     "alpha_weighted",
     "log_norm",
@@ -83,6 +107,19 @@ SUMMARY_METRICS: tuple[str, ...] = (
     "alpha",
     "log_frobenius_sq",
     "stable_rank",
+    "log_mean_spectral_norm",
+)
+#: The per-row columns :func:`summarize` reads.
+SUMMARY_INPUTS: tuple[str, ...] = (
+    "alpha_weighted",
+    "log_norm",
+    "log_spectral_norm",
+    "log_alpha_norm",
+    "alpha",
+    "log_frobenius_sq",
+    "stable_rank",
+    "lambda_max",
+    "status",
 )
 
 #: Paper default for the smaller side of a conv slice to be analysed.
@@ -145,6 +182,8 @@ class _Options:
     dtype: torch.dtype
     device: torch.device
     keep_evals: bool
+    evals: str = "exact"
+    tsvd_seed: int = 42
 
 
 def _blank_row(
@@ -181,16 +220,22 @@ def ww_log_norm(evals: np.ndarray) -> float:
     return float(np.log10(np.sum(evals)))
 
 
-def _fill_row(row: dict[str, Any], evals: np.ndarray, opts: _Options) -> None:
-    """Add norms (always computable for a nonzero ESD), then the fit and α-metrics if it works."""
+def _fill_row(
+    row: dict[str, Any], evals: np.ndarray, opts: _Options, frob_sq: float | None = None
+) -> None:
+    """Add norms (always computable for a nonzero ESD), then the fit and α-metrics if it works.
+
+    ``frob_sq`` is ‖W‖²_F when ``evals`` are not the whole spectrum (``evals="tsvd"`` drops the
+    smallest eigenvalue; the 2019 notebooks and WW 0.2.7 took the norm of W itself)."""
     lam_max = float(evals.max())
+    norm_evals = evals if frob_sq is None else np.array([frob_sq])
     row.update(
         num_evals=int(evals.size),
         lambda_max=lam_max,
-        log_norm=log_norm(evals) if opts.convention == "paper" else ww_log_norm(evals),
-        log_frobenius_sq=log_frobenius_sq(evals),
+        log_norm=ww_log_norm(norm_evals) if opts.convention == "ww" else log_norm(norm_evals),
+        log_frobenius_sq=log_frobenius_sq(norm_evals),
         log_spectral_norm=log_spectral_norm(lam_max),
-        stable_rank=stable_rank(evals),
+        stable_rank=float(np.sum(norm_evals) / lam_max),
     )
     if row["status"] != "ok":
         return
@@ -265,21 +310,58 @@ def _stack_evals(matrices: torch.Tensor, opts: _Options) -> list[np.ndarray]:
     return list(ev.to(device="cpu", dtype=torch.float64).numpy())
 
 
-def _paper_rows(stack: MatrixStack, opts: _Options) -> list[dict[str, Any]]:
-    """One row per matrix of the stack (paper convention)."""
+def _tsvd_evals(stack: MatrixStack, opts: _Options) -> tuple[list[np.ndarray], list[str]]:
+    """``evals="tsvd"``: the 2019 notebooks' TruncatedSVD of each finite, nonzero matrix
+    (:func:`htsr.spectra.tsvd_eigenvalues`); the others get NaN and their status."""
+    statuses = _slice_status(stack.matrices)
+    orient = "stored" if stack.layer_type == "linear" else "long"
+    nan = np.full(stack.shape[1] - 1, np.nan)
+    evals = [
+        tsvd_eigenvalues(w, orient=orient, random_state=opts.tsvd_seed) if st == "ok" else nan
+        for w, st in zip(stack.matrices, statuses, strict=True)
+    ]
+    return evals, statuses
+
+
+def _frobenius_sq(stack: MatrixStack) -> list[float]:
+    """‖W‖²_F of each matrix of the stack, in float64."""
+    return stack.matrices.detach().to(torch.float64).square().sum(dim=(-2, -1)).tolist()
+
+
+def _slice_rows(stack: MatrixStack, opts: _Options) -> list[dict[str, Any]]:
+    """One row per matrix of the stack (``paper`` and ``ww2020`` conventions)."""
     m = stack.shape[1]
-    tiny = stack.layer_type in ("conv1d", "conv2d") and m < opts.min_dim
-    all_evals = _stack_evals(stack.matrices, opts)
-    statuses = _screened_status(stack.matrices, all_evals, opts)
+    scale = 1.0
+    norms = True  # a too-small slice still gets its norms, just no fit
+    if opts.convention == "ww2020":
+        scale = len(stack.slices) / 2.0  # WW 0.2.7: W * sqrt(count / 2)
+        tiny = m < opts.min_dim
+        cols = stack.matrices.shape[-1] if stack.layer_type == "linear" else m
+        norms = cols >= 2  # WW 0.2.7 skips a layer with W.shape[1] < 2 outright
+    else:
+        tiny = stack.layer_type in ("conv1d", "conv2d") and m < opts.min_dim
+    frob: list[float | None] = [None] * len(stack.slices)
+    if opts.evals == "tsvd" and not tiny:
+        all_evals, statuses = _tsvd_evals(stack, opts)
+        frob = [f * scale for f in _frobenius_sq(stack)]
+    else:
+        all_evals = _stack_evals(stack.matrices, opts)
+        statuses = _screened_status(stack.matrices, all_evals, opts)
     rows = []
-    for label, st, evals in zip(stack.slices, statuses, all_evals, strict=True):
+    for label, st, evals, frob_sq in zip(stack.slices, statuses, all_evals, frob, strict=True):
         row = _empty_row(stack, label, "too_small" if tiny and st == "ok" else st)
         rows.append(row)
         if st == "zero":
             row.update(num_evals=m, lambda_max=0.0)
         if st != "ok":
             continue
-        _fill_row(row, evals, opts)
+        if scale != 1.0:
+            evals = evals * scale
+        if tiny and not norms:
+            continue
+        _fill_row(row, evals, opts, frob_sq)  # norms for every row; a fit only for ok rows
+        if tiny:
+            continue
         if opts.keep_evals:
             row["evals"] = evals
     return rows
@@ -348,11 +430,12 @@ def _layer_rows(layer: LayerWeight, opts: _Options) -> list[dict[str, Any]]:
     except ValueError as err:
         warnings.warn(f"analyze: {err}; status 'unsupported'", RuntimeWarning, stacklevel=3)
         return [_blank_row(layer.name, layer.layer_type, "", (0, 0), "unsupported")]
-    labels = stack.slices if opts.convention == "paper" else ("",)
+    per_slice = opts.convention in PER_SLICE
+    labels = stack.slices if per_slice else ("",)
     if stack.shape[1] == 0:
         return [_empty_row(stack, label, "empty") for label in labels]
     try:
-        return _paper_rows(stack, opts) if opts.convention == "paper" else [_ww_row(stack, opts)]
+        return _slice_rows(stack, opts) if per_slice else [_ww_row(stack, opts)]
     except Exception as err:  # one bad layer must not sink the model's table
         warnings.warn(
             f"analyze: layer {layer.name}: {type(err).__name__}: {err}; status 'error'",
@@ -397,6 +480,8 @@ def analyze(
     include_embeddings: bool = False,
     keep_evals: bool = False,
     progress: bool = False,
+    evals: str = "exact",
+    tsvd_seed: int | None = None,
 ) -> pd.DataFrame:
     """Spectral metrics of every weight matrix of a model, one row per matrix (see ``COLUMNS``).
 
@@ -406,14 +491,17 @@ def analyze(
         An ``nn.Module``, a state_dict, or a ``.pth``/``.pt``/``.safetensors`` file (a bad file
         raises :class:`htsr.checkpoints.CheckpointError` naming it).
     convention
-        ``"paper"`` (one row per matrix / kernel tap) or ``"ww"`` (one pooled row per layer,
-        matching WeightWatcher 0.7.7's defaults). See the module docstring.
+        ``"paper"`` (one row per matrix / kernel tap), ``"ww"`` (one pooled row per layer,
+        matching WeightWatcher 0.7.7's defaults) or ``"ww2020"`` (per slice, WeightWatcher
+        0.2.7 as Nat. Commun. 2021 ran it). See the module docstring.
     min_dim
         ``paper``: smallest ``min(N, M)`` of a conv matrix to analyse (default 50).
+        ``ww2020``: the same for every matrix (WW 0.2.7's ``min_size``, default 50).
         ``ww``: WeightWatcher's ``min_evals``, smallest pooled eigenvalue count (default 8).
     fit
-        ``"truncated"`` (xmax = λmax, the paper default), ``"untruncated"``, or ``"ww"``
-        (WeightWatcher's fit, the ``ww`` default).
+        ``"truncated"`` (xmax = λmax, the ``paper`` and ``ww2020`` default: powerlaw 1.4.6's
+        ``Fit(evals, xmax=max(evals))``), ``"untruncated"``, or ``"ww"`` (WeightWatcher
+        0.7.7's fit, the ``ww`` default).
     dtype
         ``"float32"`` or ``"float64"``: precision of the Gram matrix and eigenvalues. Default
         (None): ``"float32"`` on CPU (2-3× faster; α stays within 0.01 of a float64 SVD in the
@@ -427,6 +515,13 @@ def analyze(
         Append a column ``evals`` with each row's eigenvalues (float64, ascending).
     progress
         Show a tqdm progress bar on stderr.
+    evals
+        ``"exact"`` (default) or ``"tsvd"``: the 2019 method, the M - 1 largest eigenvalues
+        from scikit-learn's ``TruncatedSVD(n_components=M-1, n_iter=7)`` on W in float64
+        (``paper`` and ``ww2020`` only; ignores ``dtype`` and ``device``).
+    tsvd_seed
+        ``random_state`` of that TruncatedSVD; default 42 (the 2019 notebooks) under ``paper``,
+        10 (WeightWatcher 0.2.7) under ``ww2020``.
 
     A bad layer never stops the run: it gets a row whose ``status`` says why (``nonfinite``,
     ``overflow``/``underflow`` (finite nonzero weights whose spectrum over- or underflows even in
@@ -436,14 +531,20 @@ def analyze(
     """
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    fit = fit if fit is not None else ("truncated" if convention == "paper" else "ww")
+    fit = fit if fit is not None else ("ww" if convention == "ww" else "truncated")
     if fit not in FITS:
         raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
     resolved_device = _resolve_device(device)
     if dtype is None:
         dtype = DEFAULT_DTYPE[convention] if resolved_device.type == "cpu" else "float64"
+    if evals not in EVALS:
+        raise ValueError(f"evals must be one of {EVALS}, got {evals!r}")
+    if evals == "tsvd" and convention not in PER_SLICE:
+        raise ValueError(
+            f"evals='tsvd' needs a per-slice convention {PER_SLICE}, not {convention!r}"
+        )
     if min_dim is None:
-        min_dim = PAPER_MIN_DIM if convention == "paper" else WW_MIN_EVALS
+        min_dim = WW_MIN_EVALS if convention == "ww" else PAPER_MIN_DIM
     if min_dim < 0:
         raise ValueError(f"min_dim must be >= 0, got {min_dim}")
     opts = _Options(
@@ -453,9 +554,11 @@ def analyze(
         dtype=torch_dtype(dtype),
         device=resolved_device,
         keep_evals=keep_evals,
+        evals=evals,
+        tsvd_seed=int(tsvd_seed if tsvd_seed is not None else TSVD_SEEDS.get(convention, 42)),
     )
     source = _source(model_or_path)
-    # WeightWatcher 0.7.7 does not see MultiheadAttention's bare in_proj_weight.
+    # WeightWatcher (0.7.7, and 0.2.7) does not see MultiheadAttention's bare in_proj_weight.
     layers: list[LayerWeight] = list(
         iter_layers(
             source, include_embeddings=include_embeddings, include_attention=convention == "paper"
@@ -475,18 +578,33 @@ def analyze(
     return table.astype({"N": "int64", "M": "int64", "num_evals": "int64", "n_tail": "int64"})
 
 
-def summarize(table: pd.DataFrame) -> pd.Series:
+def summarize(table: pd.DataFrame, *, convention: str = "paper") -> pd.Series:
     """Model-level means over the rows with status ``ok``.
 
-    Returns ``alpha_weighted`` (α̂), ``log_norm``, ``log_spectral_norm``, ``log_alpha_norm``,
-    ``alpha`` (ᾱ), ``log_frobenius_sq``, ``stable_rank`` (NaN when no row is ok), plus
-    ``n_matrices`` (ok rows used) and ``n_rows`` (all rows).
+    Returns ``alpha_weighted`` (α̂ = mean of α·log10 λmax), ``log_norm``,
+    ``log_spectral_norm`` (mean log10 λmax), ``log_alpha_norm``, ``alpha`` (ᾱ),
+    ``log_frobenius_sq``, ``stable_rank``, ``log_mean_spectral_norm`` (log10 of the mean λmax;
+    NaN when no row is ok), plus ``n_matrices`` (ok rows used) and ``n_rows`` (all rows).
+    ``convention`` is the one ``table`` was made with: under ``ww2020`` the two spectral-norm
+    metrics also take the ``too_small`` rows (WeightWatcher 0.2.7 averaged the spectral norm
+    over every slice, small ones included; the 2019 notebooks and WW 0.7.7 did not).
     """
-    missing = [c for c in (*SUMMARY_METRICS, "status") if c not in table.columns]
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    missing = [c for c in SUMMARY_INPUTS if c not in table.columns]
     if missing:
         raise ValueError(f"summarize: table lacks columns {missing}")
     ok = table[table["status"] == "ok"]
-    out = {m: float(ok[m].mean()) if len(ok) else float("nan") for m in SUMMARY_METRICS}
+    lam = table["lambda_max"].astype(float)
+    small = (table["status"] == "too_small") & (lam > 0) & (convention == "ww2020")
+    normed = table[(table["status"] == "ok") | small]
+    nan = float("nan")
+    out = {m: float(ok[m].mean()) if len(ok) else nan for m in SUMMARY_INPUTS[:7]}
+    if len(ok):
+        out["log_spectral_norm"] = float(normed["log_spectral_norm"].mean())
+        out["log_mean_spectral_norm"] = float(np.log10(normed["lambda_max"].astype(float).mean()))
+    else:
+        out["log_mean_spectral_norm"] = nan
     out["n_matrices"] = len(ok)
     out["n_rows"] = len(table)
     return pd.Series(out, dtype="float64")

@@ -345,3 +345,40 @@ def eigenvalues(
             raise ValueError(f"method must be 'gram' or 'svd', got {method!r}")
         tol = ev.shape[-1] * torch.finfo(dt).eps * ev[..., -1:].clamp_min(0.0)
         return ev.masked_fill_(ev < tol, 0.0)
+
+
+#: The 2019 paper's eigenvalue method: scikit-learn ``TruncatedSVD(n_components=M - 1,
+#: n_iter=7, random_state=...)``. Its notebooks used ``random_state=42``; WeightWatcher 0.2.7
+#: (behind the Nat. Commun. 2021 tables) used 10.
+TSVD_N_ITER = 7
+
+
+def tsvd_eigenvalues(matrix: torch.Tensor, *, orient: str, random_state: int) -> np.ndarray:
+    """Squared singular values of one matrix as the 2019 notebooks computed them, ascending.
+
+    ``TruncatedSVD(n_components=M - 1, n_iter=7, random_state=random_state).fit(W)`` of
+    scikit-learn, ``λ = singular_values_**2``, with M = min(N, M) of W: the smallest singular
+    value is dropped and the other M - 1 come from randomized SVD (Halko et al. 2011) with 7
+    power iterations. ``orient`` is how the notebooks handed W over: ``"long"`` (a conv tap
+    ``W[:, :, i, j]``, transposed when it has fewer rows than columns, as their
+    ``get_conv2D_Wmats`` did) or ``"stored"`` (a Linear weight as stored, out × in). W is passed
+    as float64, the precision of the 2019 arithmetic (scikit-learn 0.20 drew its random matrix
+    in float64 and numpy upcast the float32 weights). Returns M - 1 float64 values (units:
+    squared weight units); raises ``ValueError`` for M < 2.
+
+    Example: ``tsvd_eigenvalues(torch.randn(300, 100), orient="stored", random_state=42)``
+    has 99 values, the 99 largest eigenvalues of WᵀW to round-off.
+    """
+    from sklearn.decomposition import TruncatedSVD
+
+    w = matrix.detach().to(device="cpu", dtype=torch.float64).numpy()
+    if orient == "long" and w.shape[0] < w.shape[1]:
+        w = w.T
+    elif orient not in ("long", "stored"):
+        raise ValueError(f"orient must be 'long' or 'stored', got {orient!r}")
+    m = min(w.shape)
+    if m < 2:
+        raise ValueError(f"TruncatedSVD needs min(N, M) >= 2, got a {w.shape} matrix")
+    svd = TruncatedSVD(n_components=m - 1, n_iter=TSVD_N_ITER, random_state=random_state)
+    svd.fit(w)
+    return np.sort(svd.singular_values_.astype(np.float64) ** 2)

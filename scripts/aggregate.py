@@ -2,14 +2,14 @@
 
 import pandas as pd
 
-from htsr.metrics import SUMMARY_METRICS, summarize
+from htsr.metrics import SUMMARY_INPUTS, summarize
 from htsr.provenance import job_log, write_tsv
 from htsr.trends import family_trends, models_table
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = job_log(smk.log[0], "aggregate")
 rows = pd.DataFrame(smk.params.models)
-columns = [*SUMMARY_METRICS, "status"]
+columns = list(SUMMARY_INPUTS)
 spectra = {
     model: pd.read_parquet(path, columns=columns)
     for model, path in zip(rows["model"], smk.input.spectra, strict=True)

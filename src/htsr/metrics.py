@@ -360,8 +360,6 @@ def _slice_rows(stack: MatrixStack, opts: _Options) -> list[dict[str, Any]]:
         if tiny and not norms:
             continue
         _fill_row(row, evals, opts, frob_sq)  # norms for every row; a fit only for ok rows
-        if tiny:
-            continue
         if opts.keep_evals:
             row["evals"] = evals
     return rows

@@ -205,8 +205,8 @@ def _row_problems(row: Mapping[str, str], sets: Iterable[str] | None) -> list[st
     return problems
 
 
-def _read_one_table(path: Path, sets: Iterable[str] | None) -> pd.DataFrame:
-    """One table file, every row checked; rows keep their file and line for messages."""
+def _read_one_table(path: Path, sets: Iterable[str] | None) -> tuple[pd.DataFrame, list[str]]:
+    """One table file and the problems of its rows; rows keep their file and line for messages."""
     try:
         raw = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, skip_blank_lines=False)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
@@ -225,9 +225,7 @@ def _read_one_table(path: Path, sets: Iterable[str] | None) -> pd.DataFrame:
     for _, row in raw.iterrows():
         problems = _row_problems(row.to_dict(), sets)
         errors += [f"line {row['_line']} (model {row['model']!r}): {p}" for p in problems]
-    if errors:
-        raise ModelTableError(f"model table {path}:\n  " + "\n  ".join(errors))
-    return raw
+    return raw, errors
 
 
 def _where(row: Mapping[str, Any], several: bool) -> str:
@@ -283,10 +281,16 @@ def read_model_table(
     if not paths:
         raise ModelTableError("no model table given")
     sets = list(sets) if sets is not None else None
-    raw = pd.concat([_read_one_table(p, sets) for p in paths], ignore_index=True)
+    several = len(paths) > 1
+    tables, errors = [], []
+    for path in paths:
+        one, problems = _read_one_table(path, sets)
+        tables.append(one)
+        errors += [f"{path} {p}" if several else p for p in problems]
+    raw = pd.concat(tables, ignore_index=True)
     raw["weights"] = raw["weights"].where(raw["weights"] != "", raw["model"])
     raw["label"] = raw["label"].where(raw["label"] != "", raw["model"].str.split(".").str[0])
-    errors = _cross_row_problems(raw, several=len(paths) > 1)
+    errors += _cross_row_problems(raw, several=several)
     if errors:
         where = paths[0] if len(paths) == 1 else ", ".join(map(str, paths))
         raise ModelTableError(f"model table {where}:\n  " + "\n  ".join(errors))

@@ -1,5 +1,6 @@
 # htsr: heavy-tailed self-regularization metrics of pretrained ImageNet models, regressed on
-# their published top-1 accuracy (Martin & Mahoney, SDM 2020; Nat. Commun. 2021).
+# their published top-1 accuracy; by default the two papers' own models and every printed
+# number they can recompute (Martin & Mahoney, SDM 2020; Nat. Commun. 2021).
 # `snakemake --cores N` runs everything (docs/pipeline.md);
 # `snakemake --report results/report.html` then builds the report.
 import re
@@ -21,16 +22,21 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 
 
-# only the models of the selection, and the two weight file formats htsr.zoo writes
+# only the models and weight files of the selection, the weight file formats htsr.zoo writes,
+# the selected model sets and the configured methods
 wildcard_constraints:
     model="|".join(re.escape(model) for model in MODELS.index),
-    ext="pth|safetensors",
+    weights="|".join(re.escape(weights) for weights in WEIGHTS.index),
+    ext="pth|safetensors|pth\\.zip",
+    set="|".join(re.escape(name) for name in SETS),
+    method="|".join(re.escape(name) for name in METHODS) or "^$",
 
 
 include: "workflow/rules/download.smk"
 include: "workflow/rules/spectra.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/paper.smk"
 include: "workflow/rules/provenance.smk"
 
 

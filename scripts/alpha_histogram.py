@@ -1,4 +1,5 @@
-"""Rule alpha_histogram: α of every fitted matrix of every model (htsr.plots)."""
+"""Rules alpha_histogram, set_alpha_histogram: α of every fitted matrix of every model (of one
+model set), each weight file counted once (htsr.plots)."""
 
 import pandas as pd
 
@@ -9,6 +10,8 @@ smk = snakemake  # noqa: F821 - injected by Snakemake
 log = job_log(smk.log[0], "alpha_histogram")
 tables = [pd.read_parquet(path, columns=["alpha", "status"]) for path in smk.input.spectra]
 alphas = pd.concat(tables, ignore_index=True).query("status == 'ok'")["alpha"]
-figure = plots.alpha_histogram_figure(alphas.to_numpy(float), n_models=len(tables))
+figure = plots.alpha_histogram_figure(
+    alphas.to_numpy(float), n_models=len(tables), title=smk.params.title
+)
 plots.save_figure(figure, [smk.output.png, smk.output.pdf])
 log.info("%d alphas from %d models", len(alphas), len(tables))

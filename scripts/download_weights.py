@@ -13,12 +13,13 @@ smk = snakemake  # noqa: F821 - injected by Snakemake
 log = job_log(smk.log[0], "download_weights")
 cfg = smk.config
 row = smk.params.row
-log.info("%s: fetching weights to %s", row["model"], smk.output[0])
+log.info("%s (%s): fetching weights to %s", row["weights"], row["model"], smk.output[0])
 result = zoo.download_weights(
     row,
     smk.output[0],
     torchvision_base_url=cfg.get("torchvision_url"),
     hf_endpoint=cfg.get("hf_endpoint"),
+    pytorchcv_base_url=cfg.get("pytorchcv_url"),
     offline=bool(cfg.get("offline", False)),
     retries=int(cfg.get("download_retries", 4)),
 )

@@ -7,7 +7,7 @@ from htsr.provenance import job_log
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = job_log(smk.log[0], "esd_figure")
-spectra = pd.read_parquet(smk.input.spectra)
+spectra = pd.read_parquet(smk.input.spectra[0])
 figure = plots.esd_figure(spectra, smk.wildcards.model)
 plots.save_figure(figure, [smk.output.png, smk.output.pdf])
 log.info(

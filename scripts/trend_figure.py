@@ -1,4 +1,5 @@
-"""Rules vgg_figure, resnet_figure, families_figure: accuracy trends (htsr.plots)."""
+"""Rule trend_figure: one figure of the figure table (config figures), from the saved models and
+trends tables (htsr.plots.trend_figure; the fits are read, not redone)."""
 
 import pandas as pd
 
@@ -6,8 +7,17 @@ from htsr import plots
 from htsr.provenance import job_log
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
-log = job_log(smk.log[0], f"{smk.params.figure}_figure")
-models = pd.read_csv(smk.input.models, sep="\t")
-figure = getattr(plots, f"{smk.params.figure}_figure")(models)
+spec = smk.params.spec
+log = job_log(smk.log[0], f"trend_figure {spec['figure']}")
+models = pd.read_csv(smk.input.models, sep="\t", keep_default_na=False, na_values=[""])
+trends = pd.read_csv(smk.input.trends, sep="\t", keep_default_na=False, na_values=[""])
+figure = plots.trend_figure(
+    models[models["set"] == spec["set"]],
+    trends,
+    families=spec["families"],
+    metrics=spec["metrics"],
+    title=spec["title"],
+    set_name=spec["set"],
+)
 plots.save_figure(figure, [smk.output.png, smk.output.pdf])
-log.info("%d models drawn to %s and %s", len(models), smk.output.png, smk.output.pdf)
+log.info("%s (set %s) drawn to %s and %s", spec["figure"], spec["set"], *smk.output)

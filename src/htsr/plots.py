@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,11 +55,33 @@ FAMILY_LABEL_FONTSIZE = 6.5
 
 @dataclass(frozen=True)
 class Panel:
-    """One trend panel: ``metric`` (y) against top-1 (x) for each family in ``families``."""
+    """One trend panel: ``metric`` (y) against top-1 (x) for each family in ``families``.
+
+    ``set``, when given, restricts the panel to the models of that model set (a family name
+    such as "VGG" can occur in several sets, each with its own trend).
+    """
 
     metric: str
     families: tuple[str, ...]
     title: str
+    set: str | None = None
+
+
+def _panel_models(models: pd.DataFrame, panel: Panel, family: str | None = None) -> pd.DataFrame:
+    """The rows of ``models`` in the panel's set and (one of) its families."""
+    keep = models["family"].isin(panel.families if family is None else (family,))
+    if panel.set is not None and "set" in models.columns:
+        keep &= models["set"] == panel.set
+    return models[keep]
+
+
+def _trend_row(trends: pd.DataFrame, panel: Panel, family: str) -> pd.Series | None:
+    """The saved fit of ``family`` on the panel's metric (``trends.tsv``), None if absent."""
+    hit = (trends["family"] == family) & (trends["metric"] == panel.metric)
+    if panel.set is not None and "set" in trends.columns:
+        hit &= trends["set"].astype(str) == panel.set
+    rows = trends[hit]
+    return rows.iloc[0] if len(rows) else None
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -218,10 +240,15 @@ def _pad_limits(ax: Axes, xs: np.ndarray, ys: np.ndarray, frac: float = 0.18) ->
         setter(lo - frac * span, hi + frac * span)
 
 
-def draw_trend_panel(ax: Axes, models: pd.DataFrame, panel: Panel) -> None:
-    """Draw ``panel`` on ``ax``: points, the fitted line and R²/RMSE per family series.
+def draw_trend_panel(
+    ax: Axes, models: pd.DataFrame, panel: Panel, trends: pd.DataFrame | None = None
+) -> None:
+    """Draw ``panel`` on ``ax``: points, the fitted line and its statistics per family series.
 
-    Point names are added afterwards by :func:`series_figure` (they need the final layout).
+    With ``trends`` (the saved ``trends.tsv``), the line and the R², RMSE and Kendall τ printed
+    are that table's fit of top-1 on the metric; without it the fit is made here
+    (:func:`htsr.trends.fit_trend`, the same computation). Point names are added afterwards by
+    :func:`series_figure` (they need the final layout).
     """
     metric = panel.metric
     ax.set_title(panel.title, fontsize=10)
@@ -233,7 +260,7 @@ def draw_trend_panel(ax: Axes, models: pd.DataFrame, panel: Panel) -> None:
         return
     all_x, all_y, lines, notes = [], [], [], []
     for i, family in enumerate(panel.families):
-        sub = models[models["family"] == family]
+        sub = _panel_models(models, panel, family)
         ok = sub[np.isfinite(sub[metric].astype(float)) & np.isfinite(sub["top1"].astype(float))]
         if ok.empty:
             notes.append(f"{family}: no models with {METRIC_SHORT.get(metric, metric)} here")
@@ -244,17 +271,23 @@ def draw_trend_panel(ax: Axes, models: pd.DataFrame, panel: Panel) -> None:
         ax.scatter(x, y, marker=MARKERS[i % len(MARKERS)], s=36, color=color, label=family)
         all_x.append(x)
         all_y.append(y)
-        fit = fit_trend(y, x)  # top-1 regressed on the metric
-        if fit.status == "ok" and fit.slope != 0.0:
+        fit = _trend_row(trends, panel, family) if trends is not None else None
+        if fit is None:
+            fit = pd.Series(asdict(fit_trend(y, x)))  # top-1 regressed on the metric
+        if fit["status"] == "ok" and float(fit["slope"]) != 0.0:
             xx = np.linspace(x.min(), x.max(), 2)
-            lines.append((xx, (xx - fit.intercept) / fit.slope, color))
-            notes.append(f"{family}: R² = {fit.r2:.2f}, RMSE = {fit.rmse:.2f} pp (n={fit.n})")
+            lines.append((xx, (xx - float(fit["intercept"])) / float(fit["slope"]), color))
+            notes.append(
+                f"{family}: R² = {fit['r2']:.2f}, RMSE = {fit['rmse']:.2f} pp,"
+                f" τ = {fit['kendall_tau']:.2f} (n={int(fit['n'])})"
+            )
         else:
-            notes.append(f"{family}: n={fit.n}, no fit ({fit.status})")
+            notes.append(f"{family}: n={int(fit['n'])}, no fit ({fit['status']})")
     if not all_x:
         _note(ax, "\n".join(notes) or "no models")
         return
-    xs, ys = np.concatenate(all_x), np.concatenate(all_y)
+    xs = np.concatenate(all_x)
+    ys = np.concatenate([*all_y, *(yy for _, yy, _ in lines)])  # the lines stay inside
     _pad_limits(ax, xs, ys)
     ax.set_ylim(ax.get_ylim()[0] - 0.25 * np.ptp(ax.get_ylim()), ax.get_ylim()[1])
     for xx, yy, color in lines:
@@ -267,9 +300,15 @@ def draw_trend_panel(ax: Axes, models: pd.DataFrame, panel: Panel) -> None:
 
 
 def series_figure(
-    models: pd.DataFrame, panels: Sequence[Panel], *, ncols: int = 2, title: str | None = None
+    models: pd.DataFrame,
+    panels: Sequence[Panel],
+    *,
+    ncols: int = 2,
+    title: str | None = None,
+    trends: pd.DataFrame | None = None,
 ) -> Figure:
-    """A grid of :func:`draw_trend_panel` panels (about 5.5 × 4.6 inches each)."""
+    """A grid of :func:`draw_trend_panel` panels (about 5.5 × 4.6 inches each), the fits read
+    from ``trends`` when given."""
     nrows = math.ceil(len(panels) / ncols)
     fig = new_figure(5.5 * ncols, 4.6 * nrows)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
@@ -277,7 +316,7 @@ def series_figure(
         fig.suptitle(title)
     fig.canvas.draw()  # fix the layout before labels are placed in display coordinates
     for ax, panel in zip(axes, panels, strict=False):
-        draw_trend_panel(ax, models, panel)
+        draw_trend_panel(ax, models, panel, trends)
     fig.canvas.draw()
     for ax, panel in zip(axes, panels, strict=False):
         _label_panel(ax, models, panel)
@@ -290,10 +329,10 @@ def series_figure(
 def _label_panel(ax: Axes, models: pd.DataFrame, panel: Panel, *, fontsize: float = 7.0) -> None:
     if panel.metric not in models.columns:
         return
-    sub = models[models["family"].isin(panel.families)]
+    sub = _panel_models(models, panel)
     ok = sub[np.isfinite(sub[panel.metric].astype(float)) & np.isfinite(sub["top1"].astype(float))]
     if not ok.empty:
-        names = [short_name(m) for m in ok["model"]]
+        names = point_names(ok)
         xs, ys = ok["top1"].to_numpy(float), ok[panel.metric].to_numpy(float)
         place_labels(ax, xs, ys, names, fontsize=fontsize)
 
@@ -303,40 +342,73 @@ def short_name(model: str) -> str:
     return model.split(".", 1)[0]
 
 
-def vgg_figure(models: pd.DataFrame) -> Figure:
-    """SDM 2020 VGG figure: log-norm and α̂ against top-1, VGG (circles) and VGG_BN (squares)."""
-    fams = ("VGG", "VGG_BN")
-    panels = [
-        Panel("log_norm", fams, "VGG / VGG_BN: mean log-norm"),
-        Panel("alpha_weighted", fams, "VGG / VGG_BN: weighted alpha α̂"),
-    ]
-    return series_figure(models, panels, title="VGG series (torchvision, ImageNet-1K)")
+def point_names(models: pd.DataFrame) -> list[str]:
+    """The names printed next to points: the ``label`` column (the model table's name for
+    figures), else :func:`short_name` of the key."""
+    if "label" in models.columns:
+        return [str(v) if isinstance(v, str) and v else short_name(m)
+                for v, m in zip(models["label"], models["model"], strict=True)]  # fmt: skip
+    return [short_name(m) for m in models["model"]]
 
 
-def resnet_figure(models: pd.DataFrame) -> Figure:
-    """ResNet figure: log-norm and α̂ against top-1 for torchvision ResNets and gluon ResNets."""
-    panels = [
-        Panel("log_norm", ("ResNet",), "ResNet (torchvision): mean log-norm"),
-        Panel("alpha_weighted", ("ResNet",), "ResNet (torchvision): weighted alpha α̂"),
-        Panel("log_norm", ("ResNet_gluon",), "ResNet (timm gluon_in1k): mean log-norm"),
-        Panel("alpha_weighted", ("ResNet_gluon",), "ResNet (timm gluon_in1k): weighted alpha α̂"),
+def parse_panels(families: str, metrics: str, *, set_name: str | None = None) -> list[Panel]:
+    """Panels from a figure table's cells: ``families`` lists panel rows separated by ';',
+    families drawn together in one panel joined by '+' (``"VGG+VGG_BN;ResNet"``); ``metrics``
+    lists the metrics, one panel column each (``"log_norm;alpha_weighted"``)."""
+    groups = [tuple(f.strip() for f in g.split("+") if f.strip()) for g in families.split(";")]
+    names = [m.strip() for m in metrics.split(";") if m.strip()]
+    if not any(groups) or not names:
+        raise ValueError(f"a figure needs families and metrics, got {families!r}, {metrics!r}")
+    return [
+        Panel(metric, group, f"{' / '.join(group)}: {METRIC_SHORT.get(metric, metric)}", set_name)
+        for group in groups
+        if group
+        for metric in names
     ]
-    return series_figure(models, panels, title="ResNet series (ImageNet-1K)")
+
+
+def trend_figure(
+    models: pd.DataFrame,
+    trends: pd.DataFrame,
+    *,
+    families: str,
+    metrics: str,
+    title: str,
+    set_name: str | None = None,
+) -> Figure:
+    """A figure of the figure table (``config/figures.tsv``): one row of panels per family
+    group, one column per metric (:func:`parse_panels`), the fits read from ``trends``."""
+    panels = parse_panels(families, metrics, set_name=set_name)
+    ncols = len([m for m in metrics.split(";") if m.strip()])
+    return series_figure(models, panels, ncols=ncols, title=title, trends=trends)
+
+
+def _group_name(set_name: str, family: str, several: bool) -> str:
+    """A family's name in figures: ``"VGG (paper2019)"`` when several model sets are drawn."""
+    return f"{family} ({set_name})" if several and set_name else family
 
 
 def families_figure(
-    models: pd.DataFrame, *, metric: str = "alpha_weighted", min_n: int = MIN_MODELS
+    models: pd.DataFrame,
+    *,
+    metric: str = "alpha_weighted",
+    min_n: int = MIN_MODELS,
+    trends: pd.DataFrame | None = None,
 ) -> Figure:
-    """One panel per family with at least ``min_n`` models with a finite ``metric``.
+    """One panel per (set, family) with at least ``min_n`` models with a finite ``metric``.
 
     Each panel shows the family's models (every point named by :func:`short_name`), the
     least-squares line of top-1 on the metric and its R²/RMSE; one figure-level legend explains
     the marker and the line. Families with fewer models are listed in a footnote, not drawn.
     """
+    if "set" not in models.columns:
+        models = models.assign(set="")
     finite = models[np.isfinite(models.get(metric, pd.Series(np.nan, models.index)).astype(float))]
-    counts = finite.groupby("family", sort=False).size()
-    keep = [f for f, n in counts.items() if n >= min_n]
-    left_out = sorted(set(models["family"]) - set(keep))
+    counts = finite.groupby(["set", "family"], sort=False).size()
+    keep = [key for key, n in counts.items() if n >= min_n]
+    several = models["set"].nunique() > 1
+    everything = dict.fromkeys(zip(models["set"], models["family"], strict=True))
+    left_out = [_group_name(s_, f, several) for s_, f in everything if (s_, f) not in keep]
     ncols = min(4, max(len(keep), 1))
     nrows = max(math.ceil(len(keep) / ncols), 1)
     height = 3.8 * nrows + 1.1
@@ -349,9 +421,9 @@ def families_figure(
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     if not keep:
         _note(axes[0], f"no family has {min_n} or more models with {metric}")
-    panels = [Panel(metric, (family,), family) for family in keep]
+    panels = [Panel(metric, (f,), _group_name(s_, f, several), s_) for s_, f in keep]
     for ax, panel in zip(axes, panels, strict=False):
-        draw_trend_panel(ax, models, panel)
+        draw_trend_panel(ax, models, panel, trends)
         ax.set_ylabel(FAMILY_YLABELS.get(metric, METRIC_LABELS.get(metric, metric)), fontsize=9)
         ax.set_xlabel(TOP1_LABEL, fontsize=9)
         ax.tick_params(labelsize=8)
@@ -387,6 +459,7 @@ def alpha_histogram_figure(
     n_models: int | None = None,
     x_range: tuple[float, float] = (1.0, 8.0),
     bins: int = 70,
+    title: str | None = None,
 ) -> Figure:
     """Histogram of per-matrix power-law exponents α with 2 and 4 marked.
 
@@ -421,7 +494,8 @@ def alpha_histogram_figure(
         0.98, 0.97, text, transform=ax.transAxes, ha="right", va="top", fontsize=9,
         bbox={"boxstyle": "round", "fc": "white", "ec": "0.8"},
     )  # fmt: skip
-    ax.set_title("Power-law exponent α of every fitted weight matrix")
+    what = f", {title}" if title else ""
+    ax.set_title(f"Power-law exponent α of every fitted weight matrix{what}")
     return fig
 
 
@@ -486,9 +560,15 @@ def metrics_comparison_figure(
     Only fitted (``status == "ok"``) family/metric pairs are drawn; families without any fit
     are listed under the axes.
     """
-    ok = trends_table[(trends_table["status"] == "ok") & trends_table["metric"].isin(metrics)]
+    table = trends_table if "set" in trends_table.columns else trends_table.assign(set="")
+    several = table["set"].astype(str).nunique() > 1
+    table = table.assign(
+        family=[_group_name(str(s_), f, several) for s_, f in zip(table["set"], table["family"],
+                                                                   strict=True)]
+    )  # fmt: skip
+    ok = table[(table["status"] == "ok") & table["metric"].isin(metrics)]
     families = list(dict.fromkeys(ok["family"]))
-    skipped = [f for f in dict.fromkeys(trends_table["family"]) if f not in families]
+    skipped = [f for f in dict.fromkeys(table["family"]) if f not in families]
     fig = new_figure(max(7.0, 0.9 * len(families) + 3.0), 5.5)
     ax = fig.subplots()
     ax.set_ylabel("R² of linear fit of top-1 on the metric")
@@ -512,4 +592,52 @@ def metrics_comparison_figure(
             f"Not fitted (fewer than {MIN_MODELS} models): " + ", ".join(skipped), fontsize=8,
             x=0.01, ha="left", wrap=True,
         )  # fmt: skip
+    return fig
+
+
+#: Panels of :func:`paper_comparison_figure`: a title and the printed statistics it gathers.
+COMPARISON_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("R² of the family fit", ("R2",)),
+    ("RMSE of the family fit (pp of top-1)", ("RMSE",)),
+    ("Kendall τ of metric and top-1 (error for the SI)",
+     ("Kendall-tau", "Kendall-tau (vs Top1 error; sign as printed)")),
+    ("α̂ of each model (2019 tables)", ("alpha_hat",)),
+)  # fmt: skip
+
+
+def paper_comparison_figure(table: pd.DataFrame) -> Figure:
+    """Ours against printed, one panel per statistic (:data:`COMPARISON_PANELS`), the diagonal
+    y = x drawn, one colour per method (our result table); the panel title counts the cells
+    within the printed rounding. ``table`` is :func:`htsr.paper.compare`'s."""
+    fig = new_figure(11.0, 9.5)
+    axes = fig.subplots(2, 2).ravel()
+    fig.suptitle("The papers' printed numbers against this run's")
+    methods = list(dict.fromkeys(table["method"])) if len(table) else []
+    for ax, (title, stats) in zip(axes, COMPARISON_PANELS, strict=True):
+        sub = table[table["statistic"].isin(stats)]
+        ax.set_xlabel("printed in the paper")
+        ax.set_ylabel("this run")
+        ax.grid(alpha=0.3)
+        if sub.empty:
+            ax.set_title(title, fontsize=10)
+            _note(ax, "no printed cell of this kind in this run's model sets")
+            continue
+        for i, method in enumerate(methods):
+            part = sub[sub["method"] == method]
+            if part.empty:
+                continue
+            marker = MARKERS[i % len(MARKERS)]
+            ax.scatter(part["printed"], part["ours"], s=18, alpha=0.75, color=f"C{i}",
+                       marker=marker, label=f"{method} (n={len(part)})")  # fmt: skip
+        values = np.concatenate([sub["printed"].to_numpy(float), sub["ours"].to_numpy(float)])
+        values = values[np.isfinite(values)]
+        lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+        pad = 0.05 * (hi - lo if hi > lo else 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.3", lw=1, ls="--",
+                label="y = x (ours = printed)")  # fmt: skip
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_ylim(lo - pad, hi + pad)
+        share = int(sub["within_rounding"].astype(bool).sum())
+        ax.set_title(f"{title}\n{share} of {len(sub)} within the printed rounding", fontsize=10)
+        ax.legend(fontsize=7, loc="best")
     return fig

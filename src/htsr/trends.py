@@ -27,6 +27,7 @@ METRICS: tuple[str, ...] = (
     "log_spectral_norm",
     "log_alpha_norm",
     "alpha",
+    "log_mean_spectral_norm",
 )
 
 #: Human-readable names with units, for tables and figure axes.
@@ -36,13 +37,20 @@ METRIC_LABELS: dict[str, str] = {
     "log_spectral_norm": "mean log10 λ_max (log10 units)",
     "log_alpha_norm": "mean log10 ‖X‖_α^α (log10 units)",
     "alpha": "mean alpha ᾱ (dimensionless)",
+    "log_mean_spectral_norm": "log10 of the mean λ_max (log10 units)",
 }
 
-#: Identity columns of the per-model table, taken from the model table row.
-MODEL_ID_COLUMNS: tuple[str, ...] = ("model", "family", "source", "top1", "top5")
+#: Identity columns of the per-model table, taken from the model table row (``set`` and
+#: ``label`` are '' / the model key when the model table lacks them).
+MODEL_ID_COLUMNS: tuple[str, ...] = ("model", "set", "family", "label", "source", "top1", "top5")
+
+#: A trend is fitted per (model set, family): a family name such as "VGG" can appear in several
+#: sets (the 2019 paper's and the Nat. Commun. paper's VGGs carry different accuracies).
+GROUP_COLUMNS: tuple[str, ...] = ("set", "family")
 
 #: Columns of :func:`family_trends` output.
 TREND_COLUMNS: tuple[str, ...] = (
+    "set",
     "family",
     "metric",
     "n",
@@ -145,21 +153,24 @@ def family_trends(
     target: str = "top1",
     min_n: int = MIN_MODELS,
 ) -> pd.DataFrame:
-    """One :func:`fit_trend` of ``target`` on each metric, per family of ``models``.
+    """One :func:`fit_trend` of ``target`` on each metric, per (set, family) of ``models``.
 
     ``models`` needs a ``family`` column, the ``target`` column and the metric columns (a
-    missing metric column counts as all-NaN). Returns one row per (family, metric) with
-    :data:`TREND_COLUMNS`, families in order of first appearance.
+    missing metric column counts as all-NaN; a missing ``set`` column as one set ''). Returns
+    one row per (set, family, metric) with :data:`TREND_COLUMNS`, groups in order of first
+    appearance.
     """
     for col in ("family", target):
         if col not in models.columns:
             raise KeyError(f"family_trends: the models table has no column {col!r}")
+    if "set" not in models.columns:
+        models = models.assign(set="")
     rows = []
-    for family, group in models.groupby("family", sort=False):
+    for (set_name, family), group in models.groupby(list(GROUP_COLUMNS), sort=False):
         for metric in metrics:
             x = group[metric] if metric in group.columns else pd.Series(np.nan, index=group.index)
             fit = fit_trend(x.to_numpy(float), group[target].to_numpy(float), min_n=min_n)
-            rows.append({"family": family, "metric": metric, **asdict(fit)})
+            rows.append({"set": set_name, "family": family, "metric": metric, **asdict(fit)})
     return pd.DataFrame(rows, columns=list(TREND_COLUMNS))
 
 
@@ -170,7 +181,8 @@ def models_table(
 ) -> pd.DataFrame:
     """One row per model: its identity columns and the model-level metrics of its spectra.
 
-    ``model_rows`` is the model table (columns ``model, family, source, top1, top5``);
+    ``model_rows`` is the model table (columns ``model, family, source, top1, top5``, and
+    optionally ``set`` and ``label``);
     ``spectra`` maps each model key to its per-matrix table; ``summarize`` turns such a table
     into model-level means (``htsr.metrics.summarize``). Columns: :data:`MODEL_ID_COLUMNS`,
     :data:`METRICS`, ``n_matrices``. Raises ``KeyError`` naming a model without spectra.
@@ -178,6 +190,10 @@ def models_table(
     missing = [m for m in model_rows["model"] if m not in spectra]
     if missing:
         raise KeyError(f"models_table: no spectra table for model(s) {missing}")
+    if "set" not in model_rows.columns:
+        model_rows = model_rows.assign(set="")
+    if "label" not in model_rows.columns:
+        model_rows = model_rows.assign(label=model_rows["model"])
     records = []
     for row in model_rows.itertuples(index=False):
         summary = summarize(spectra[row.model])

@@ -6,11 +6,13 @@ rule aggregate:
             "results/models.tsv",
             caption="../report/models_table.rst",
             category="Tables",
+            labels={"table": "models (main)"},
         ),
         trends=report(
             "results/trends.tsv",
             caption="../report/trends_table.rst",
             category="Tables",
+            labels={"table": "trends (main)"},
         ),
     log:
         "logs/aggregate.log",
@@ -21,6 +23,32 @@ rule aggregate:
         mem_mb=analysis_mem_mb,
         runtime=analysis_runtime,
     params:
-        models=MODELS[["model", "family", "source", "top1", "top5"]].to_dict("records"),
+        models=model_rows(MODELS),
+        convention=config["convention"],
     script:
         "../../scripts/aggregate.py"
+
+
+use rule aggregate as method_aggregate with:
+    input:
+        spectra=lambda wildcards: spectra_files(
+            method_models(wildcards.method), wildcards.method
+        ),
+    output:
+        models=report(
+            "results/methods/{method}/models.tsv",
+            caption="../report/models_table.rst",
+            category="Tables",
+            labels={"table": "models ({method})"},
+        ),
+        trends=report(
+            "results/methods/{method}/trends.tsv",
+            caption="../report/trends_table.rst",
+            category="Tables",
+            labels={"table": "trends ({method})"},
+        ),
+    log:
+        "logs/method_aggregate/{method}.log",
+    params:
+        models=lambda wildcards: model_rows(method_models(wildcards.method)),
+        convention=lambda wildcards: METHODS[wildcards.method]["convention"],

@@ -1,16 +1,21 @@
 # Shared by the workflow's .smk files -- the model table, input and resource functions.
 import math
 
+import pandas as pd
+
 from htsr import zoo
 
 WEIGHTS_DIR = "resources/weights"
-FIGURES = ("vgg", "resnet", "families", "alpha_histogram", "metrics_comparison")
+FIGURES = ("families", "alpha_histogram", "metrics_comparison")
 FORMATS = ("png", "pdf")
 # model_spectra cost measured on random-init models (docs/pipeline.md): the worst seconds per
 # million parameters seen (one torch thread, a loaded 2-core machine), and a fixed start-up
 # (imports, model build, weight load).
 SPECTRA_S_PER_MPARAM = 0.65
 SPECTRA_STARTUP_S = 30.0
+# evals: tsvd (randomized SVD of M-1 components, 7 power iterations) measured at about 10x the
+# exact route's cost per parameter on the same machine (docs/paper.md).
+TSVD_COST_FACTOR = 10.0
 
 # Read and validate the model table and the selection at parse time: a bad row, an unknown
 # model or family stops the run before any job, with a message naming the row.
@@ -18,54 +23,153 @@ MODEL_TABLE = zoo.read_model_table(config["models"])
 MODELS = zoo.select_models(MODEL_TABLE, config["model_set"]).set_index(
     "model", drop=False
 )
+# one row per weight file: rows of several model sets that read the same file (the torchvision
+# VGGs of both papers) share one download and one spectrum
+WEIGHTS = MODELS.drop_duplicates("weights").set_index("weights", drop=False)
+SETS = list(dict.fromkeys(MODELS["set"]))
+METHODS = config.get("methods") or {}
+for _set, _names in (config.get("set_methods") or {}).items():
+    for _name in _names:
+        if _name not in METHODS:
+            raise ValueError(
+                f"config set_methods: model set {_set!r} names method {_name!r}, which is not"
+                f" in config methods ({', '.join(METHODS) or 'none'})"
+            )
+
+
+def _read_figure_table(path):
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    need = ["figure", "set", "method", "families", "metrics", "title"]
+    missing = [c for c in need if c not in table.columns]
+    if missing:
+        raise ValueError(f"figure table {path}: missing column(s) {', '.join(missing)}")
+    for line, rec in zip(range(2, len(table) + 2), table.itertuples()):
+        if rec.method != "main" and rec.method not in METHODS:
+            raise ValueError(
+                f"figure table {path} line {line} ({rec.figure!r}): unknown method"
+                f" {rec.method!r} (main or one of config methods)"
+            )
+    return table.set_index("figure", drop=False)
+
+
+FIGURE_TABLE = _read_figure_table(config["figures"])
+
+
+def set_methods(set_name):
+    """The extra methods (config set_methods) whose spectra a model set's models get."""
+    return list((config.get("set_methods") or {}).get(set_name, []))
+
+
+def method_models(method):
+    """The selected models run with ``method``: those of the sets that name it."""
+    return MODELS[[method in set_methods(s) for s in MODELS["set"]]]
+
+
+# methods that some selected model set uses
+RUN_METHODS = [m for m in METHODS if len(method_models(m))]
+# figures of the figure table whose model set is selected (and whose method runs)
+RUN_FIGURES = [
+    f
+    for f, rec in FIGURE_TABLE.iterrows()
+    if rec["set"] in SETS and (rec["method"] == "main" or rec["method"] in RUN_METHODS)
+]
 
 
 # the columns htsr.zoo needs to fetch and build a model; as params of a rule, a change to one of
 # them (not to an accuracy) makes Snakemake rerun the model's jobs
 IDENTITY_COLUMNS = [
     "model",
+    "weights",
     "model_id",
     "source",
     "weights_tag",
     "url",
     "sha256",
+    "sha1",
     "revision",
 ]
+# the columns of the model table that the per-model tables carry
+ROW_COLUMNS = ["model", "set", "family", "label", "source", "top1", "top5", "weights"]
 
 
-def weights_file(model):
-    """Where the weight file of a model lives: resources/weights/{model}.pth|.safetensors."""
-    return str(zoo.weights_path(MODELS.loc[model], WEIGHTS_DIR))
+def weights_file(weights):
+    """Where a weight file lives: resources/weights/{weights}.pth|.safetensors|.pth.zip."""
+    return str(zoo.weights_path(WEIGHTS.loc[weights], WEIGHTS_DIR))
 
 
 def weights_input(wildcards):
-    """Input function of model_spectra: the weight file of {model}."""
-    return weights_file(wildcards.model)
+    """Input function of the spectra rules: the weight file {weights}."""
+    return weights_file(wildcards.weights)
 
 
-def model_params(wildcards):
-    """Params function: the identity columns of {model}'s table row, as a plain dict."""
-    return MODELS.loc[wildcards.model, IDENTITY_COLUMNS].to_dict()
+def weights_params(wildcards):
+    """Params function: the identity columns of the first row reading {weights}, a plain dict."""
+    return WEIGHTS.loc[wildcards.weights, IDENTITY_COLUMNS].to_dict()
 
 
-def spectra_files():
-    """The spectra tables of every selected model (inputs of the run-wide rules)."""
-    return expand("results/spectra/{model}.parquet", model=MODELS.index)
+def spectra_files(models=None, method=None):
+    """The spectra tables of ``models`` (default: every selected model), one per model row, in
+    order; ``method``: those of a config method (results/methods/{method}/spectra/)."""
+    models = MODELS if models is None else models
+    where = "results/spectra" if method is None else f"results/methods/{method}/spectra"
+    return [f"{where}/{w}.parquet" for w in models["weights"]]
+
+
+def model_rows(models):
+    """The model-table columns the per-model tables carry, as plain records (a rule param)."""
+    return models[ROW_COLUMNS].to_dict("records")
+
+
+def method_options(wildcards):
+    """Params function: convention and evals of the method {method}."""
+    return dict(METHODS[wildcards.method])
+
+
+def figure_inputs(wildcards):
+    """Input function of trend_figure: the models and trends tables of the figure's method."""
+    method = FIGURE_TABLE.loc[wildcards.figure, "method"]
+    where = "results" if method == "main" else f"results/methods/{method}"
+    return {"models": f"{where}/models.tsv", "trends": f"{where}/trends.tsv"}
+
+
+def comparison_inputs(wildcards):
+    """Input function of paper_comparison: the models/trends tables of main and every method."""
+    cfg = config["paper_comparison"]
+    tables = {
+        "printed": cfg["printed"],
+        "spec": cfg["spec"],
+        "notes": cfg["notes"],
+        "models": "results/models.tsv",
+        "trends": "results/trends.tsv",
+    }
+    for method in RUN_METHODS:
+        tables[f"models_{method}"] = f"results/methods/{method}/models.tsv"
+        tables[f"trends_{method}"] = f"results/methods/{method}/trends.tsv"
+    return tables
 
 
 def all_outputs():
     """Every final target of the workflow (rule all)."""
-    return [
+    out = [
         "results/models.tsv",
         "results/trends.tsv",
         *expand("results/figures/{figure}.{ext}", figure=FIGURES, ext=FORMATS),
+        *expand("results/figures/{figure}.{ext}", figure=RUN_FIGURES, ext=FORMATS),
+        *expand("results/figures/alpha_histogram/{set}.{ext}", set=SETS, ext=FORMATS),
         *expand("results/figures/esd/{model}.{ext}", model=MODELS.index, ext=FORMATS),
+        *expand("results/methods/{method}/models.tsv", method=RUN_METHODS),
         "results/provenance.json",
     ]
+    if config.get("paper_comparison"):
+        out += [
+            "results/paper_comparison.tsv",
+            *expand("results/figures/paper_comparison.{ext}", ext=FORMATS),
+        ]
+    return out
 
 
 def _weight_mb(wildcards):
-    return 4 * int(MODELS.loc[wildcards.model, "num_params"]) / 1e6  # float32 bytes
+    return 4 * int(WEIGHTS.loc[wildcards.weights, "num_params"]) / 1e6  # float32 bytes
 
 
 def download_mem_mb(wildcards, attempt):
@@ -86,9 +190,13 @@ def spectra_mem_mb(wildcards, attempt):
 
 
 def spectra_runtime(wildcards, attempt):
-    """Minutes: 3x the measured cost (SPECTRA_* above) for safety, times the attempt number."""
-    mparams = int(MODELS.loc[wildcards.model, "num_params"]) / 1e6
+    """Minutes: 3x the measured cost (SPECTRA_* above) for safety, times the attempt number;
+    TSVD_COST_FACTOR times that for a method with evals: tsvd."""
+    mparams = int(WEIGHTS.loc[wildcards.weights, "num_params"]) / 1e6
     seconds = SPECTRA_STARTUP_S + SPECTRA_S_PER_MPARAM * mparams
+    method = getattr(wildcards, "method", None)
+    if method is not None and METHODS[method]["evals"] == "tsvd":
+        seconds *= TSVD_COST_FACTOR
     return math.ceil(3 * seconds / 60) * attempt
 
 
@@ -104,5 +212,5 @@ def analysis_runtime(wildcards, attempt):
 
 def provenance_runtime(wildcards, attempt):
     """Minutes: hashing every weight file at a pessimistic 50 MB/s plus 5, times the attempt."""
-    total_mb = 4 * MODELS["num_params"].astype(float).sum() / 1e6
+    total_mb = 4 * WEIGHTS["num_params"].astype(float).sum() / 1e6
     return math.ceil(5 + total_mb / 50 / 60) * attempt

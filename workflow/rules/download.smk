@@ -1,8 +1,8 @@
 rule download_weights:
     output:
-        "resources/weights/{model}.{ext}",
+        "resources/weights/{weights}.{ext}",
     log:
-        "logs/download_weights/{model}.{ext}.log",
+        "logs/download_weights/{weights}.{ext}.log",
     localrule: True
     conda:
         "../../envs/download.yaml"
@@ -11,6 +11,6 @@ rule download_weights:
         mem_mb=download_mem_mb,
         runtime=download_runtime,
     params:
-        row=model_params,
+        row=weights_params,
     script:
         "../../scripts/download_weights.py"

@@ -2,7 +2,7 @@
 # are those of the environment that computed the spectra.
 rule provenance:
     input:
-        weights=[weights_file(model) for model in MODELS.index],
+        weights=[weights_file(w) for w in WEIGHTS.index],
         models="results/models.tsv",
     output:
         report(
@@ -19,7 +19,7 @@ rule provenance:
         mem_mb=analysis_mem_mb,
         runtime=provenance_runtime,
     params:
-        weights={model: weights_file(model) for model in MODELS.index},
+        weights={w: weights_file(w) for w in WEIGHTS.index},
         repo=workflow.basedir,
     script:
         "../../scripts/provenance.py"

@@ -2,9 +2,9 @@ rule model_spectra:
     input:
         weights=weights_input,
     output:
-        "results/spectra/{model}.parquet",
+        "results/spectra/{weights}.parquet",
     log:
-        "logs/model_spectra/{model}.log",
+        "logs/model_spectra/{weights}.log",
     # a failed job is retried with more memory and time (the resource functions scale with attempt)
     retries: 2
     conda:
@@ -16,10 +16,25 @@ rule model_spectra:
         # one GPU when the config asks for device: cuda (the Slurm plugin turns it into --gpus=1)
         gpu=1 if config["device"] == "cuda" else 0,
     params:
-        row=model_params,
-        convention=config["convention"],
+        row=weights_params,
+        options={"convention": config["convention"], "evals": "exact"},
         device=config["device"],
         dtype=config["dtype"],
         include_embeddings=config["include_embeddings"],
     script:
         "../../scripts/model_spectra.py"
+
+
+# The same spectra with one of the papers' own methods (config methods; e.g. the 2019
+# notebooks' TruncatedSVD eigenvalues), for the models of the sets that name it (set_methods).
+use rule model_spectra as method_spectra with:
+    output:
+        "results/methods/{method}/spectra/{weights}.parquet",
+    log:
+        "logs/method_spectra/{method}/{weights}.log",
+    params:
+        row=weights_params,
+        options=method_options,
+        device=config["device"],
+        dtype=config["dtype"],
+        include_embeddings=config["include_embeddings"],

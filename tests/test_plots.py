@@ -45,6 +45,7 @@ def models() -> pd.DataFrame:
                     "alpha_weighted": 2.8 - 0.5 * z + rng.normal(0, 0.1),
                     "log_norm": 2.0 - 0.2 * z + rng.normal(0, 0.05),
                     "log_spectral_norm": 1.0 - 0.1 * z + rng.normal(0, 0.05),
+                    "log_mean_spectral_norm": 1.2 - 0.1 * z + rng.normal(0, 0.05),
                     "log_alpha_norm": 2.5 - 0.4 * z + rng.normal(0, 0.1),
                     "alpha": 3.3 - 0.2 * z + rng.normal(0, 0.1),
                     "n_matrices": 40,
@@ -66,8 +67,19 @@ def _save_and_check(fig: Figure, tmp_path: Path, name: str) -> None:
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+FIGURE_TABLE = pd.read_csv(ROOT / "config" / "figures.tsv", sep="\t", dtype=str).set_index("figure")
+
+
+def _figure(name: str, models: pd.DataFrame, table: pd.DataFrame | None = None) -> Figure:
+    """A figure of config/figures.tsv (the core set's rows), fits from ``table`` or fitted here."""
+    spec = FIGURE_TABLE.loc[name]
+    fits = trends.family_trends(models) if table is None else table
+    return plots.trend_figure(models, fits, families=spec["families"], metrics=spec["metrics"],
+                              title=spec["title"])  # fmt: skip
+
+
 def test_vgg_figure_names_every_point_without_overlap(models: pd.DataFrame, tmp_path) -> None:
-    fig = plots.vgg_figure(models)
+    fig = _figure("vgg", models)
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert len(panels) == 2
     renderer = fig.canvas.get_renderer()
@@ -82,13 +94,14 @@ def test_vgg_figure_names_every_point_without_overlap(models: pd.DataFrame, tmp_
         assert len(markers) == 2  # circles and squares differ
         stats = ax.texts[0].get_text()
         assert "VGG: R² = " in stats and "VGG_BN: R² = " in stats and "RMSE" in stats
+        assert "τ = " in stats
     assert panels[0].get_xlabel() == "top-1 accuracy (%)"
     assert "dimensionless" in panels[1].get_ylabel()
     _save_and_check(fig, tmp_path, "vgg")
 
 
 def test_resnet_figure_notes_too_few_gluon_models(models: pd.DataFrame, tmp_path) -> None:
-    fig = plots.resnet_figure(models)
+    fig = _figure("resnet", models)
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert len(panels) == 4
     assert "ResNet: R² = " in panels[1].texts[0].get_text()
@@ -99,13 +112,59 @@ def test_resnet_figure_notes_too_few_gluon_models(models: pd.DataFrame, tmp_path
 
 
 def test_absent_family_gives_a_note_not_a_crash(models: pd.DataFrame, tmp_path) -> None:
-    fig = plots.vgg_figure(models[~models["family"].str.startswith("VGG")])
+    fig = _figure("vgg", models[~models["family"].str.startswith("VGG")])
     for ax in fig.axes:
         assert "no models" in ax.texts[0].get_text()
         assert list(ax.get_xticks()) == []
-    fig = plots.vgg_figure(models.drop(columns="log_norm"))
+    fig = _figure("vgg", models.drop(columns="log_norm"))
     assert "not in the models table" in fig.axes[0].texts[0].get_text()
     _save_and_check(fig, tmp_path, "empty")
+
+
+def test_trend_figure_reads_the_saved_fit(models: pd.DataFrame) -> None:
+    """The line and the statistics come from the trends table, not from a new fit."""
+    table = trends.family_trends(models)
+    doctored = table.copy()
+    hit = (doctored["family"] == "VGG") & (doctored["metric"] == "alpha_weighted")
+    doctored.loc[hit, ["r2", "rmse", "kendall_tau"]] = [0.123, 9.87, -0.456]
+    fig = _figure("vgg", models, doctored)
+    stats = fig.axes[1].texts[0].get_text()
+    assert "VGG: R² = 0.12, RMSE = 9.87 pp, τ = -0.46" in stats
+
+
+def test_panels_parse_groups_and_metrics() -> None:
+    panels = plots.parse_panels("A+B;C", "log_norm;alpha_weighted", set_name="s")
+    assert [(p.families, p.metric) for p in panels] == [
+        (("A", "B"), "log_norm"), (("A", "B"), "alpha_weighted"),
+        (("C",), "log_norm"), (("C",), "alpha_weighted"),
+    ]  # fmt: skip
+    assert {p.set for p in panels} == {"s"}
+    with pytest.raises(ValueError, match="needs families and metrics"):
+        plots.parse_panels("", "log_norm")
+
+
+def test_same_family_in_two_sets_is_drawn_per_set(models: pd.DataFrame) -> None:
+    both = pd.concat([models.assign(set="a"), models.assign(set="b", top1=models["top1"] - 5)])
+    fig = plots.families_figure(both, trends=trends.family_trends(both))
+    titles = {ax.get_title() for ax in fig.axes if ax.get_visible()}
+    assert {"VGG (a)", "VGG (b)", "ResNet (a)", "ResNet (b)"} <= titles
+
+
+def test_paper_comparison_figure_draws_each_statistic(tmp_path) -> None:
+    table = pd.DataFrame({
+        "statistic": ["R2", "R2", "RMSE", "Kendall-tau", "alpha_hat"],
+        "method": ["ww2020", "main", "ww2020", "ww2020", "tsvd"],
+        "printed": [0.9, 0.9, 0.5, -0.8, 2.0], "ours": [0.91, 0.7, 0.52, -0.8, 2.1],
+        "within_rounding": [True, False, True, True, False],
+    })  # fmt: skip
+    fig = plots.paper_comparison_figure(table)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "1 of 2 within the printed rounding" in titles[0]
+    assert "0 of 1 within" in titles[3]
+    for ax in fig.axes:
+        assert ax.get_xlabel() == "printed in the paper" and ax.get_ylabel() == "this run"
+        assert any(line.get_label().startswith("y = x") for line in ax.get_lines())
+    _save_and_check(fig, tmp_path, "comparison")
 
 
 def test_families_figure_draws_families_with_three_models(models: pd.DataFrame) -> None:

@@ -137,7 +137,8 @@ def runs(slurm_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Ru
     local = _workdir(tmp / "local", rows, files)
     remote = _workdir(tmp / "slurm", rows, files)
     with serve_zoo(files) as base:
-        urls = ["--config", f"torchvision_url={base}", f"hf_endpoint={base}"]
+        urls = ["--config", f"torchvision_url={base}", f"hf_endpoint={base}",
+                f"pytorchcv_url={base}"]  # fmt: skip
         # The reference: a local run of the compared tables (figures, provenance left out).
         run = snakemake("--cores", "2", "--directory", str(local), *urls, "--",
                         *(f"results/{name}" for name in COMPARED))  # fmt: skip

@@ -94,6 +94,21 @@ def test_family_trends_one_row_per_family_and_metric() -> None:
     assert set(a.loc["B", "status"]) == {"too_few_models"}
 
 
+def test_a_family_in_two_sets_gets_one_trend_per_set() -> None:
+    models = pd.DataFrame(
+        {
+            "set": ["p", "p", "p", "q", "q", "q"],
+            "family": ["VGG"] * 6,
+            "top1": [70.0, 72.0, 74.0, 60.0, 65.0, 70.0],
+            "alpha_weighted": [3.0, 2.0, 1.0, 1.0, 2.0, 3.0],
+        }
+    )
+    table = trends.family_trends(models, metrics=("alpha_weighted",)).set_index("set")
+    assert table.loc["p", "slope"] == pytest.approx(-2.0)
+    assert table.loc["q", "slope"] == pytest.approx(5.0)
+    assert (table["n"] == 3).all()
+
+
 def test_models_table_uses_summarize_per_model() -> None:
     rows = pd.DataFrame(
         {

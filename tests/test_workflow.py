@@ -1,10 +1,12 @@
 """The Snakemake pipeline end to end, offline, on the small .test configuration.
 
-Random-init weights of four tiny models are served from a loopback HTTP server
-(tests/zoo_server.py), so the real download rule runs: one file arrives corrupt (the first run
-fails naming that model; once the server is fixed a rerun succeeds) and one answers HTTP 500
-once (the download's retry gets it). Then the whole DAG runs with `snakemake --cores 2` and the
-outputs are checked for content. Also: lint, snakefmt, the default dry-run's job counts, and a
+Random-init weights of seven tiny models are served from a loopback HTTP server
+(tests/zoo_server.py), so the real download rule runs: one torchvision file and one OSMR store
+zip (built from today's pytorchcv architecture) arrive corrupt (the first run fails naming them;
+once the server is fixed a rerun fetches them again and succeeds) and one answers HTTP 500 once
+(the download's retry gets it). Then the whole DAG runs with `snakemake --cores 2` and the
+outputs are checked for content, the paper comparison against a small printed-cells fixture.
+Also: lint, snakefmt, the default dry-run's job counts (every model of the papers' sets), and a
 SIGKILLed model_spectra job that leaves nothing Snakemake takes as complete.
 """
 
@@ -37,10 +39,18 @@ from zoo_server import make_weight_files, serve_zoo, served_table  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CONFIG = ROOT / ".test" / "config"
 CORRUPT = "shufflenet_v2_x0_5"  # its file arrives with a flipped byte in the first run
+CORRUPT_ZIP = "osmr.shufflenet_g1_wd2"  # its store zip arrives damaged in the first run
 FLAKY = "mobilenetv2_050.lamb_in1k"  # its hub download answers HTTP 500 once
 KILLED = "shufflenet_v2_x1_5"
-FIGURES = ("vgg", "resnet", "families", "alpha_histogram", "metrics_comparison")
-MODEL_COLUMNS = ["model", "family", "source", "top1", "top5", *METRICS, "n_matrices"]
+#: the run-wide figures, the figure table's (.test/config/figures.tsv), one histogram per set
+FIGURES = (
+    "families", "alpha_histogram", "metrics_comparison", "paper_comparison",
+    "shufflenet", "osmr_tsvd", "shufflenet_ww2020",
+    "alpha_histogram/core", "alpha_histogram/osmr_test",
+)  # fmt: skip
+MODEL_COLUMNS = [
+    "model", "set", "family", "label", "source", "top1", "top5", *METRICS, "n_matrices"
+]  # fmt: skip
 
 pytestmark = pytest.mark.slow
 
@@ -86,16 +96,18 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     rows = zoo.read_model_table(TEST_CONFIG / "models.tsv")
     files = make_weight_files(rows, tmp / "served")
     served_table(rows, files).to_csv(workdir / "config" / "models.tsv", sep="\t", index=False)
-    faults = {CORRUPT: "corrupt", FLAKY: "error_once"}
+    faults = {CORRUPT: "corrupt", CORRUPT_ZIP: "corrupt", FLAKY: "error_once"}
     start = time.perf_counter()
     with serve_zoo(files, faults=faults) as base:
-        urls = [f"torchvision_url={base}", f"hf_endpoint={base}"]
+        urls = [f"torchvision_url={base}", f"hf_endpoint={base}", f"pytorchcv_url={base}"]
         failed = snakemake(workdir, "--cores", "2", "--keep-going", "--config", *urls)
         done = {p.stem for p in (workdir / "results" / "spectra").glob("*.parquet")}
-        weights = {p.stem for p in (workdir / "resources" / "weights").iterdir()
-                   if p.suffix in (".pth", ".safetensors")}  # fmt: skip
-        failed_log = (workdir / "logs" / "download_weights" / f"{CORRUPT}.pth.log").read_text()
+        weights = {p.name for p in (workdir / "resources" / "weights").iterdir()}
+        logs = workdir / "logs" / "download_weights"
+        failed_log = (logs / f"{CORRUPT}.pth.log").read_text()
+        failed_log += (logs / f"{CORRUPT_ZIP}.pth.zip.log").read_text()
         faults.pop(CORRUPT)  # the server is fixed
+        faults.pop(CORRUPT_ZIP)
         rerun = snakemake(workdir, "--cores", "2", "--config", *urls)
         requests = list(base.requests)
     wall = time.perf_counter() - start
@@ -107,11 +119,15 @@ def test_corrupt_download_fails_naming_the_model(pipeline: Pipeline) -> None:
     run = pipeline.failed_run
     assert run.returncode != 0
     text = pipeline.failed_log
-    assert f"{CORRUPT}:" in text and "arrived corrupt" in text, text
-    assert f"model={CORRUPT}" in run.stderr  # Snakemake's error names the job's wildcards
-    assert CORRUPT not in pipeline.weights_after_failed_run  # nothing left under its name
-    # only the corrupt model's chain failed; the other models finished in the first run
-    assert pipeline.done_in_failed_run == set(pipeline.models["model"]) - {CORRUPT}
+    for model in (CORRUPT, CORRUPT_ZIP):
+        assert f"{model}:" in text and "arrived corrupt" in text, text
+        assert f"weights={model}" in run.stderr  # Snakemake's error names the job's wildcards
+        names = pipeline.weights_after_failed_run  # nothing left under its name
+        assert not [n for n in names if n.startswith(f"{model}.p")], names
+    assert "not a readable zip" in text or "sha1" in text, text
+    # only the corrupt models' chains failed; the other models finished in the first run
+    expected = set(pipeline.models["model"]) - {CORRUPT, CORRUPT_ZIP}
+    assert pipeline.done_in_failed_run == expected
 
 
 def test_rerun_after_fixing_the_server_succeeds(pipeline: Pipeline) -> None:
@@ -119,13 +135,14 @@ def test_rerun_after_fixing_the_server_succeeds(pipeline: Pipeline) -> None:
     # the rerun downloaded only what was missing: the corrupt model, nothing else again
     bodies = [r for r in pipeline.requests if r[0] == "GET" and r[2] == 200 and _is_file(r[1])]
     per_model = pd.Series([r[3] for r in bodies]).value_counts()
-    assert per_model[CORRUPT] == 2  # corrupt once, good once
-    assert (per_model.drop(CORRUPT) == 1).all(), per_model
+    assert per_model[CORRUPT] == 2 and per_model[CORRUPT_ZIP] == 2  # corrupt once, good once
+    assert (per_model.drop([CORRUPT, CORRUPT_ZIP]) == 1).all(), per_model
+    assert set(per_model.index) == set(pipeline.models["model"])
 
 
 def _is_file(path: str) -> bool:
     """A weight file's body (not the hub's model-info API)."""
-    return path.endswith(".pth") or "/resolve/" in path
+    return path.endswith((".pth", ".pth.zip")) or "/resolve/" in path
 
 
 def test_server_error_is_retried(pipeline: Pipeline) -> None:
@@ -158,17 +175,87 @@ def test_models_and_trends_tables(pipeline: Pipeline) -> None:
     expected_top1 = pipeline.models.set_index("model")["top1"]
     assert np.allclose(models.set_index("model")["top1"], expected_top1[models["model"]])
 
+    assert set(models["set"]) == {"core", "osmr_test"}
+    assert (models.set_index("model").loc["osmr.shufflenet_g1_wd4", "label"]
+            == "shufflenet_g1_wd4")  # fmt: skip
+
     trends = pd.read_csv(results / "trends.tsv", sep="\t")
     assert list(trends.columns) == list(TREND_COLUMNS)
-    assert len(trends) == models["family"].nunique() * len(METRICS)
+    assert len(trends) == models[["set", "family"]].drop_duplicates().shape[0] * len(METRICS)
     shuffle = trends[trends["family"] == "ShuffleNetV2"]
     assert (shuffle["status"] == "ok").all() and (shuffle["n"] == 3).all()
     fitted = shuffle[["slope", "intercept", "rmse", "r2", "kendall_tau", "spearman_rho"]]
     assert np.isfinite(fitted.to_numpy(float)).all()
     assert ((shuffle["r2"] >= 0) & (shuffle["r2"] <= 1)).all()
-    others = trends[trends["family"] != "ShuffleNetV2"]
+    osmr = trends[trends["family"] == "ShuffleNet"]
+    assert (osmr["set"] == "osmr_test").all() and (osmr["n"] == 3).all()
+    others = trends[trends["family"] == "MobileNetV2_width"]
     assert (others["status"] == "too_few_models").all()
     assert others["slope"].isna().all()
+
+
+def test_method_tables_cover_the_sets_that_name_them(pipeline: Pipeline) -> None:
+    """set_methods: core runs ww2020, osmr_test runs tsvd; each method's tables hold exactly
+    those models, and the tsvd alpha_hat sits beside the exact one."""
+    results = pipeline.workdir / "results"
+    for method, set_name in (("ww2020", "core"), ("tsvd", "osmr_test")):
+        models = pd.read_csv(results / "methods" / method / "models.tsv", sep="\t")
+        expected = pipeline.models.loc[pipeline.models["set"] == set_name, "model"]
+        assert sorted(models["model"]) == sorted(expected), method
+        for weights in pipeline.models.loc[pipeline.models["set"] == set_name, "weights"]:
+            table = pd.read_parquet(results / "methods" / method / "spectra" / f"{weights}.parquet")
+            assert len(table) > 0
+    by_method = pd.read_csv(results / "paper" / "alpha_hat_by_method.tsv", sep="\t")
+    assert sorted(by_method["model"]) == sorted(
+        pipeline.models.loc[pipeline.models["set"] == "osmr_test", "model"]
+    )
+    main = pd.read_csv(results / "models.tsv", sep="\t").set_index("model")
+    tsvd = pd.read_csv(results / "methods" / "tsvd" / "models.tsv", sep="\t").set_index("model")
+    for rec in by_method.itertuples():
+        assert rec.alpha_weighted_main == pytest.approx(main.loc[rec.model, "alpha_weighted"])
+        assert rec.alpha_weighted_method == pytest.approx(tsvd.loc[rec.model, "alpha_weighted"])
+        assert rec.difference == pytest.approx(rec.alpha_weighted_method - rec.alpha_weighted_main)
+
+
+def test_paper_comparison_against_the_printed_fixture(pipeline: Pipeline) -> None:
+    """Every computable cell of .test/config/paper/printed_cells.tsv, per method, with ours read
+    from the run's own tables; cells of a family or model the run lacks are left out."""
+    results = pipeline.workdir / "results"
+    table = pd.read_csv(results / "paper_comparison.tsv", sep="\t", keep_default_na=False)
+    printed = pd.read_csv(TEST_CONFIG / "paper" / "printed_cells.tsv", sep="\t", dtype=str)
+    # Table A: 4 ShuffleNetV2 cells × (ww2020, main); Table B: 3 model cells × (tsvd, main)
+    assert len(table) == 4 * 2 + 3 * 2
+    assert "NoSuchFamily" not in set(table["series"])
+    assert "not_run_here" not in set(table["model"])
+    trends = {
+        "main": pd.read_csv(results / "trends.tsv", sep="\t"),
+        "ww2020": pd.read_csv(results / "methods" / "ww2020" / "trends.tsv", sep="\t"),
+    }
+    stat = {"RMSE": "rmse", "R2": "r2", "Kendall-tau": "kendall_tau"}
+    metric = {"alpha_hat (weighted alpha)": "alpha_weighted",
+              "log_frobenius_norm <log||W||_F^2>": "log_norm"}  # fmt: skip
+    a = table[table["table"] == "Test Table A (trends)"]
+    for rec in a.itertuples():
+        tr = trends[rec.method]
+        fit = tr[(tr["family"] == "ShuffleNetV2") & (tr["metric"] == metric[rec.metric])].iloc[0]
+        assert float(rec.ours) == pytest.approx(fit[stat[rec.statistic]])
+        assert float(rec.difference) == pytest.approx(float(rec.ours) - float(rec.printed))
+        cell = printed[(printed["statistic"] == rec.statistic) & (printed["metric"] == rec.metric)
+                       & (printed["series"] == "ShuffleNetV2")]  # fmt: skip
+        assert float(rec.printed) == float(cell["value"].iloc[0])
+        assert rec.source == cell["source"].iloc[0]
+        assert (rec.note == "a note on the R2 cells") == (rec.statistic == "R2")
+    b = table[table["table"] == "Test Table B (models)"]
+    models = {"main": pd.read_csv(results / "models.tsv", sep="\t").set_index("label"),
+              "tsvd": pd.read_csv(results / "methods" / "tsvd" / "models.tsv",
+                                  sep="\t").set_index("label")}  # fmt: skip
+    for rec in b.itertuples():
+        column = "top1" if rec.statistic.startswith("Top1") else "alpha_weighted"
+        assert float(rec.ours) == pytest.approx(models[rec.method].loc[rec.model, column])
+        noted = rec.model == "shufflenet_g1_wd4" and rec.method == "tsvd"
+        assert (rec.note == "a note on one model under tsvd") == noted
+    top1 = b[b["statistic"].str.startswith("Top1")]
+    assert top1["within_rounding"].astype(str).eq("True").all()  # 37.56 as printed
 
 
 def test_figures_are_valid_images(pipeline: Pipeline) -> None:
@@ -192,7 +279,7 @@ def test_provenance(pipeline: Pipeline) -> None:
         assert packages[name], name
     assert record["config"]["convention"] == "paper"
     assert set(record["git"]) == {"commit", "dirty"}
-    assert sorted(record["weights"]) == sorted(pipeline.models["model"])
+    assert sorted(record["weights"]) == sorted(pipeline.models["weights"])
     for entry in record["weights"].values():
         path = pipeline.workdir / entry["path"]
         assert entry["sha256"] == sha256_file(path)[0]
@@ -201,10 +288,10 @@ def test_provenance(pipeline: Pipeline) -> None:
 
 def test_logs_per_rule_and_model(pipeline: Pipeline) -> None:
     logs = pipeline.workdir / "logs"
-    for model in pipeline.models["model"]:
-        text = (logs / "model_spectra" / f"{model}.log").read_text()
-        assert f"{model}: wrote results/spectra/{model}.parquet" in text
-        assert (logs / "esd_figure" / f"{model}.log").is_file()
+    for row in pipeline.models.itertuples():
+        text = (logs / "model_spectra" / f"{row.weights}.log").read_text()
+        assert f"{row.weights} ({row.model}): wrote results/spectra/{row.weights}.parquet" in text
+        assert (logs / "esd_figure" / f"{row.model}.log").is_file()
 
 
 def test_report_names_every_figure(pipeline: Pipeline) -> None:
@@ -212,9 +299,10 @@ def test_report_names_every_figure(pipeline: Pipeline) -> None:
     assert run.returncode == 0, run.stderr[-4000:]
     html = (pipeline.workdir / "results" / "report.html").read_text()
     for name in (*FIGURES, *pipeline.models["model"]):
-        assert f"{name}.png" in html, name
-    for table in ("models.tsv", "trends.tsv", "provenance.json"):
+        assert f"{name.rsplit('/', 1)[-1]}.png" in html, name
+    for table in ("models.tsv", "trends.tsv", "provenance.json", "paper_comparison.tsv"):
         assert table in html, table
+    assert "The paper, side by side" in html
 
 
 def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float) -> bool:
@@ -241,7 +329,7 @@ def test_killed_spectra_job_leaves_no_complete_output(pipeline: Pipeline) -> Non
         start_new_session=True,
     )  # fmt: skip
     try:
-        started = _wait_for(log, f"{KILLED}: analysing", proc, timeout=120)
+        started = _wait_for(log, f"{KILLED} ({KILLED}): analysing", proc, timeout=120)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -259,7 +347,7 @@ def test_killed_spectra_job_leaves_no_complete_output(pipeline: Pipeline) -> Non
     rerun = snakemake(workdir, "--cores", "1", target)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
     assert len(pd.read_parquet(workdir / target)) > 0
-    assert f"{KILLED}: wrote" in log.read_text()
+    assert f"{KILLED} ({KILLED}): wrote" in log.read_text()
 
 
 def _job_counts(stdout: str) -> dict[str, int]:
@@ -267,16 +355,47 @@ def _job_counts(stdout: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
 
 
-def test_default_dry_run_plans_one_job_per_core_model(tmp_path: Path) -> None:
+def _dry_run(tmp_path: Path, *args: str) -> tuple[dict[str, int], str]:
     (tmp_path / "config").symlink_to(ROOT / "config")
-    run = snakemake(tmp_path, "-n", "--quiet", "rules")
+    run = snakemake(tmp_path, "-n", *args)
     assert run.returncode == 0, run.stderr[-4000:]
-    counts = _job_counts(run.stdout + run.stderr)
+    return _job_counts(run.stdout + run.stderr), run.stdout + run.stderr
+
+
+def test_default_dry_run_plans_every_model_of_both_papers(tmp_path: Path) -> None:
+    """The default config runs paper2019 (67 rows) and natcomm2021 (36 rows); rows that read the
+    same file (the torchvision VGGs of both papers) share one download and one spectrum."""
+    counts, out = _dry_run(tmp_path)
+    table = zoo.read_model_table([ROOT / "config" / "models.tsv", ROOT / "config" /
+                                  "paper_models.tsv"])  # fmt: skip
+    papers = zoo.select_models(table, ["paper2019", "natcomm2021"])
+    assert papers["set"].value_counts().to_dict() == {"paper2019": 67, "natcomm2021": 36}
+    files = papers["weights"].nunique()
+    assert files < len(papers)  # shared VGG files
+    assert counts["download_weights"] == files
+    assert counts["model_spectra"] == files
+    assert counts["method_spectra"] == 67 + 36  # tsvd for paper2019, ww2020 for natcomm2021
+    assert counts["esd_figure"] == len(papers)
+    assert counts["method_aggregate"] == 2 and counts["set_alpha_histogram"] == 2
+    assert counts["paper_comparison"] == 1 and counts["aggregate"] == 1
+    for weights in papers["weights"]:
+        assert f"results/spectra/{weights}.parquet" in out, weights
+    for model in papers["model"]:
+        assert f"results/figures/esd/{model}.png" in out, model
+    for figure in ("mm2019_fig3_vgg", "mm2019_fig4_resnet", "mm2019_appendix", "mm2019_tsvd",
+                   "natcomm2021_table1"):  # fmt: skip
+        assert f"results/figures/{figure}.png" in out, figure
+
+
+def test_core_dry_run_plans_one_job_per_core_model(tmp_path: Path) -> None:
+    counts, _ = _dry_run(tmp_path, "--quiet", "rules", "--config", "model_set=core")
     core = zoo.select_models(zoo.read_model_table(ROOT / "config" / "models.tsv"), "core")
     assert len(core) == 69
     assert counts["download_weights"] == 69
     assert counts["model_spectra"] == 69
     assert counts["esd_figure"] == 69
+    assert counts["trend_figure"] == 2  # vgg and resnet of the figure table
+    assert "method_spectra" not in counts  # no set of core's names a method
     assert counts["aggregate"] == 1 and counts["provenance"] == 1
 
 
@@ -287,7 +406,7 @@ def test_bad_selection_stops_before_any_job(tmp_path: Path) -> None:
     assert "unknown model or family name(s): 'no_such_net'" in run.stdout + run.stderr
     run = snakemake(tmp_path, "-n", "--config", "convention=bogus")
     assert run.returncode != 0
-    assert "'bogus' is not one of ['paper', 'ww']" in run.stdout + run.stderr
+    assert "'bogus' is not one of ['paper', 'ww', 'ww2020']" in run.stdout + run.stderr
     assert "Job stats" not in run.stdout + run.stderr
 
 

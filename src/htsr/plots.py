@@ -42,6 +42,7 @@ METRIC_SHORT: dict[str, str] = {
     "log_spectral_norm": "log λ_max",
     "log_alpha_norm": "log ‖X‖_α^α",
     "alpha": "ᾱ (mean α)",
+    "log_mean_spectral_norm": "log mean λ_max",
 }
 #: Compact y-axis labels (with units) for the small panels of :func:`families_figure`; other
 #: metrics use :data:`htsr.trends.METRIC_LABELS`.

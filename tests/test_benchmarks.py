@@ -40,3 +40,19 @@ def test_bench_analyze_cuda_without_gpu_is_a_clear_error():
     res = _run("--models", "resnet18", "--device", "cuda", "--skip-ww")
     assert res.returncode != 0
     assert "--device cuda given but torch sees no CUDA device" in res.stderr
+
+
+def test_bench_methods_prints_its_table():
+    script = BENCH.with_name("bench_methods.py")
+    res = subprocess.run(
+        [sys.executable, str(script), "--models", "squeezenet1_1", "--threads", "1"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    header = [c.strip() for c in lines[1].strip("|").split("|")]
+    assert header[:3] == ["model", "Mparams", "a exact"] and "b/a" in header
+    row = dict(zip(header, [c.strip() for c in lines[-1].strip("|").split("|")], strict=True))
+    assert row["model"] == "squeezenet1_1"
+    for col in ("a exact", "b tsvd", "c ww2020 tsvd", "d sklearn floor", "b/a"):
+        assert float(row[col]) > 0, col

@@ -414,13 +414,14 @@ def test_bad_model_table_stops_before_any_job_naming_the_row(tmp_path: Path) -> 
     (tmp_path / "config").symlink_to(TEST_CONFIG)
     table = pd.read_csv(TEST_CONFIG / "models.tsv", sep="\t", dtype=str, keep_default_na=False)
     table.loc[1, "top1"] = ""  # line 3: missing accuracy
-    table = pd.concat([table, table.iloc[[0]]])  # line 6: duplicate key
+    table = pd.concat([table, table.iloc[[0]]])  # last line: duplicate key
     table.to_csv(tmp_path / "bad.tsv", sep="\t", index=False)
     run = snakemake(tmp_path, "-n", "--config", "models=bad.tsv")
     out = run.stdout + run.stderr
     assert run.returncode != 0
     assert "line 3 (model 'shufflenet_v2_x1_0')" in out, out[-3000:]
-    assert "line 6 (model 'shufflenet_v2_x0_5'): duplicate model key" in out, out[-3000:]
+    dup = f"line {len(table) + 1} (model 'shufflenet_v2_x0_5'): duplicate model key"
+    assert dup in out, out[-3000:]
     assert "Job stats" not in out
 
 

@@ -1,0 +1,86 @@
+"""Time the papers' methods against the default: ``evals="tsvd"`` (scikit-learn's randomized
+``TruncatedSVD(n_components=M-1, n_iter=7)``, as the 2019 notebooks and WeightWatcher 0.2.7
+computed the eigenvalues) against the exact eigenvalues, and scikit-learn's TruncatedSVD alone
+(the floor of the tsvd route: the same calls without fits or table).
+
+For each random-init torchvision model (seed 0), in one process:
+
+(a) ``htsr.analyze(model, "paper")`` (exact eigenvalues, the pipeline's ``model_spectra``);
+(b) ``htsr.analyze(model, "paper", evals="tsvd")`` (method ``tsvd``, rule ``method_spectra``);
+(c) ``htsr.analyze(model, "ww2020", evals="tsvd")`` (method ``ww2020``);
+(d) the floor of (b): ``TruncatedSVD(n_components=M-1, n_iter=7).fit(W)`` of every matrix (b)
+    analyses, nothing else;
+
+and prints the seconds, the ratios b/a (what a tsvd job costs against an exact one: the
+pipeline's ``TSVD_COST_FACTOR``) and b/d (our overhead over scikit-learn). Seconds per million
+parameters are printed too (the pipeline's ``SPECTRA_S_PER_MPARAM`` basis).
+
+Usage::
+
+    python benchmarks/bench_methods.py [--models resnet18 vgg11 ...] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torchvision
+from sklearn.decomposition import TruncatedSVD
+
+import htsr
+from htsr.spectra import TSVD_N_ITER, iter_layers, layer_matrices
+
+
+def _floor(model: torch.nn.Module) -> float:
+    """scikit-learn's TruncatedSVD of every matrix the paper convention fits (min side >= 50
+    for conv taps, every Linear), as the tsvd route calls it."""
+    start = time.perf_counter()
+    for layer in iter_layers(model, include_attention=True):
+        stack = layer_matrices(layer)
+        m = stack.shape[1]
+        if m < 2 or (stack.layer_type != "linear" and m < 50):
+            continue
+        for w in stack.matrices:
+            w = w.detach().to(torch.float64).numpy()
+            if stack.layer_type != "linear" and w.shape[0] < w.shape[1]:
+                w = w.T
+            TruncatedSVD(n_components=min(w.shape) - 1, n_iter=TSVD_N_ITER,
+                         random_state=42).fit(w)  # fmt: skip
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["resnet18", "densenet121", "resnet50"])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"threads {args.threads}; seconds; b/a = tsvd against exact, b/d = against the floor")
+    print(
+        "| model | Mparams | a exact | b tsvd | c ww2020 tsvd | d sklearn floor | b/a | b/d "
+        "| a s/Mparam | b s/Mparam |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name in args.models:
+        torch.manual_seed(0)
+        model = torchvision.models.get_model(name, weights=None).eval()
+        mparams = sum(p.numel() for p in model.parameters()) / 1e6
+        times = []
+        for kwargs in ({"convention": "paper", "dtype": "float64"},
+                       {"convention": "paper", "evals": "tsvd"},
+                       {"convention": "ww2020", "evals": "tsvd"}):  # fmt: skip
+            start = time.perf_counter()
+            htsr.analyze(model, **kwargs)
+            times.append(time.perf_counter() - start)
+        floor = _floor(model)
+        a, b, c = times
+        print(
+            f"| {name} | {mparams:.1f} | {a:.2f} | {b:.2f} | {c:.2f} | {floor:.2f} "
+            f"| {b / a:.1f} | {b / floor:.2f} | {a / mparams:.3f} | {b / mparams:.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

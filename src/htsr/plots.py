@@ -378,9 +378,12 @@ def trend_figure(
     set_name: str | None = None,
 ) -> Figure:
     """A figure of the figure table (``config/figures.tsv``): one row of panels per family
-    group, one column per metric (:func:`parse_panels`), the fits read from ``trends``."""
+    group, one column per metric (:func:`parse_panels`; with a single metric the families wrap
+    into rows of up to four panels), the fits read from ``trends``."""
     panels = parse_panels(families, metrics, set_name=set_name)
     ncols = len([m for m in metrics.split(";") if m.strip()])
+    if ncols == 1:  # one metric: wrap the families into rows of up to four panels
+        ncols = min(4, len(panels))
     return series_figure(models, panels, ncols=ncols, title=title, trends=trends)
 
 

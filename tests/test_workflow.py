@@ -49,7 +49,8 @@ FIGURES = (
     "alpha_histogram/core", "alpha_histogram/osmr_test",
 )  # fmt: skip
 MODEL_COLUMNS = [
-    "model", "set", "family", "label", "source", "top1", "top5", *METRICS, "n_matrices"
+    "model", "set", "family", "label", "source", "top1", "top5", *METRICS, "n_matrices",
+    "convention", "evals",
 ]  # fmt: skip
 
 pytestmark = pytest.mark.slow
@@ -187,6 +188,10 @@ def test_models_and_trends_tables(pipeline: Pipeline) -> None:
     fitted = shuffle[["slope", "intercept", "rmse", "r2", "kendall_tau", "spearman_rho"]]
     assert np.isfinite(fitted.to_numpy(float)).all()
     assert ((shuffle["r2"] >= 0) & (shuffle["r2"] <= 1)).all()
+    assert shuffle["loo_rmse"].isna().all()  # three models: too few to leave one out
+    loo = pd.read_csv(results / "loo.tsv", sep="\t")
+    assert loo.empty and "obs" not in loo.columns and "inside" in loo.columns
+    assert set(models["convention"]) == {"paper"} and set(models["evals"]) == {"exact"}
     osmr = trends[trends["family"] == "ShuffleNet"]
     assert (osmr["set"] == "osmr_test").all() and (osmr["n"] == 3).all()
     others = trends[trends["family"] == "MobileNetV2_width"]
@@ -200,6 +205,8 @@ def test_method_tables_cover_the_sets_that_name_them(pipeline: Pipeline) -> None
     results = pipeline.workdir / "results"
     for method, set_name in (("ww2020", "core"), ("tsvd", "osmr_test")):
         models = pd.read_csv(results / "methods" / method / "models.tsv", sep="\t")
+        assert set(models["convention"]) == {"paper" if method == "tsvd" else "ww2020"}
+        assert set(models["evals"]) == {"tsvd"}
         expected = pipeline.models.loc[pipeline.models["set"] == set_name, "model"]
         assert sorted(models["model"]) == sorted(expected), method
         for weights in pipeline.models.loc[pipeline.models["set"] == set_name, "weights"]:

@@ -6,6 +6,8 @@
                  [--device cpu|cuda] [--min-dim N] [--fit truncated|untruncated|ww]
                  [--include-embeddings] [--progress]
     htsr summarize table.tsv [table2.tsv ...]
+    htsr predict MODEL.pth --models results/models.tsv --family FAMILY [--set SET]
+                 [--metric alpha_weighted] [--quality top1] [--json]
 
 ``analyze`` writes the table of :func:`htsr.metrics.analyze` as TSV (atomically: a temporary
 file in the same directory, then ``os.replace``) and prints one summary line. Errors (a bad
@@ -39,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="per-matrix spectra and metrics of a checkpoint")
     a.add_argument("checkpoint", help=".pth/.pt state_dict or .safetensors file")
     a.add_argument("-o", "--output", required=True, help="TSV file to write")
-    a.add_argument("--convention", choices=("paper", "ww"), default="paper")
+    a.add_argument("--convention", choices=("paper", "ww", "ww2020"), default="paper")
     a.add_argument(
         "--dtype",
         choices=("float64", "float32"),
@@ -53,6 +55,16 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--progress", action="store_true", help="progress bar on stderr")
     s = sub.add_parser("summarize", help="model-level means of analyze tables")
     s.add_argument("tables", nargs="+", help="TSV files written by 'htsr analyze'")
+    r = sub.add_parser(
+        "predict", help="predict a checkpoint's quality from its family's trend, with a 95%% PI"
+    )
+    r.add_argument("checkpoint", help=".pth/.pt state_dict or .safetensors file")
+    r.add_argument("--models", required=True, help="a models table (results/models.tsv)")
+    r.add_argument("--family", required=True, help="the family whose trend predicts")
+    r.add_argument("--set", default=None, help="the model set, if the family is in several")
+    r.add_argument("--metric", default="alpha_weighted")
+    r.add_argument("--quality", default="top1")
+    r.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
 
@@ -92,11 +104,52 @@ def _summarize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    import json
+
+    from htsr.metrics import analyze, summarize
+    from htsr.predict import predict_quality
+
+    path = Path(args.models)
+    if not path.is_file():
+        raise ValueError(f"{path}: models table not found")
+    models = pd.read_csv(path, sep="\t")
+    # analyse the checkpoint the way the table was made (its convention and eigenvalue method)
+    convention = str(models["convention"].iloc[0]) if "convention" in models else "paper"
+    evals = str(models["evals"].iloc[0]) if "evals" in models else "exact"
+    summary = summarize(analyze(args.checkpoint, convention, evals=evals), convention=convention)
+    if args.metric not in summary.index:
+        raise ValueError(f"unknown metric {args.metric!r} (one of {', '.join(summary.index)})")
+    p = predict_quality(models, args.family, float(summary[args.metric]), metric=args.metric,
+                        quality=args.quality, set_name=args.set)  # fmt: skip
+    if args.json:
+        keys = ("predicted", "low", "high", "n", "r2", "metric", "quality", "family")
+        print(json.dumps({k: getattr(p, k) for k in keys} | {"value": p.value,
+                          "extrapolation": p.extrapolation, "convention": convention}))  # fmt: skip
+        return 0
+    print(
+        f"{args.checkpoint}: {args.metric} = {p.value:.4f} ({convention}, {evals} eigenvalues)\n"
+        f"predicted {args.quality} = {p.predicted:.2f}, 95% prediction interval"
+        f" [{p.low:.2f}, {p.high:.2f}]\n"
+        f"from family {args.family}: n = {p.n}, R² = {p.r2:.3f},"
+        f" {args.metric} range [{p.x_min:.4f}, {p.x_max:.4f}]"
+    )
+    if p.extrapolation:
+        print(
+            f"warning: {args.metric} = {p.value:.4f} lies outside the family's range"
+            f" [{p.x_min:.4f}, {p.x_max:.4f}]: this is an extrapolation, trust it less"
+        )
+    return 0
+
+
+COMMANDS = {"analyze": _analyze, "summarize": _summarize, "predict": _predict}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``htsr`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
-        return _analyze(args) if args.command == "analyze" else _summarize(args)
+        return COMMANDS[args.command](args)
     except (ValueError, OSError, TypeError) as exc:  # CheckpointError is a ValueError
         msg = " ".join(str(exc).split())
         print(f"htsr: error: {msg}", file=sys.stderr)

@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from htsr.predict import loo_rmse
+
 #: Model-level metrics regressed against accuracy, in the order the papers discuss them.
 METRICS: tuple[str, ...] = (
     "alpha_weighted",
@@ -60,6 +62,7 @@ TREND_COLUMNS: tuple[str, ...] = (
     "r2",
     "kendall_tau",
     "spearman_rho",
+    "loo_rmse",
     "status",
 )
 
@@ -158,7 +161,9 @@ def family_trends(
     ``models`` needs a ``family`` column, the ``target`` column and the metric columns (a
     missing metric column counts as all-NaN; a missing ``set`` column as one set ''). Returns
     one row per (set, family, metric) with :data:`TREND_COLUMNS`, groups in order of first
-    appearance.
+    appearance. ``loo_rmse`` is the leave-one-out prediction error (:func:`htsr.predict.
+    loo_rmse`: each model predicted by the line through the others; units of ``target``), NaN
+    for fewer than 4 models.
     """
     for col in ("family", target):
         if col not in models.columns:
@@ -169,8 +174,11 @@ def family_trends(
     for (set_name, family), group in models.groupby(list(GROUP_COLUMNS), sort=False):
         for metric in metrics:
             x = group[metric] if metric in group.columns else pd.Series(np.nan, index=group.index)
-            fit = fit_trend(x.to_numpy(float), group[target].to_numpy(float), min_n=min_n)
-            rows.append({"set": set_name, "family": family, "metric": metric, **asdict(fit)})
+            xs, ys = x.to_numpy(float), group[target].to_numpy(float)
+            fit = fit_trend(xs, ys, min_n=min_n)
+            loo = loo_rmse(xs, ys) if fit.status == "ok" else math.nan
+            rows.append({"set": set_name, "family": family, "metric": metric, **asdict(fit),
+                         "loo_rmse": loo})  # fmt: skip
     return pd.DataFrame(rows, columns=list(TREND_COLUMNS))
 
 

@@ -14,6 +14,12 @@ rule aggregate:
             category="Tables",
             labels={"table": "trends (main)"},
         ),
+        loo=report(
+            "results/loo.tsv",
+            caption="../report/loo_table.rst",
+            category="Tables",
+            labels={"table": "leave-one-out (main)"},
+        ),
     log:
         "logs/aggregate.log",
     conda:
@@ -25,6 +31,7 @@ rule aggregate:
     params:
         models=model_rows(MODELS),
         convention=config["convention"],
+        evals="exact",
     script:
         "../../scripts/aggregate.py"
 
@@ -47,8 +54,15 @@ use rule aggregate as method_aggregate with:
             category="Tables",
             labels={"table": "trends ({method})"},
         ),
+        loo=report(
+            "results/methods/{method}/loo.tsv",
+            caption="../report/loo_table.rst",
+            category="Tables",
+            labels={"table": "leave-one-out ({method})"},
+        ),
     log:
         "logs/method_aggregate/{method}.log",
     params:
         models=lambda wildcards: model_rows(method_models(wildcards.method)),
         convention=lambda wildcards: METHODS[wildcards.method]["convention"],
+        evals=lambda wildcards: METHODS[wildcards.method]["evals"],

@@ -13,8 +13,9 @@ FORMATS = ("png", "pdf")
 # (imports, model build, weight load).
 SPECTRA_S_PER_MPARAM = 0.65
 SPECTRA_STARTUP_S = 30.0
-# evals: tsvd (randomized SVD of M-1 components, 7 power iterations) measured at about 10x the
-# exact route's cost per parameter on the same machine (docs/paper.md).
+# evals: tsvd (randomized SVD of M-1 components, 7 power iterations): measured at 2.7 s per
+# million parameters on 2 threads (24-30x the exact route's 0.11 s; benchmarks/bench_methods.py,
+# docs/paper.md), below SPECTRA_S_PER_MPARAM x TSVD_COST_FACTOR = 6.5 s.
 TSVD_COST_FACTOR = 10.0
 
 # Read and validate the model table and the selection at parse time: a bad row, an unknown

@@ -76,3 +76,27 @@ def test_summarize_bad_table(tmp_path: Path) -> None:
     res = _htsr("summarize", str(p))
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert str(p) in res.stderr and "lacks columns" in res.stderr
+
+
+def test_esd_of_one_layer_and_of_all(checkpoint: Path, tmp_path: Path) -> None:
+    """`htsr esd`: one matrix to PNG (a conv tap by --slice, else the tap with the largest
+    λmax), every matrix to a multi-page PDF, and an unknown layer or slice named."""
+    import re
+
+    png = tmp_path / "esd.png"
+    res = _htsr("esd", str(checkpoint), "--layer", "0", "--slice", "1,2", "-o", str(png))
+    assert res.returncode == 0, res.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "[1,2]" in res.stdout
+    res = _htsr("esd", str(checkpoint), "--layer", "2", "-o", str(tmp_path / "fc.png"))
+    assert res.returncode == 0 and "alpha=" in res.stdout, res.stderr
+    pdf = tmp_path / "all.pdf"
+    res = _htsr("esd", str(checkpoint), "--all", "-o", str(pdf))
+    assert res.returncode == 0, res.stderr
+    pages = re.findall(rb"/Type\s*/Page(?!s)", pdf.read_bytes())
+    assert len(pages) == 9 + 1  # 3x3 conv taps and the Linear
+    bad = _htsr("esd", str(checkpoint), "--layer", "nope", "-o", str(png))
+    assert bad.returncode == 2 and "no layer 'nope' (layers: 0, 2)" in bad.stderr
+    bad = _htsr("esd", str(checkpoint), "--layer", "0", "--slice", "7,7", "-o", str(png))
+    assert bad.returncode == 2 and "no slice '7,7'" in bad.stderr
+    bad = _htsr("esd", str(checkpoint), "--all", "-o", str(tmp_path / "x.png"))
+    assert bad.returncode == 2 and "must be a .pdf" in bad.stderr

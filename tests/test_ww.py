@@ -79,6 +79,8 @@ def test_ww_float64_reproduces_weightwatcher_exactly(name: str, ww_pairs: dict) 
     ours = ours.loc[ref.index]
     for col in ("alpha", "lambda_max", "log_norm", "xmin", "alpha_weighted", "stable_rank"):
         np.testing.assert_allclose(ours[col], ref[col], rtol=1e-9, err_msg=col)
+    # the warning column: WeightWatcher's own over-/under-trained flags, layer by layer
+    assert list(ours["warning"]) == list(ref["warning"].fillna("")), name
 
 
 def test_ww_filters_and_conv_dims_bug() -> None:

@@ -8,6 +8,8 @@
     htsr summarize table.tsv [table2.tsv ...]
     htsr predict MODEL.pth --models results/models.tsv --family FAMILY [--set SET]
                  [--metric alpha_weighted] [--quality top1] [--json]
+    htsr esd MODEL.pth --layer NAME [--slice i,j] -o esd.png [--convention paper|ww|ww2020]
+    htsr esd MODEL.pth --all -o esd.pdf
 
 ``analyze`` writes the table of :func:`htsr.metrics.analyze` as TSV (atomically: a temporary
 file in the same directory, then ``os.replace``) and prints one summary line. Errors (a bad
@@ -21,6 +23,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from htsr.provenance import write_tsv
@@ -65,6 +68,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--metric", default="alpha_weighted")
     r.add_argument("--quality", default="top1")
     r.add_argument("--json", action="store_true", help="print one JSON object")
+    e = sub.add_parser("esd", help="the log-log ESD of a layer's matrix with its power-law fit")
+    e.add_argument("checkpoint", help=".pth/.pt state_dict or .safetensors file")
+    which = e.add_mutually_exclusive_group(required=True)
+    which.add_argument("--layer", help="the layer's name, as in the analyze table")
+    which.add_argument("--all", action="store_true", help="every matrix, one page each (PDF)")
+    e.add_argument(
+        "--slice", default=None, help="conv tap i,j (paper convention); default: largest λmax"
+    )
+    e.add_argument("-o", "--output", required=True, help=".png/.pdf (--all: .pdf)")
+    e.add_argument("--convention", choices=("paper", "ww", "ww2020"), default="paper")
     return p
 
 
@@ -142,7 +155,44 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"analyze": _analyze, "summarize": _summarize, "predict": _predict}
+def _esd(args: argparse.Namespace) -> int:
+    from htsr import plots
+    from htsr.metrics import analyze
+    from htsr.provenance import atomic_output
+
+    table = analyze(args.checkpoint, args.convention, keep_evals=True)
+    name = Path(args.checkpoint).name
+    if args.all:
+        if not args.output.endswith(".pdf"):
+            raise ValueError(
+                f"--all writes one page per matrix: -o must be a .pdf, got {args.output}"
+            )
+        from matplotlib.backends.backend_pdf import PdfPages
+
+        with atomic_output(args.output) as tmp, PdfPages(tmp) as pdf:
+            for _, row in table.iterrows():
+                pdf.savefig(plots.esd_row_figure(row, name))
+        print(f"{args.output}: {len(table)} pages, one per matrix of {args.checkpoint}")
+        return 0
+    rows = table[table["layer"] == args.layer]
+    if rows.empty:
+        known = ", ".join(dict.fromkeys(table["layer"]))
+        raise ValueError(f"{args.checkpoint}: no layer {args.layer!r} (layers: {known})")
+    if args.slice is not None:
+        rows = rows[rows["slice"].astype(str) == args.slice]
+        if rows.empty:
+            slices = ", ".join(map(str, table.loc[table["layer"] == args.layer, "slice"]))
+            raise ValueError(f"{args.layer}: no slice {args.slice!r} (slices: {slices})")
+    elif len(rows) > 1:
+        rows = rows.iloc[[int(np.argmax(rows["lambda_max"].fillna(-1).to_numpy(float)))]]
+    row = rows.iloc[0]
+    plots.save_figure(plots.esd_row_figure(row, name), [args.output])
+    print(f"{args.output}: {args.layer} [{row['slice']}] alpha={row['alpha']:.3f} D={row['D']:.3f}"
+          f" status={row['status']}")  # fmt: skip
+    return 0
+
+
+COMMANDS = {"analyze": _analyze, "summarize": _summarize, "predict": _predict, "esd": _esd}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -93,7 +93,13 @@ COLUMNS: tuple[str, ...] = (
     "log_alpha_norm",
     "stable_rank",
     "status",
+    "warning",
 )
+
+#: WeightWatcher 0.7.7's thresholds (``constants.py``: ``OVER_TRAINED_THRESH = 2.0``,
+#: ``UNDER_TRAINED_THRESH = 6.0``) and its words for the ``warning`` column.
+ALPHA_OVER_TRAINED = 2.0
+ALPHA_UNDER_TRAINED = 6.0
 
 #: Model-level means reported by :func:`summarize` (over rows with status ``ok``; the two
 #: spectral-norm metrics also over ``too_small`` rows that carry a ``lambda_max``, which only
@@ -570,10 +576,36 @@ def analyze(
             rows.extend(_layer_rows(layer, opts))
     columns = list(COLUMNS) + (["evals"] if keep_evals else [])
     table = pd.DataFrame(rows, columns=columns)
+    table["warning"] = alpha_warnings(table["alpha"].to_numpy(float), table["status"])
     if keep_evals:
         empty = np.zeros(0, dtype=np.float64)
         table["evals"] = [e if isinstance(e, np.ndarray) else empty for e in table["evals"]]
     return table.astype({"N": "int64", "M": "int64", "num_evals": "int64", "n_tail": "int64"})
+
+
+def alpha_warnings(alpha: np.ndarray, status: Any) -> list[str]:
+    """The ``warning`` column: ``"over-trained"`` where a fitted α < 2 (a very heavy tail,
+    possibly over-fitted), ``"under-trained"`` where α > 6 (a weakly correlated layer, possibly
+    under-trained), ``""`` otherwise and for rows without a fit (status other than ``ok``).
+
+    The thresholds and words are WeightWatcher 0.7.7's (``OVER_TRAINED_THRESH = 2.0``,
+    ``UNDER_TRAINED_THRESH = 6.0``), after Martin & Mahoney's heavy-tailed classes: α < 2 is
+    beyond the very-heavy-tailed boundary, α > 6 is close to the random (Marchenko–Pastur) bulk.
+
+    >>> alpha_warnings(np.array([1.5, 3.0, 7.0, np.nan]), ["ok", "ok", "ok", "too_small"])
+    ['over-trained', '', 'under-trained', '']
+    """
+    out = []
+    for a, st in zip(np.asarray(alpha, dtype=float), status, strict=True):
+        if st != "ok" or not np.isfinite(a):
+            out.append("")
+        elif a < ALPHA_OVER_TRAINED:
+            out.append("over-trained")
+        elif a > ALPHA_UNDER_TRAINED:
+            out.append("under-trained")
+        else:
+            out.append("")
+    return out
 
 
 def summarize(table: pd.DataFrame, *, convention: str = "paper") -> pd.Series:

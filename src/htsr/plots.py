@@ -514,15 +514,21 @@ def largest_matrix(spectra: pd.DataFrame) -> pd.Series:
 
 
 def esd_figure(spectra: pd.DataFrame, model: str, *, bins: int = 80) -> Figure:
-    """Log-log ESD of the model's largest matrix with its fitted power-law tail.
+    """Log-log ESD of the model's largest matrix (:func:`largest_matrix`) with its fitted
+    power-law tail (:func:`esd_row_figure`)."""
+    return esd_row_figure(largest_matrix(spectra), model, bins=bins)
+
+
+def esd_row_figure(row: pd.Series, model: str, *, bins: int = 80) -> Figure:
+    """Log-log ESD of one matrix (a row of ``analyze(..., keep_evals=True)``) with its fit.
 
     The histogram is a density over logarithmically spaced bins of the positive eigenvalues
     (zeros cannot be drawn on a log axis and are counted in the legend). The tail line is
     ``p(λ) = (n_tail/n) · (α-1)/xmin · (λ/xmin)^-α`` for ``xmin ≤ λ ≤ λ_max``: the Pareto
     density of the fit, scaled by the fraction of eigenvalues in the tail so it overlays the
-    density of all eigenvalues.
+    density of all eigenvalues. xmin and λmax are marked; α and the KS distance D are in the
+    title.
     """
-    row = largest_matrix(spectra)
     evals = np.asarray(row["evals"], dtype=float)
     pos = evals[evals > 0]
     fig = new_figure(6.5, 4.6)
@@ -550,6 +556,10 @@ def esd_figure(spectra: pd.DataFrame, model: str, *, bins: int = 80) -> Figure:
         dens = frac * (alpha - 1.0) / xmin * (lam / xmin) ** (-alpha)
         ax.plot(lam, dens, color="C3", lw=2, label=f"power-law fit, α = {alpha:.2f}")
         ax.axvline(xmin, color="C3", ls=":", lw=1.2, label=f"xmin = {xmin:.3g}")
+        ax.axvline(float(pos.max()), color="0.3", ls="--", lw=1.0,
+                   label=f"λmax = {float(pos.max()):.3g}")  # fmt: skip
+        ax.set_title(f"{ax.get_title()}\nα = {alpha:.2f}, KS distance D = {float(row['D']):.3f}",
+                     fontsize=10)  # fmt: skip
     else:
         ax.plot([], [], " ", label=f"no power-law fit (status {row['status']})")
     ax.legend(fontsize=8, loc="lower left")

@@ -10,6 +10,8 @@
                  [--metric alpha_weighted] [--quality top1] [--json]
     htsr esd MODEL.pth --layer NAME [--slice i,j] -o esd.png [--convention paper|ww|ww2020]
     htsr esd MODEL.pth --all -o esd.pdf
+    htsr compare A.pth B.pth -o table.tsv [--figure compare.png] [--delta]
+    htsr track CHECKPOINT... | DIRECTORY -o track.tsv [--figure track.png]
 
 ``analyze`` writes the table of :func:`htsr.metrics.analyze` as TSV (atomically: a temporary
 file in the same directory, then ``os.replace``) and prints one summary line. Errors (a bad
@@ -78,6 +80,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     e.add_argument("-o", "--output", required=True, help=".png/.pdf (--all: .pdf)")
     e.add_argument("--convention", choices=("paper", "ww", "ww2020"), default="paper")
+    c = sub.add_parser("compare", help="two checkpoints of one architecture, matrix by matrix")
+    c.add_argument("a", help="checkpoint A (e.g. the base model)")
+    c.add_argument("b", help="checkpoint B (e.g. its fine-tuned version)")
+    c.add_argument("-o", "--output", required=True, help="TSV file to write")
+    c.add_argument("--figure", default=None, help="α by depth for both (.png/.pdf)")
+    c.add_argument("--delta", action="store_true", help="also analyse the spectra of W_B - W_A")
+    c.add_argument("--convention", choices=("paper", "ww", "ww2020"), default="paper")
+    t = sub.add_parser("track", help="model-level metrics of a training run's checkpoints")
+    t.add_argument("checkpoints", nargs="+", help="checkpoint files or a directory of them")
+    t.add_argument("-o", "--output", required=True, help="TSV file to write")
+    t.add_argument("--figure", default=None, help="metrics and α heatmap against step")
+    t.add_argument("--convention", choices=("paper", "ww", "ww2020"), default="paper")
     return p
 
 
@@ -192,7 +206,71 @@ def _esd(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"analyze": _analyze, "summarize": _summarize, "predict": _predict, "esd": _esd}
+def _delta_state_dict(a: str, b: str) -> dict:
+    """W_B - W_A for every tensor the two checkpoints share with the same shape."""
+    from htsr.checkpoints import load_state_dict
+
+    sa, sb = load_state_dict(a), load_state_dict(b)
+    common = [
+        k for k in sa if k in sb and getattr(sa[k], "shape", None) == getattr(sb[k], "shape", 0)
+    ]
+    if not common:
+        raise ValueError(f"{a} and {b} share no tensor of the same name and shape")
+    return {k: sb[k].float() - sa[k].float() for k in common if sa[k].is_floating_point()}
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from htsr import plots
+    from htsr.compare import compare_summary, compare_tables
+    from htsr.metrics import analyze, summarize
+
+    ta, tb = analyze(args.a, args.convention), analyze(args.b, args.convention)
+    table = compare_tables(ta, tb)
+    if args.delta:
+        delta = analyze(_delta_state_dict(args.a, args.b), args.convention)
+        delta["slice"] = delta["slice"].fillna("").astype(str)
+        cols = {"alpha": "delta_alpha", "lambda_max": "delta_lambda_max",
+                "log_norm": "delta_log_norm", "status": "delta_status"}  # fmt: skip
+        table = table.merge(delta[["layer", "slice", *cols]].rename(columns=cols),
+                            on=["layer", "slice"], how="left")  # fmt: skip
+    write_tsv(args.output, table)
+    s = compare_summary(table, summarize(ta), summarize(tb))
+    print(f"A {args.a}: alpha_weighted={s['alpha_weighted_a']:.4f}; "
+          f"B {args.b}: alpha_weighted={s['alpha_weighted_b']:.4f}")  # fmt: skip
+    print(f"{s['more_heavy_tailed']} matrices more heavy-tailed in B (alpha fell),"
+          f" {s['less_heavy_tailed']} less, {s['unchanged']} unchanged")  # fmt: skip
+    for side in ("a", "b"):
+        if s[f"only_{side}"]:
+            print(f"only in {side.upper()}: {', '.join(s[f'only_{side}'])}")
+    if args.figure:
+        fig = plots.compare_figure(table, Path(args.a).name, Path(args.b).name)
+        plots.save_figure(fig, [args.figure])
+    return 0
+
+
+def _track(args: argparse.Namespace) -> int:
+    from htsr import plots
+    from htsr.compare import alpha_by_layer, order_checkpoints, track_table
+    from htsr.metrics import analyze, summarize
+
+    rows, tables = [], []
+    for path, step in order_checkpoints(args.checkpoints):
+        table = analyze(path, args.convention)
+        summary = summarize(table, convention=args.convention)
+        rows.append((str(path), step, summary))
+        tables.append((step, table))
+        print(f"step {step}: {path} alpha_weighted={summary['alpha_weighted']:.4f}",
+              file=sys.stderr)  # fmt: skip
+    track = track_table(rows)
+    write_tsv(args.output, track)
+    print(f"{args.output}: {len(track)} checkpoints, steps {track['step'].tolist()}")
+    if args.figure:
+        plots.save_figure(plots.track_figure(track, alpha_by_layer(tables)), [args.figure])
+    return 0
+
+
+COMMANDS = {"analyze": _analyze, "summarize": _summarize, "predict": _predict, "esd": _esd,
+            "compare": _compare, "track": _track}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -655,3 +655,60 @@ def paper_comparison_figure(table: pd.DataFrame) -> Figure:
         ax.set_title(f"{title}\n{share} of {len(sub)} within the printed rounding", fontsize=10)
         ax.legend(fontsize=7, loc="best")
     return fig
+
+
+def compare_figure(table: pd.DataFrame, name_a: str, name_b: str) -> Figure:
+    """α of every matrix of two checkpoints by depth (the compare table's row order), A and B
+    as two series, each change drawn as a segment from A to B (red: α fell, the layer became
+    more heavy-tailed; blue: α rose); matrices present in only one side are drawn alone."""
+    fig = new_figure(max(7.0, 0.05 * len(table) + 5.0), 4.8)
+    ax = fig.subplots()
+    depth = np.arange(len(table))
+    a, b = table["alpha_a"].to_numpy(float), table["alpha_b"].to_numpy(float)
+    both = np.isfinite(a) & np.isfinite(b)
+    for i in np.flatnonzero(both & (a != b)):
+        ax.plot([depth[i], depth[i]], [a[i], b[i]], color="C3" if b[i] < a[i] else "C0",
+                lw=1.0, alpha=0.7)  # fmt: skip
+    ax.scatter(depth, a, s=14, color="0.45", marker="o", label=f"A: {name_a}")
+    ax.scatter(depth, b, s=14, color="C1", marker="^", label=f"B: {name_b}")
+    ax.plot([], [], color="C3", label="α fell (more heavy-tailed)")
+    ax.plot([], [], color="C0", label="α rose (less heavy-tailed)")
+    for v in (2.0, 6.0):
+        ax.axhline(v, color="0.6", ls=":", lw=1,
+                   label="α = 2 and 6 (warning thresholds)" if v == 2.0 else None)  # fmt: skip
+    ax.set_xlabel("matrix, in layer order (depth)")
+    ax.set_ylabel("power-law exponent α (dimensionless)")
+    fell, rose = int(np.sum(both & (b < a))), int(np.sum(both & (b > a)))
+    ax.set_title(f"α by depth: {fell} matrices more heavy-tailed in B, {rose} less", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def track_figure(track: pd.DataFrame, alpha: pd.DataFrame) -> Figure:
+    """A training run: α̂, mean log-norm and ᾱ against step (left column), and a heatmap of α
+    per matrix (rows, in layer order) against step (right)."""
+    fig = new_figure(12.0, 7.5)
+    grid = fig.add_gridspec(3, 2, width_ratios=(1.0, 1.4))
+    for i, metric in enumerate(("alpha_weighted", "log_norm", "alpha")):
+        ax = fig.add_subplot(grid[i, 0])
+        if metric in track.columns:
+            ax.plot(track["step"], track[metric], marker="o", color=f"C{i}")
+        ax.set_ylabel(METRIC_SHORT.get(metric, metric), fontsize=9)
+        ax.grid(alpha=0.3)
+        if i == 2:
+            ax.set_xlabel("training step (from the file names)")
+    ax = fig.add_subplot(grid[:, 1])
+    values = alpha.to_numpy(float)
+    shown = np.clip(values, 1.0, 8.0)
+    image = ax.imshow(shown, aspect="auto", cmap="viridis_r", vmin=1.0, vmax=8.0,
+                      interpolation="nearest")  # fmt: skip
+    ax.set_xticks(range(alpha.shape[1]), [str(c) for c in alpha.columns], rotation=45, fontsize=8)
+    step = max(1, alpha.shape[0] // 30)
+    ax.set_yticks(range(0, alpha.shape[0], step), list(alpha.index[::step]), fontsize=6)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("matrix (layer order)")
+    ax.set_title("α per matrix (clipped to [1, 8]; blank: no fit)", fontsize=10)
+    fig.colorbar(image, ax=ax, label="power-law exponent α")
+    fig.suptitle("Training run: model-level metrics and α per matrix against step")
+    return fig

@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--fit", choices=("truncated", "untruncated", "ww"), default=None)
     a.add_argument("--include-embeddings", action="store_true")
     a.add_argument("--progress", action="store_true", help="progress bar on stderr")
+    a.add_argument(
+        "--bootstrap", type=int, default=0, metavar="N", help="95%% interval of each alpha (N)"
+    )
     s = sub.add_parser("summarize", help="model-level means of analyze tables")
     s.add_argument("tables", nargs="+", help="TSV files written by 'htsr analyze'")
     r = sub.add_parser(
@@ -107,6 +110,7 @@ def _analyze(args: argparse.Namespace) -> int:
         device=args.device,
         include_embeddings=args.include_embeddings,
         progress=args.progress,
+        bootstrap=args.bootstrap,
     )
     write_tsv(args.output, table)
     print(summary_line(args.checkpoint, summarize(table)))

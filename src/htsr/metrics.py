@@ -190,6 +190,8 @@ class _Options:
     keep_evals: bool
     evals: str = "exact"
     tsvd_seed: int = 42
+    bootstrap: int = 0
+    bootstrap_seed: int = 0
 
 
 def _blank_row(
@@ -255,6 +257,43 @@ def _fill_row(
         alpha_weighted=alpha_weighted(result.alpha, lam_max),
         log_alpha_norm=log_alpha_norm(evals, result.alpha),
     )
+    if opts.bootstrap > 0:
+        used = evals[evals > 1e-5] if opts.fit == "ww" else evals  # the values the fit saw
+        row["alpha_low"], row["alpha_high"] = bootstrap_alpha_interval(
+            used, float(result.xmin), n_boot=opts.bootstrap, seed=opts.bootstrap_seed
+        )
+
+
+def bootstrap_alpha_interval(
+    evals: np.ndarray, xmin: float, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the power-law exponent α, xmin held at its fit.
+
+    Each of ``n_boot`` resamples draws the eigenvalues with replacement (all resamples at once,
+    one ``(n_boot, n)`` index array from ``numpy.random.default_rng(seed)``) and recomputes the
+    maximum-likelihood α = 1 + k / Σ ln(λ/xmin) over its k values λ ≥ xmin (Clauset, Shalizi &
+    Newman 2009, eq. 3.1; the estimator of every fit here once xmin is chosen). The interval is
+    the (1 − level)/2 and (1 + level)/2 quantiles of those α. It is conditional on xmin: it
+    shows the sampling spread of α for the chosen tail, not the uncertainty of choosing xmin.
+    Resamples with fewer than 2 tail values are dropped; NaNs when none is left.
+
+    >>> x = (1.0 - np.random.default_rng(1).random(2000)) ** (-1 / 2.0)   # Pareto, α = 3
+    >>> lo, hi = bootstrap_alpha_interval(x, 1.0, n_boot=500)
+    >>> bool(lo < 3.0 < hi), bool(hi - lo < 0.3)
+    (True, True)
+    """
+    x = np.asarray(evals, dtype=float)
+    rng = np.random.default_rng(seed)
+    sample = x[rng.integers(0, x.size, size=(n_boot, x.size))]
+    tail = sample >= xmin
+    logs = np.where(tail, np.log(np.where(tail, sample, xmin) / xmin), 0.0).sum(axis=1)
+    k = tail.sum(axis=1)
+    ok = (k >= 2) & (logs > 0)
+    if not ok.any():
+        return float("nan"), float("nan")
+    alphas = 1.0 + k[ok] / logs[ok]
+    q = (1.0 - level) / 2.0
+    return float(np.quantile(alphas, q)), float(np.quantile(alphas, 1.0 - q))
 
 
 def _slice_status(matrices: torch.Tensor) -> list[str]:
@@ -486,6 +525,8 @@ def analyze(
     progress: bool = False,
     evals: str = "exact",
     tsvd_seed: int | None = None,
+    bootstrap: int = 0,
+    bootstrap_seed: int = 0,
 ) -> pd.DataFrame:
     """Spectral metrics of every weight matrix of a model, one row per matrix (see ``COLUMNS``).
 
@@ -526,6 +567,10 @@ def analyze(
     tsvd_seed
         ``random_state`` of that TruncatedSVD; default 42 (the 2019 notebooks) under ``paper``,
         10 (WeightWatcher 0.2.7) under ``ww2020``.
+    bootstrap
+        With N > 0, add columns ``alpha_low`` and ``alpha_high``: a 95 % percentile bootstrap
+        interval of each fitted α from N resamples of its eigenvalues, xmin held at its fit
+        (:func:`bootstrap_alpha_interval`, seed ``bootstrap_seed``).
 
     A bad layer never stops the run: it gets a row whose ``status`` says why (``nonfinite``,
     ``overflow``/``underflow`` (finite nonzero weights whose spectrum over- or underflows even in
@@ -560,7 +605,11 @@ def analyze(
         keep_evals=keep_evals,
         evals=evals,
         tsvd_seed=int(tsvd_seed if tsvd_seed is not None else TSVD_SEEDS.get(convention, 42)),
+        bootstrap=int(bootstrap),
+        bootstrap_seed=int(bootstrap_seed),
     )
+    if bootstrap < 0:
+        raise ValueError(f"bootstrap must be >= 0 resamples, got {bootstrap}")
     source = _source(model_or_path)
     # WeightWatcher (0.7.7, and 0.2.7) does not see MultiheadAttention's bare in_proj_weight.
     layers: list[LayerWeight] = list(
@@ -574,7 +623,8 @@ def analyze(
     with torch.no_grad():
         for layer in tqdm(layers, desc="layers", disable=not progress, file=sys.stderr):
             rows.extend(_layer_rows(layer, opts))
-    columns = list(COLUMNS) + (["evals"] if keep_evals else [])
+    columns = list(COLUMNS) + (["alpha_low", "alpha_high"] if bootstrap else [])
+    columns += ["evals"] if keep_evals else []
     table = pd.DataFrame(rows, columns=columns)
     table["warning"] = alpha_warnings(table["alpha"].to_numpy(float), table["status"])
     if keep_evals:

@@ -49,7 +49,7 @@ def test_analyze_writes_tsv_and_prints_summary(
     assert [p.name for p in out.parent.iterdir()] == ["table.tsv"]  # no temp file left
     (line,) = res.stdout.strip().splitlines()
     assert line.startswith(f"{checkpoint}: alpha_weighted=")
-    assert "log_norm=" in line and f"/{len(table)} ok" in line
+    assert "log_norm=" in line and f" of {len(table)} matrices analysed" in line
 
     summ = _htsr("summarize", str(out))
     assert summ.returncode == 0, summ.stderr

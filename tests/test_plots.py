@@ -264,7 +264,7 @@ def test_esd_figure_uses_the_largest_ok_matrix(tmp_path) -> None:
             {"layer": "big", "slice": "", "N": 900, "M": 900, "status": "too_large",
              "alpha": np.nan, "xmin": np.nan, "n_tail": 0, "evals": evals},
             {"layer": "fc", "slice": "", "N": 300, "M": 120, "status": "ok",
-             "alpha": 3.2, "xmin": float(evals[-30]), "n_tail": 30, "evals": evals},
+             "alpha": 3.2, "xmin": float(evals[-30]), "n_tail": 30, "evals": evals, "D": 0.05},
             {"layer": "small", "slice": "0,0", "N": 60, "M": 60, "status": "ok",
              "alpha": 2.0, "xmin": 1.0, "n_tail": 5, "evals": evals[:60]},
         ]
@@ -272,10 +272,11 @@ def test_esd_figure_uses_the_largest_ok_matrix(tmp_path) -> None:
     assert plots.largest_matrix(table)["layer"] == "fc"
     fig = plots.esd_figure(table, "toy")
     ax = fig.axes[0]
-    assert ax.get_title() == "toy: fc (300×120)"
+    assert ax.get_title() == "toy: fc (300×120)\nα = 3.20, KS distance D = 0.050"
     assert ax.get_xscale() == ax.get_yscale() == "log"
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "power-law fit, α = 3.20" in legend and any(t.startswith("xmin = ") for t in legend)
+    assert any(t.startswith("λmax = ") for t in legend)
     _save_and_check(fig, tmp_path, "esd")
     failed = plots.esd_figure(table.assign(status="fit_failed"), "toy")
     legend = [t.get_text() for t in failed.axes[0].get_legend().get_texts()]

@@ -32,12 +32,27 @@ from htsr.provenance import write_tsv
 
 
 def summary_line(name: str, summary: pd.Series) -> str:
-    """One line: α̂, mean log-norm, ᾱ and how many matrices were used of how many rows."""
+    """One line: α̂, mean log-norm, ᾱ and how many matrices were analysed of how many rows."""
     return (
         f"{name}: alpha_weighted={summary['alpha_weighted']:.4f} "
-        f"log_norm={summary['log_norm']:.4f} alpha={summary['alpha']:.4f} "
-        f"matrices={int(summary['n_matrices'])}/{int(summary['n_rows'])} ok"
+        f"log_norm={summary['log_norm']:.4f} alpha={summary['alpha']:.4f}, "
+        f"{int(summary['n_matrices'])} of {int(summary['n_rows'])} matrices analysed"
     )
+
+
+class NothingAnalysed(ValueError):
+    """A checkpoint none of whose matrices could be analysed (the message says why)."""
+
+
+def _require_some(name: str, table: pd.DataFrame) -> None:
+    if table.empty:
+        raise NothingAnalysed(f"{name}: no weight matrices found (no Linear/Conv weights)")
+    if not (table["status"] == "ok").any():
+        counts = ", ".join(f"{n} {st}" for st, n in table["status"].value_counts().items())
+        raise NothingAnalysed(
+            f"{name}: none of its {len(table)} matrices could be analysed ({counts}); see the"
+            " status column (docs/library.md)"
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -113,7 +128,8 @@ def _analyze(args: argparse.Namespace) -> int:
         bootstrap=args.bootstrap,
     )
     write_tsv(args.output, table)
-    print(summary_line(args.checkpoint, summarize(table)))
+    _require_some(args.checkpoint, table)  # the table is written either way, for its statuses
+    print(summary_line(args.checkpoint, summarize(table, convention=args.convention)))
     return 0
 
 

@@ -384,7 +384,12 @@ def _slice_rows(stack: MatrixStack, opts: _Options) -> list[dict[str, Any]]:
         cols = stack.matrices.shape[-1] if stack.layer_type == "linear" else m
         norms = cols >= 2  # WW 0.2.7 skips a layer with W.shape[1] < 2 outright
     else:
-        tiny = stack.layer_type in ("conv1d", "conv2d") and m < opts.min_dim
+        tiny = stack.layer_type in ("conv1d", "conv2d", "conv3d") and m < opts.min_dim
+        if tiny:  # no eigensolve: the row keeps its shape and status, nothing else is used
+            return [
+                _empty_row(stack, label, "too_small" if st == "ok" else st)
+                for label, st in zip(stack.slices, _slice_status(stack.matrices), strict=True)
+            ]
     frob: list[float | None] = [None] * len(stack.slices)
     if opts.evals == "tsvd" and not tiny:
         all_evals, statuses = _tsvd_evals(stack, opts)
@@ -627,6 +632,12 @@ def analyze(
     columns += ["evals"] if keep_evals else []
     table = pd.DataFrame(rows, columns=columns)
     table["warning"] = alpha_warnings(table["alpha"].to_numpy(float), table["status"])
+    if len(table) and not (table["status"] == "ok").any():
+        counts = ", ".join(f"{n} {st}" for st, n in table["status"].value_counts().items())
+        warnings.warn(
+            f"analyze: none of the {len(table)} matrices could be analysed ({counts})",
+            RuntimeWarning, stacklevel=2,
+        )  # fmt: skip
     if keep_evals:
         empty = np.zeros(0, dtype=np.float64)
         table["evals"] = [e if isinstance(e, np.ndarray) else empty for e in table["evals"]]

@@ -558,8 +558,9 @@ def esd_row_figure(row: pd.Series, model: str, *, bins: int = 80) -> Figure:
         ax.axvline(xmin, color="C3", ls=":", lw=1.2, label=f"xmin = {xmin:.3g}")
         ax.axvline(float(pos.max()), color="0.3", ls="--", lw=1.0,
                    label=f"λmax = {float(pos.max()):.3g}")  # fmt: skip
-        ax.set_title(f"{ax.get_title()}\nα = {alpha:.2f}, KS distance D = {float(row['D']):.3f}",
-                     fontsize=10)  # fmt: skip
+        d = float(row.get("D", np.nan))
+        stats = f"α = {alpha:.2f}" + (f", KS distance D = {d:.3f}" if np.isfinite(d) else "")
+        ax.set_title(f"{ax.get_title()}\n{stats}", fontsize=10)
     else:
         ax.plot([], [], " ", label=f"no power-law fit (status {row['status']})")
     ax.legend(fontsize=8, loc="lower left")

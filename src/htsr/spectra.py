@@ -97,6 +97,8 @@ def layers_from_module(
             yield LayerWeight(name, "conv1d", mod.weight)
         elif isinstance(mod, nn.Conv2d):
             yield LayerWeight(name, "conv2d", mod.weight)
+        elif isinstance(mod, nn.Conv3d):
+            yield LayerWeight(name, "conv3d", mod.weight)
         elif isinstance(mod, nn.Embedding):
             if include_embeddings:
                 yield LayerWeight(name, "embedding", mod.weight)
@@ -122,8 +124,10 @@ def infer_layer(key: str, tensor: torch.Tensor, *, include_embeddings: bool = Fa
     ``*.in_proj_weight`` (2-D, rows divisible by 3) and ``*.{q,k,v}_proj_weight`` → attention;
     with ``include_embeddings``, a 2-D ``*.weight`` or any other parameter whose name contains
     ``embed`` (squeezable to 2-D) → embedding, otherwise such entries are skipped; other
-    ``*.weight`` entries by rank: 2-D → linear, 3-D → conv1d, 4-D → conv2d. Everything else
-    (biases, norm weights (1-D), running statistics, ``num_batches_tracked``, class tokens) → None.
+    ``*.weight`` entries by rank: 2-D → linear, 3-D → conv1d, 4-D → conv2d, 5-D → conv3d, and a
+    higher rank → ``"unsupported"`` (it gets a row with that status, never silently dropped).
+    Everything else (biases, norm weights (1-D), running statistics, ``num_batches_tracked``,
+    class tokens) → None.
     """
     if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
         return None
@@ -138,7 +142,9 @@ def infer_layer(key: str, tensor: torch.Tensor, *, include_embeddings: bool = Fa
         return None
     if leaf != "weight":
         return None
-    return {2: "linear", 3: "conv1d", 4: "conv2d"}.get(tensor.ndim)
+    if tensor.ndim > 5:
+        return "unsupported"
+    return {2: "linear", 3: "conv1d", 4: "conv2d", 5: "conv3d"}.get(tensor.ndim)
 
 
 def layers_from_state_dict(
@@ -190,6 +196,11 @@ def layer_matrices(layer: LayerWeight) -> MatrixStack:
         out, inp, kh, kw = w.shape
         labels = tuple(f"{i},{j}" for i in range(kh) for j in range(kw))
         taps = w.permute(2, 3, 0, 1).reshape(kh * kw, out, inp)
+        return MatrixStack(layer.name, kind, labels, taps)
+    if kind == "conv3d" and w.ndim == 5:
+        out, inp, kt, kh, kw = w.shape
+        labels = tuple(f"{t},{i},{j}" for t in range(kt) for i in range(kh) for j in range(kw))
+        taps = w.permute(2, 3, 4, 0, 1).reshape(kt * kh * kw, out, inp)
         return MatrixStack(layer.name, kind, labels, taps)
     if kind == "conv1d" and w.ndim == 3:
         labels = tuple(str(i) for i in range(w.shape[2]))

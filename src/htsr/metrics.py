@@ -296,6 +296,20 @@ def bootstrap_alpha_interval(
     return float(np.quantile(alphas, q)), float(np.quantile(alphas, 1.0 - q))
 
 
+def _slice_status_np(matrices: torch.Tensor) -> list[str]:
+    """:func:`_slice_status` in numpy on the CPU (single-threaded: torch's intra-op threads
+    contend with the BLAS threads that the eigensolves of neighbouring layers leave spinning,
+    which made this check 20x slower than the eigensolves it replaces)."""
+    if matrices.device.type != "cpu":
+        return _slice_status(matrices)
+    m = matrices.detach()
+    flat = (m.float() if m.dtype == torch.bfloat16 else m).numpy().reshape(m.shape[0], -1)
+    finite = np.isfinite(flat).all(axis=1)
+    nonzero = (flat != 0).any(axis=1)
+    return [("ok" if nz else "zero") if f else "nonfinite"
+            for f, nz in zip(finite.tolist(), nonzero.tolist(), strict=True)]  # fmt: skip
+
+
 def _slice_status(matrices: torch.Tensor) -> list[str]:
     """Per matrix: ``nonfinite`` if any NaN/Inf entry, ``zero`` if all entries are 0, else ok."""
     flat = matrices.reshape(matrices.shape[0], -1)
@@ -388,7 +402,7 @@ def _slice_rows(stack: MatrixStack, opts: _Options) -> list[dict[str, Any]]:
         if tiny:  # no eigensolve: the row keeps its shape and status, nothing else is used
             return [
                 _empty_row(stack, label, "too_small" if st == "ok" else st)
-                for label, st in zip(stack.slices, _slice_status(stack.matrices), strict=True)
+                for label, st in zip(stack.slices, _slice_status_np(stack.matrices), strict=True)
             ]
     frob: list[float | None] = [None] * len(stack.slices)
     if opts.evals == "tsvd" and not tiny:

@@ -221,7 +221,8 @@ def _esd(args: argparse.Namespace) -> int:
         rows = rows.iloc[[int(np.argmax(rows["lambda_max"].fillna(-1).to_numpy(float)))]]
     row = rows.iloc[0]
     plots.save_figure(plots.esd_row_figure(row, name), [args.output])
-    print(f"{args.output}: {args.layer} [{row['slice']}] alpha={row['alpha']:.3f} D={row['D']:.3f}"
+    where = f" [{row['slice']}]" if str(row["slice"]) not in ("", "nan") else ""
+    print(f"{args.output}: {args.layer}{where} alpha={row['alpha']:.3f} D={row['D']:.3f}"
           f" status={row['status']}")  # fmt: skip
     return 0
 

@@ -105,7 +105,7 @@ ALPHA_UNDER_TRAINED = 6.0
 #: spectral-norm metrics also over ``too_small`` rows that carry a ``lambda_max``, which only
 #: ``ww2020`` records). ``log_mean_spectral_norm`` is log10 of the mean λmax, the quantity whose
 #: natural log the Nat. Commun. SI tables regressed as "log spectral norm".
-SUMMARY_METRICS: tuple[str, ...] = (
+_ROW_MEANS: tuple[str, ...] = (
     "alpha_weighted",
     "log_norm",
     "log_spectral_norm",
@@ -113,20 +113,10 @@ SUMMARY_METRICS: tuple[str, ...] = (
     "alpha",
     "log_frobenius_sq",
     "stable_rank",
-    "log_mean_spectral_norm",
 )
+SUMMARY_METRICS: tuple[str, ...] = (*_ROW_MEANS, "log_mean_spectral_norm")
 #: The per-row columns :func:`summarize` reads.
-SUMMARY_INPUTS: tuple[str, ...] = (
-    "alpha_weighted",
-    "log_norm",
-    "log_spectral_norm",
-    "log_alpha_norm",
-    "alpha",
-    "log_frobenius_sq",
-    "stable_rank",
-    "lambda_max",
-    "status",
-)
+SUMMARY_INPUTS: tuple[str, ...] = (*_ROW_MEANS, "lambda_max", "status")
 
 #: Paper default for the smaller side of a conv slice to be analysed.
 PAPER_MIN_DIM = 50
@@ -704,7 +694,7 @@ def summarize(table: pd.DataFrame, *, convention: str = "paper") -> pd.Series:
     small = (table["status"] == "too_small") & (lam > 0) & (convention == "ww2020")
     normed = table[(table["status"] == "ok") | small]
     nan = float("nan")
-    out = {m: float(ok[m].mean()) if len(ok) else nan for m in SUMMARY_INPUTS[:7]}
+    out = {m: float(ok[m].mean()) if len(ok) else nan for m in _ROW_MEANS}
     if len(ok):
         out["log_spectral_norm"] = float(normed["log_spectral_norm"].mean())
         out["log_mean_spectral_norm"] = float(np.log10(normed["lambda_max"].astype(float).mean()))

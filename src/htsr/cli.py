@@ -48,10 +48,11 @@ def _require_some(name: str, table: pd.DataFrame) -> None:
     if table.empty:
         raise NothingAnalysed(f"{name}: no weight matrices found (no Linear/Conv weights)")
     if not (table["status"] == "ok").any():
-        counts = ", ".join(f"{n} {st}" for st, n in table["status"].value_counts().items())
+        from htsr.metrics import status_counts
+
         raise NothingAnalysed(
-            f"{name}: none of its {len(table)} matrices could be analysed ({counts}); see the"
-            " status column (docs/library.md)"
+            f"{name}: none of its {len(table)} matrices could be analysed"
+            f" ({status_counts(table)}); see the status column (docs/library.md)"
         )
 
 
@@ -255,7 +256,8 @@ def _compare(args: argparse.Namespace) -> int:
         table = table.merge(delta[["layer", "slice", *cols]].rename(columns=cols),
                             on=["layer", "slice"], how="left")  # fmt: skip
     write_tsv(args.output, table)
-    s = compare_summary(table, summarize(ta), summarize(tb))
+    conv = args.convention
+    s = compare_summary(table, summarize(ta, convention=conv), summarize(tb, convention=conv))
     print(f"A {args.a}: alpha_weighted={s['alpha_weighted_a']:.4f}; "
           f"B {args.b}: alpha_weighted={s['alpha_weighted_b']:.4f}")  # fmt: skip
     print(f"{s['more_heavy_tailed']} matrices more heavy-tailed in B (alpha fell),"

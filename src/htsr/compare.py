@@ -168,10 +168,4 @@ def alpha_by_layer(tables: Sequence[tuple[int, pd.DataFrame]]) -> pd.DataFrame:
                 index.append(n)
         alpha = table["alpha"].where(table["status"] == "ok").to_numpy(float)
         columns[step] = pd.Series(alpha, index=names)
-    return (
-        pd.DataFrame(columns, index=index)
-        .astype(float)
-        .reindex(index)
-        .apply(lambda col: col.astype(float))
-        .fillna(np.nan)
-    )
+    return pd.DataFrame(columns).reindex(index).astype(float)

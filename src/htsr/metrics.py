@@ -286,28 +286,22 @@ def bootstrap_alpha_interval(
     return float(np.quantile(alphas, q)), float(np.quantile(alphas, 1.0 - q))
 
 
-def _slice_status_np(matrices: torch.Tensor) -> list[str]:
-    """:func:`_slice_status` in numpy on the CPU (single-threaded: torch's intra-op threads
-    contend with the BLAS threads that the eigensolves of neighbouring layers leave spinning,
-    which made this check 20x slower than the eigensolves it replaces)."""
-    if matrices.device.type != "cpu":
-        return _slice_status(matrices)
-    m = matrices.detach()
-    flat = (m.float() if m.dtype == torch.bfloat16 else m).numpy().reshape(m.shape[0], -1)
-    finite = np.isfinite(flat).all(axis=1)
-    nonzero = (flat != 0).any(axis=1)
-    return [("ok" if nz else "zero") if f else "nonfinite"
-            for f, nz in zip(finite.tolist(), nonzero.tolist(), strict=True)]  # fmt: skip
-
-
 def _slice_status(matrices: torch.Tensor) -> list[str]:
-    """Per matrix: ``nonfinite`` if any NaN/Inf entry, ``zero`` if all entries are 0, else ok."""
-    flat = matrices.reshape(matrices.shape[0], -1)
-    finite = torch.isfinite(flat).all(dim=1).tolist()
-    nonzero = (flat != 0).any(dim=1).tolist()
+    """Per matrix: ``nonfinite`` if any NaN/Inf entry, ``zero`` if all entries are 0, else ok.
+
+    On the CPU the scan runs in numpy (single-threaded): torch's intra-op threads contend with
+    the BLAS threads that the eigensolves of neighbouring layers leave spinning, which made the
+    same scan 20x slower than the eigensolves it stands in for."""
+    m = matrices.detach()
+    if m.device.type == "cpu":
+        flat = (m.float() if m.dtype == torch.bfloat16 else m).numpy().reshape(m.shape[0], -1)
+        finite, nonzero = np.isfinite(flat).all(axis=1), (flat != 0).any(axis=1)
+    else:
+        flat = m.reshape(m.shape[0], -1)
+        finite, nonzero = torch.isfinite(flat).all(dim=1), (flat != 0).any(dim=1)
     return [
         ("ok" if nz else "zero") if f else "nonfinite"
-        for f, nz in zip(finite, nonzero, strict=True)
+        for f, nz in zip(finite.tolist(), nonzero.tolist(), strict=True)
     ]
 
 
@@ -392,7 +386,7 @@ def _slice_rows(stack: MatrixStack, opts: _Options) -> list[dict[str, Any]]:
         if tiny:  # no eigensolve: the row keeps its shape and status, nothing else is used
             return [
                 _empty_row(stack, label, "too_small" if st == "ok" else st)
-                for label, st in zip(stack.slices, _slice_status_np(stack.matrices), strict=True)
+                for label, st in zip(stack.slices, _slice_status(stack.matrices), strict=True)
             ]
     frob: list[float | None] = [None] * len(stack.slices)
     if opts.evals == "tsvd" and not tiny:
@@ -637,15 +631,20 @@ def analyze(
     table = pd.DataFrame(rows, columns=columns)
     table["warning"] = alpha_warnings(table["alpha"].to_numpy(float), table["status"])
     if len(table) and not (table["status"] == "ok").any():
-        counts = ", ".join(f"{n} {st}" for st, n in table["status"].value_counts().items())
         warnings.warn(
-            f"analyze: none of the {len(table)} matrices could be analysed ({counts})",
+            f"analyze: none of the {len(table)} matrices could be analysed"
+            f" ({status_counts(table)})",
             RuntimeWarning, stacklevel=2,
         )  # fmt: skip
     if keep_evals:
         empty = np.zeros(0, dtype=np.float64)
         table["evals"] = [e if isinstance(e, np.ndarray) else empty for e in table["evals"]]
     return table.astype({"N": "int64", "M": "int64", "num_evals": "int64", "n_tail": "int64"})
+
+
+def status_counts(table: pd.DataFrame) -> str:
+    """How many rows have each status, most frequent first: ``"3 zero, 1 nonfinite"``."""
+    return ", ".join(f"{n} {st}" for st, n in table["status"].value_counts().items())
 
 
 def alpha_warnings(alpha: np.ndarray, status: Any) -> list[str]:

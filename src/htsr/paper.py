@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from htsr.trends import fit_trend
+from htsr.trends import family_trends
 
 __all__ = [
     "COMPARISON_COLUMNS",
@@ -206,13 +206,9 @@ def compare_trends(
             mod = models[method]
             mod = mod[mod["set"].astype(str) == spec.set]
             alt = _relabelled(mod, family, pairs)
-            fam = alt[alt["family"] == family]
-            extra = []
-            for metric in dict.fromkeys(spec.metrics.values()):
-                fit = fit_trend(fam[metric].to_numpy(float), fam["top1"].to_numpy(float))
-                extra.append({"set": spec.set, "family": family, "metric": metric,
-                              **fit.__dict__})  # fmt: skip
-            variants.append((f"{method}, authors' labels", pd.DataFrame(extra)))
+            metrics = tuple(dict.fromkeys(spec.metrics.values()))
+            fits = family_trends(alt[alt["family"] == family], metrics=metrics)
+            variants.append((f"{method}, authors' labels", fits))
         for name, table in variants:
             for cell in printed.itertuples(index=False):
                 column = spec.statistics.get(cell.statistic)

@@ -58,23 +58,36 @@ class Prediction:
     family: str = ""
 
 
+def _finite_pairs(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """x and y as float arrays, pairs with a NaN or inf dropped."""
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(xa) & np.isfinite(ya)
+    return xa[keep], ya[keep]
+
+
+def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float] | None:
+    """Least-squares ``(slope, intercept, Sxx)`` of y on x; None when x is constant."""
+    sxx = float(np.sum((x - x.mean()) ** 2))
+    if sxx == 0.0:
+        return None
+    slope = float(np.sum((x - x.mean()) * (y - y.mean())) / sxx)
+    return slope, float(y.mean() - slope * x.mean()), sxx
+
+
 def prediction_interval(
     x: Sequence[float], y: Sequence[float], x0: float, *, confidence: float = 0.95
 ) -> Prediction:
     """Least-squares fit of y on x and the t-based prediction interval for a new y at ``x0``
     (formula in the module docstring). Pairs with a NaN are dropped; ``ValueError`` with fewer
     than 3 pairs or a constant x."""
-    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    keep = np.isfinite(xa) & np.isfinite(ya)
-    xa, ya = xa[keep], ya[keep]
+    xa, ya = _finite_pairs(x, y)
     n = int(xa.size)
     if n < MIN_MODELS:
         raise ValueError(f"a prediction interval needs at least {MIN_MODELS} models, got {n}")
-    sxx = float(np.sum((xa - xa.mean()) ** 2))
-    if sxx == 0.0:
+    line = _line(xa, ya)
+    if line is None:
         raise ValueError("the metric is the same for every model: no line can be fitted")
-    slope = float(np.sum((xa - xa.mean()) * (ya - ya.mean())) / sxx)
-    intercept = float(ya.mean() - slope * xa.mean())
+    slope, intercept, sxx = line
     resid = ya - (intercept + slope * xa)
     ss_res = float(np.sum(resid**2))
     ss_tot = float(np.sum((ya - ya.mean()) ** 2))
@@ -178,18 +191,15 @@ def leave_one_out(
 def loo_rmse(x: Sequence[float], y: Sequence[float]) -> float:
     """Root-mean-square leave-one-out prediction error of y from x (units of y): each pair
     predicted by the least-squares line of the others. NaN with fewer than 4 finite pairs."""
-    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    keep = np.isfinite(xa) & np.isfinite(ya)
-    xa, ya = xa[keep], ya[keep]
+    xa, ya = _finite_pairs(x, y)
     if xa.size < MIN_MODELS + 1:
         return math.nan
     errors = []
     for i in range(xa.size):
         mask = np.arange(xa.size) != i
-        xm, ym = xa[mask], ya[mask]
-        sxx = float(np.sum((xm - xm.mean()) ** 2))
-        if sxx == 0.0:
+        line = _line(xa[mask], ya[mask])
+        if line is None:
             return math.nan
-        slope = float(np.sum((xm - xm.mean()) * (ym - ym.mean())) / sxx)
-        errors.append(ym.mean() + slope * (xa[i] - xm.mean()) - ya[i])
+        slope, intercept, _ = line
+        errors.append(intercept + slope * xa[i] - ya[i])
     return float(np.sqrt(np.mean(np.square(errors))))

@@ -108,12 +108,17 @@ def weights_params(wildcards):
     return WEIGHTS.loc[wildcards.weights, IDENTITY_COLUMNS].to_dict()
 
 
-def spectra_files(models=None, method=None):
+def results_dir(method="main"):
+    """Where a method's tables go: results/ for the run's convention ("main"), else
+    results/methods/{method}/."""
+    return "results" if method == "main" else f"results/methods/{method}"
+
+
+def spectra_files(models=None, method="main"):
     """The spectra tables of ``models`` (default: every selected model), one per model row, in
-    order; ``method``: those of a config method (results/methods/{method}/spectra/)."""
+    order, under ``results_dir(method)``."""
     models = MODELS if models is None else models
-    where = "results/spectra" if method is None else f"results/methods/{method}/spectra"
-    return [f"{where}/{w}.parquet" for w in models["weights"]]
+    return [f"{results_dir(method)}/spectra/{w}.parquet" for w in models["weights"]]
 
 
 def model_rows(models):
@@ -128,24 +133,18 @@ def method_options(wildcards):
 
 def figure_inputs(wildcards):
     """Input function of trend_figure: the models and trends tables of the figure's method."""
-    method = FIGURE_TABLE.loc[wildcards.figure, "method"]
-    where = "results" if method == "main" else f"results/methods/{method}"
+    where = results_dir(FIGURE_TABLE.loc[wildcards.figure, "method"])
     return {"models": f"{where}/models.tsv", "trends": f"{where}/trends.tsv"}
 
 
 def comparison_inputs(wildcards):
     """Input function of paper_comparison: the models/trends tables of main and every method."""
     cfg = config["paper_comparison"]
-    tables = {
-        "printed": cfg["printed"],
-        "spec": cfg["spec"],
-        "notes": cfg["notes"],
-        "models": "results/models.tsv",
-        "trends": "results/trends.tsv",
-    }
-    for method in RUN_METHODS:
-        tables[f"models_{method}"] = f"results/methods/{method}/models.tsv"
-        tables[f"trends_{method}"] = f"results/methods/{method}/trends.tsv"
+    tables = {key: cfg[key] for key in ("printed", "spec", "notes")}
+    for method in ("main", *RUN_METHODS):
+        suffix = "" if method == "main" else f"_{method}"
+        tables[f"models{suffix}"] = f"{results_dir(method)}/models.tsv"
+        tables[f"trends{suffix}"] = f"{results_dir(method)}/trends.tsv"
     return tables
 
 

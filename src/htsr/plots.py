@@ -598,8 +598,9 @@ def metrics_comparison_figure(
         ax.tick_params(axis="x", labelrotation=40)
         for label in ax.get_xticklabels():
             label.set_horizontalalignment("right")
-        ax.legend(title="metric", fontsize=8, title_fontsize=8, ncols=len(order), loc="upper left")
-        ax.set_ylim(0.0, 1.2)
+        ncols = min(3, len(order))  # six metrics do not fit one row of a narrow figure
+        ax.legend(title="metric", fontsize=8, title_fontsize=8, ncols=ncols, loc="upper left")
+        ax.set_ylim(0.0, 1.0 + 0.2 * math.ceil(len(order) / ncols))
         ax.set_yticks(np.linspace(0.0, 1.0, 6))
     ax.set_title("How well each metric predicts top-1 within a family")
     if skipped:

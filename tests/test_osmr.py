@@ -13,7 +13,7 @@ import pytest
 import torch
 from zoo_server import make_weight_files, serve_zoo, served_table
 
-from htsr import checkpoints, osmr, zoo
+from htsr import checkpoints, download, osmr, zoo
 from htsr.spectra import layer_matrices, layers_from_module, layers_from_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,7 +144,7 @@ def test_zip_download_is_verified_kept_zipped_and_read_in_place(served, tmp_path
     assert result["fetched"] and not again["fetched"]
     assert dest.name.endswith(".pth.zip") and zipfile.is_zipfile(dest)
     assert sorted(p.name for p in tmp_path.iterdir()) == [dest.name, dest.name + ".sha256"]
-    side = zoo._read_sidecar(dest)
+    side = download.read_sidecar(dest)
     assert (side["sha1"], side["member"]) == (row["sha1"], osmr.parse_store_url(row["url"]).member)
     assert side["sha256"] == hashlib.sha256(dest.read_bytes()).hexdigest()
     state = zoo.load_weights(row, dest)

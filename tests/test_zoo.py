@@ -157,7 +157,7 @@ def test_all_bad_rows_are_reported_at_once(tmp_path: Path) -> None:
 def test_missing_column_is_named(tmp_path: Path) -> None:
     path = tmp_path / "models.tsv"
     path.write_text("model\tfamily\nx\ty\n")
-    with pytest.raises(zoo.ModelTableError, match="missing column.*model_id"):
+    with pytest.raises(zoo.ModelTableError, match="missing column.*source, set, num_params, quality_source, top1, top5"):
         zoo.read_model_table(path)
 
 

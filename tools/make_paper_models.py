@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "config" / "paper_models.tsv"
 COLUMNS = [
     "model", "family", "model_id", "source", "weights_tag", "top1", "top5", "num_params",
-    "eval_res", "set", "accuracy_source", "url", "sha256", "sha1", "weights", "label", "note",
+    "eval_res", "set", "quality_source", "url", "sha256", "sha1", "weights", "label", "note",
 ]  # fmt: skip
 
 #: torchvision 0.4 (2019) ``model_urls``: the files ``models.<name>(pretrained=True)`` fetched.
@@ -96,7 +96,7 @@ def _tv_rows(shared: Path) -> list[dict[str, object]]:
             "num_params": weights.meta["num_params"],
             "eval_res": 224,
             "set": set_name,
-            "accuracy_source": rec.source,
+            "quality_source": rec.source,
             "url": TV_BASE + file,
             "weights": file.removesuffix(".pth"),
             "label": rec.model_id,
@@ -118,7 +118,7 @@ def _osmr_row(rec: pd.Series, set_name: str, key: str, family: str) -> dict[str,
         "num_params": int(rec["num_params"]),
         "eval_res": "",
         "set": set_name,
-        "accuracy_source": rec["accuracy_source"],
+        "quality_source": rec["accuracy_source"],
         "url": rec["url"],
         "sha1": rec["sha1"],
         "weights": file.removesuffix(".pth.zip"),

@@ -1,31 +1,36 @@
-"""Provenance of a pipeline run: versions, hashes, logs, and atomic writes of every output.
+"""Provenance of a pipeline run: versions, configuration, weight-file hashes and code state.
 
 :func:`collect_provenance` gathers what is needed to say where a set of results came from: the
 versions of the packages that computed them, the configuration, the SHA-256 of every weight
 file, the git commit of the code (and whether the tree had uncommitted changes), and when.
-:func:`atomic_output` is the one way pipeline outputs are written: to a temporary file in the
-same directory, moved into place with ``os.replace`` only once complete. :func:`job_log` sends
-a pipeline job's logging, warnings and uncaught tracebacks to its Snakemake log file.
+The file helpers (atomic writes, checksums, job logs) live in :mod:`htsr.io`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import hashlib
 import importlib.metadata
 import json
-import logging
 import os
 import platform
 import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+from htsr.io import atomic_output, job_log, sha256_file, write_json, write_tsv
+
+__all__ = [
+    "atomic_output",
+    "collect_provenance",
+    "git_state",
+    "job_log",
+    "package_versions",
+    "sha256_file",
+    "weight_record",
+    "write_json",
+    "write_tsv",
+]
 
 #: Distributions whose versions are recorded (``python`` is added from the interpreter).
 PACKAGES: tuple[str, ...] = (
@@ -40,64 +45,6 @@ PACKAGES: tuple[str, ...] = (
 )
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def job_log(path: str | os.PathLike[str], name: str) -> logging.Logger:
-    """Route this process's logging, warnings, stdout and stderr to the log file ``path``.
-
-    For Snakemake rule scripts: everything a job prints (progress, library warnings, the
-    traceback of an uncaught exception) lands in its ``log:`` file, line-buffered so that a
-    killed job's log shows how far it got. Returns the logger ``name``.
-    """
-    stream = open(path, "w", buffering=1, encoding="utf-8")  # open until the job ends
-    sys.stdout = sys.stderr = stream
-    logging.basicConfig(
-        stream=stream,
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
-    logging.captureWarnings(True)
-    return logging.getLogger(name)
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success move it to ``path`` (``os.replace``).
-
-    On an exception the temporary file is removed and ``path`` is left as it was, so a killed
-    or failed writer never leaves a partial file under the final name. The temporary name
-    starts with a dot and keeps the suffix, so writers that infer a format from it still work.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix)
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
-        yield Path(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as indented UTF-8 JSON to ``path`` atomically."""
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", "utf-8")
-
-
-def write_tsv(path: str | os.PathLike[str], table: pd.DataFrame) -> None:
-    """Write ``table`` as a tab-separated file without index to ``path`` atomically."""
-    with atomic_output(path) as tmp:
-        table.to_csv(tmp, sep="\t", index=False)
-
-
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
     """Installed version of each distribution (``None`` if absent), plus ``python``."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
@@ -107,17 +54,6 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     return versions
-
-
-def sha256_file(path: str | os.PathLike[str], *, chunk_bytes: int = 1 << 20) -> tuple[str, int]:
-    """``(sha256 hex digest, size in bytes)`` of a file, read in chunks of ``chunk_bytes``."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk_bytes):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
 
 
 def weight_record(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -1,0 +1,50 @@
+"""Where a model row's weights come from: one module per ``source`` value of the model table.
+
+Each source module (``htsr.sources.<name>``) has the same small interface:
+
+``COLUMNS``
+    the table columns a row of this source must fill;
+``problems(row) -> list[str]``
+    what else is wrong with a row (all cells as strings), for the table's validation;
+``suffix(row) -> str``
+    the suffix of the file the pipeline keeps (``.pth``, ``.safetensors``, ``.pth.zip``,
+    ``.hf.json``), so paths are known without network or torch;
+``download(row, dest, *, endpoints, offline, retries, backoff_s, progress) -> dict``
+    fetch and verify the weights to ``dest`` (:mod:`htsr.download`);
+``load(row, path)``
+    what :func:`htsr.analyze` reads: an ``nn.Module`` or a mapping of tensors.
+
+A new source is one new module in this package; :func:`get` finds it by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import pkgutil
+from types import ModuleType
+from typing import Any
+
+__all__ = ["cell", "get", "names"]
+
+
+def names() -> tuple[str, ...]:
+    """The source names: the modules of this package, sorted."""
+    return tuple(
+        sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    )
+
+
+def get(name: str) -> ModuleType:
+    """The source module ``htsr.sources.<name>``; ``ValueError`` naming the known ones."""
+    if name not in names():
+        raise ValueError(f"unknown source {name!r} (expected one of {', '.join(names())})")
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def cell(row: Any, column: str) -> str:
+    """Value of a string cell of a table row, '' when absent, None or NaN."""
+    value = row.get(column, "")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value).strip()

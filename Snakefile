@@ -1,6 +1,7 @@
-# htsr: heavy-tailed self-regularization metrics of pretrained ImageNet models, regressed on
-# their published top-1 accuracy; by default the two papers' own models and every printed
-# number they can recompute (Martin & Mahoney, SDM 2020; Nat. Commun. 2021).
+# htsr: heavy-tailed self-regularization metrics of pretrained models, regressed on their
+# published quality, one study at a time (config studies; outputs in results/{study}/). By
+# default the ImageNet study of the two papers' own models and every printed number they can
+# recompute (Martin & Mahoney, SDM 2020; Nat. Commun. 2021).
 # `snakemake --cores N` runs everything (docs/pipeline.md);
 # `snakemake --report results/report.html` then builds the report.
 import re
@@ -22,13 +23,15 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 
 
-# only the models and weight files of the selection, the weight file formats htsr.zoo writes,
-# the selected model sets and the configured methods
+# only the studies, models and weight files of the selection, the weight file formats the
+# sources write, the selected model sets and families, and the configured methods
 wildcard_constraints:
+    study="|".join(re.escape(name) for name in STUDIES),
     model="|".join(re.escape(model) for model in MODELS.index),
     weights="|".join(re.escape(weights) for weights in WEIGHTS.index),
-    ext="pth|safetensors|pth\\.zip",
+    ext="pth|safetensors|pth\\.zip|hf\\.json",
     set="|".join(re.escape(name) for name in SETS),
+    family="|".join(re.escape(name) for name in dict.fromkeys(MODELS["family"])),
     method="|".join(re.escape(name) for name in METHODS) or "^$",
 
 

@@ -1,33 +1,50 @@
-"""Rules aggregate, method_aggregate: one row of model-level metrics per model, and the trends
-per (model set, family)."""
+"""Rules aggregate, method_aggregate: one row of model-level metrics per model of a study, and
+the trends of each of its quality metrics per group (set and/or family)."""
 
 import pandas as pd
 
-from htsr.metrics import SUMMARY_INPUTS, summarize
 from htsr.predict import leave_one_out
 from htsr.provenance import job_log, write_tsv
-from htsr.trends import METRICS, family_trends, models_table
+from htsr.table import Quality
+from htsr.trends import METRICS, SUMMARY_INPUTS, family_trends, models_table, summarize
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = job_log(smk.log[0], "aggregate")
 rows = pd.DataFrame(smk.params.models)
+quality = [Quality(**q) for q in smk.params.quality]
 columns = list(SUMMARY_INPUTS)
 tables = {path: pd.read_parquet(path, columns=columns) for path in dict.fromkeys(smk.input.spectra)}
 spectra = {
     model: tables[path] for model, path in zip(rows["model"], smk.input.spectra, strict=True)
 }
 convention = smk.params.convention
-models = models_table(rows, spectra, lambda table: summarize(table, convention=convention))
+models = models_table(
+    rows, spectra, lambda table: summarize(table, convention=convention),
+    quality=[q.name for q in quality], extra=["weights", "step"],
+)  # fmt: skip
 # what `htsr predict` needs to analyse a new checkpoint the way this table was made
 models.insert(models.columns.get_loc("n_matrices") + 1, "convention", convention)
 models.insert(models.columns.get_loc("convention") + 1, "evals", smk.params.evals)
 log.info("%d models, %d without any fitted matrix", len(models), (models.n_matrices == 0).sum())
-trends = family_trends(models)
+trends = family_trends(
+    models, quality=quality, group_by=smk.params.group_by, n_boot=smk.params.tau_bootstrap
+)
 log.info("trends: %s", trends.status.value_counts().to_dict())
 write_tsv(smk.output.models, models)
 write_tsv(smk.output.trends, trends)
-# every model predicted from the others of its family, for each metric: the practitioner's test
-loo = pd.concat([leave_one_out(models, metric=m) for m in METRICS], ignore_index=True)
+# every model predicted from the others of its family, for each quality and metric
+loo = pd.concat(
+    [
+        leave_one_out(
+            models, metric=m, quality=q.name, group_by=smk.params.group_by, transform=q.transform
+        )
+        for q in quality
+        for m in METRICS
+        if models[q.name].notna().sum() >= 4
+    ]
+    or [pd.DataFrame()],
+    ignore_index=True,
+)
 write_tsv(smk.output.loo, loo)
 log.info("leave-one-out: %d predictions, %.0f%% inside their 95%% interval",
          len(loo), 100 * loo["inside"].mean() if len(loo) else float("nan"))  # fmt: skip

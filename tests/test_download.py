@@ -31,7 +31,7 @@ FAST: dict[str, Any] = {"retries": 3, "backoff_s": 0.01}
 @pytest.fixture(scope="session")
 def zoo_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, dict[str, Path]]:
     torch.set_num_threads(1)
-    table = zoo.read_model_table(ROOT / "config" / "models.tsv")
+    table = zoo.read_model_table(ROOT / "config" / "studies" / "imagenet.tsv")
     rows = zoo.select_models(table, [TV, HUB, URL])
     files = make_weight_files(rows, tmp_path_factory.mktemp("served"))
     return served_table(rows, files).set_index("model", drop=False), files
@@ -295,7 +295,7 @@ def test_row_can_point_at_a_local_checkpoint(zoo_files, tmp_path: Path) -> None:
 
 
 def test_torchvision_files_load_through_torchvision_own_pretrained_path(tmp_path: Path) -> None:
-    table = zoo.read_model_table(ROOT / "config" / "models.tsv").set_index("model", drop=False)
+    table = zoo.read_model_table(ROOT / "config" / "studies" / "imagenet.tsv").set_index("model", drop=False)
     row = table.loc["densenet121"]
     state = zoo.build_model(row).state_dict()
     # torchvision's DenseNet files predate num_batches_tracked and use legacy names ("norm.1"),

@@ -13,7 +13,7 @@ import torchvision
 from torch import nn
 
 import htsr
-from htsr import metrics
+from htsr import metrics, trends
 from htsr.fit import fit_power_law
 from htsr.spectra import eigenvalues, iter_layers, layer_matrices
 
@@ -256,7 +256,7 @@ def test_keep_evals_column_and_progress(capsys: pytest.CaptureFixture[str]) -> N
 def test_summarize_means_over_ok_rows() -> None:
     table = pd.DataFrame(
         {
-            **{m: [1.0, 3.0, 100.0] for m in metrics.SUMMARY_INPUTS[:-1]},
+            **{m: [1.0, 3.0, 100.0] for m in trends.SUMMARY_INPUTS[:-1]},
             "status": ["ok", "ok", "too_small"],
         }
     )
@@ -270,7 +270,7 @@ def test_summarize_means_over_ok_rows() -> None:
     ww = htsr.summarize(table, convention="ww2020")
     assert ww["alpha_weighted"] == 2.0 and ww["log_spectral_norm"] == pytest.approx(104 / 3)
     assert ww["log_mean_spectral_norm"] == pytest.approx(np.log10(104 / 3))
-    assert list(s.index) == [*metrics.SUMMARY_METRICS, "n_matrices", "n_rows"]
+    assert list(s.index) == [*trends.SUMMARY_METRICS, "n_matrices", "n_rows"]
     empty = htsr.summarize(table.assign(status="zero"))
     assert math.isnan(empty["alpha"]) and empty["n_matrices"] == 0
     with pytest.raises(ValueError, match="lacks columns"):

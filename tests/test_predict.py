@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from htsr import predict
-from htsr.metrics import analyze, summarize
+from htsr.metrics import analyze
+from htsr.trends import summarize
 
 
 def test_docstring_example() -> None:

@@ -132,7 +132,7 @@ def _workdir(path: Path, rows: pd.DataFrame, files: dict[str, Path]) -> Path:
 def runs(slurm_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Runs:
     """The .test workflow run locally and on Slurm, on the same served weights."""
     tmp = tmp_path_factory.mktemp("slurm_pipeline")
-    rows = zoo.read_model_table(TEST_CONFIG / "models.tsv")
+    rows = zoo.read_model_table(TEST_CONFIG / "studies" / "imagenet.tsv")
     files = make_weight_files(rows, tmp / "served")
     local = _workdir(tmp / "local", rows, files)
     remote = _workdir(tmp / "slurm", rows, files)

@@ -37,12 +37,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from zoo_server import make_weight_files, serve_zoo, served_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+IMAGENET_TABLES = [ROOT / "config" / "studies" / f"{t}.tsv" for t in ("imagenet", "imagenet_paper")]
 TEST_CONFIG = ROOT / ".test" / "config"
 CORRUPT = "shufflenet_v2_x0_5"  # its file arrives with a flipped byte in the first run
 CORRUPT_ZIP = "osmr.shufflenet_g1_wd2"  # its store zip arrives damaged in the first run
 FLAKY = "mobilenetv2_050.lamb_in1k"  # its hub download answers HTTP 500 once
 KILLED = "shufflenet_v2_x1_5"
-#: the run-wide figures, the figure table's (.test/config/figures.tsv), one histogram per set
+#: the run-wide figures, the figure table's (.test/config/studies/imagenet_figures.tsv), one histogram per set
 FIGURES = (
     "families", "alpha_histogram", "metrics_comparison", "paper_comparison",
     "shufflenet", "osmr_tsvd", "shufflenet_ww2020",
@@ -94,7 +95,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     tmp = tmp_path_factory.mktemp("pipeline")
     workdir = tmp / "work"
     shutil.copytree(TEST_CONFIG, workdir / "config")
-    rows = zoo.read_model_table(TEST_CONFIG / "models.tsv")
+    rows = zoo.read_model_table(TEST_CONFIG / "studies" / "imagenet.tsv")
     files = make_weight_files(rows, tmp / "served")
     served_table(rows, files).to_csv(workdir / "config" / "models.tsv", sep="\t", index=False)
     faults = {CORRUPT: "corrupt", CORRUPT_ZIP: "corrupt", FLAKY: "error_once"}
@@ -373,8 +374,7 @@ def test_default_dry_run_plans_every_model_of_both_papers(tmp_path: Path) -> Non
     """The default config runs paper2019 (67 rows) and natcomm2021 (36 rows); rows that read the
     same file (the torchvision VGGs of both papers) share one download and one spectrum."""
     counts, out = _dry_run(tmp_path)
-    table = zoo.read_model_table([ROOT / "config" / "models.tsv", ROOT / "config" /
-                                  "paper_models.tsv"])  # fmt: skip
+    table = zoo.read_model_table(IMAGENET_TABLES)
     papers = zoo.select_models(table, ["paper2019", "natcomm2021"])
     assert papers["set"].value_counts().to_dict() == {"paper2019": 67, "natcomm2021": 36}
     files = papers["weights"].nunique()
@@ -396,7 +396,7 @@ def test_default_dry_run_plans_every_model_of_both_papers(tmp_path: Path) -> Non
 
 def test_core_dry_run_plans_one_job_per_core_model(tmp_path: Path) -> None:
     counts, _ = _dry_run(tmp_path, "--quiet", "rules", "--config", "model_set=core")
-    core = zoo.select_models(zoo.read_model_table(ROOT / "config" / "models.tsv"), "core")
+    core = zoo.select_models(zoo.read_model_table(ROOT / "config" / "studies" / "imagenet.tsv"), "core")
     assert len(core) == 69
     assert counts["download_weights"] == 69
     assert counts["model_spectra"] == 69
@@ -419,7 +419,7 @@ def test_bad_selection_stops_before_any_job(tmp_path: Path) -> None:
 
 def test_bad_model_table_stops_before_any_job_naming_the_row(tmp_path: Path) -> None:
     (tmp_path / "config").symlink_to(TEST_CONFIG)
-    table = pd.read_csv(TEST_CONFIG / "models.tsv", sep="\t", dtype=str, keep_default_na=False)
+    table = pd.read_csv(TEST_CONFIG / "studies" / "imagenet.tsv", sep="\t", dtype=str, keep_default_na=False)
     table.loc[1, "top1"] = ""  # line 3: missing accuracy
     table = pd.concat([table, table.iloc[[0]]])  # last line: duplicate key
     table.to_csv(tmp_path / "bad.tsv", sep="\t", index=False)

@@ -1,4 +1,4 @@
-"""The model table (config/models.tsv), its validation and selection, and the architectures."""
+"""The model table (config/studies/imagenet.tsv), its validation and selection, and the architectures."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from htsr import zoo
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLE = ROOT / "config" / "models.tsv"
+TABLE = ROOT / "config" / "studies" / "imagenet.tsv"
 SHARED = ROOT.parent / "shared" / "zoo" / "imagenet_models.tsv"
 
 
@@ -157,7 +157,10 @@ def test_all_bad_rows_are_reported_at_once(tmp_path: Path) -> None:
 def test_missing_column_is_named(tmp_path: Path) -> None:
     path = tmp_path / "models.tsv"
     path.write_text("model\tfamily\nx\ty\n")
-    with pytest.raises(zoo.ModelTableError, match="missing column.*source, set, num_params, quality_source, top1, top5"):
+    with pytest.raises(
+        zoo.ModelTableError,
+        match="missing column.*source, set, num_params, quality_source, top1, top5",
+    ):
         zoo.read_model_table(path)
 
 

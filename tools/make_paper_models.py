@@ -1,4 +1,4 @@
-"""Build ``config/paper_models.tsv``: the two papers' own models, with the accuracies they used.
+"""Build ``config/studies/imagenet_paper.tsv``: the two papers' own models, with the accuracies they used.
 
 Reads the curated tables in ``../shared/paper/`` (every value there names its source line) and
 writes one model-table row per model and model set:
@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "config" / "paper_models.tsv"
+OUT = ROOT / "config" / "studies" / "imagenet_paper.tsv"
 COLUMNS = [
     "model", "family", "model_id", "source", "weights_tag", "top1", "top5", "num_params",
     "eval_res", "set", "quality_source", "url", "sha256", "sha1", "weights", "label", "note",

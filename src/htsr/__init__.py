@@ -17,7 +17,7 @@ _EXPORTS = {
     "fit_power_law": "htsr.fit",
     "fit_power_law_ww": "htsr.fit",
     "analyze": "htsr.metrics",
-    "summarize": "htsr.metrics",
+    "summarize": "htsr.trends",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,5 +1,17 @@
 """Reading model weights from checkpoint files, with errors that name the file.
 
+:func:`open_checkpoint` is what :func:`htsr.analyze` reads a path with: a lazy mapping
+(:class:`TensorStore`) that reads one tensor at a time, so the memory of analysing a checkpoint
+stays near its largest tensor, not its size. It takes a file, a folder in the Hugging Face hub's
+layout (``model.safetensors`` or ``pytorch_model.bin``, or a shard index
+``*.index.json`` and its shards, beside ``config.json``), a shard index, the manifest of a hub
+download (``*.hf.json``, :mod:`htsr.sources.hf`) or an ``hf://OWNER/REPO[@REVISION]`` address.
+``.safetensors`` files are read with ``safetensors.safe_open``; ``.bin``/``.pth``/``.pt``
+files with ``torch.load(mmap=True, weights_only=True)`` (tensors stay in the file's pages; a
+legacy-format file, which cannot be memory-mapped, is read whole), one file open at a time.
+
+:func:`load_state_dict` reads a whole file into a dict.
+
 Supported: PyTorch pickles (``.pth``, ``.pt``, ``.bin``) holding a state_dict, or a dict holding
 one under ``state_dict`` or ``model``, read with ``torch.load(weights_only=True)`` (no arbitrary
 code runs); the same inside a ``.zip`` that holds one such file (the OSMR model store's
@@ -11,11 +23,14 @@ files. Anything else, or a file that is missing, truncated or not a checkpoint, 
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -88,12 +103,175 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     )
 
 
-def _torch_load(source: Path | io.BytesIO, where: object) -> object:
-    """``torch.load(source, weights_only=True)`` on CPU; errors name ``where``."""
+def _torch_load(source: Path | io.BytesIO, where: object, *, mmap: bool = False) -> object:
+    """``torch.load(source, weights_only=True)`` on CPU, memory-mapped if ``mmap`` and the file
+    allows it (a legacy-format file does not: it is read whole); errors name ``where``."""
     try:
+        if mmap:
+            try:
+                return torch.load(source, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:
+                if "mmap" not in str(exc):
+                    raise
         return torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"{where}: not a readable PyTorch checkpoint ({type(exc).__name__}: {first})"
         ) from exc
+
+
+#: Weights files of a folder in the hub's layout, in the order they are looked for.
+HUB_WEIGHT_FILES = (
+    "model.safetensors.index.json",
+    "model.safetensors",
+    "pytorch_model.bin.index.json",
+    "pytorch_model.bin",
+)
+
+
+class TensorStore(Mapping[str, torch.Tensor]):
+    """A read-only name → tensor mapping over one or several checkpoint files (shards).
+
+    Keys come in file order (shard by shard); ``store[key]`` reads that tensor from its file
+    when asked, and nothing is kept: iterating ``store.items()`` holds one tensor at a time
+    (plus, for ``.bin`` shards, the memory map of the open shard). ``config`` is the
+    checkpoint's ``config.json`` ({} when there is none). Build one with
+    :func:`open_checkpoint`.
+    """
+
+    def __init__(self, files: list[Path], *, config: Mapping[str, Any] | None = None,
+                 name: str = "") -> None:  # fmt: skip
+        self.files = [Path(f) for f in files]
+        self.config = dict(config or {})
+        self.name = name or str(self.files[0])
+        self._where: dict[str, int] = {}
+        self._open: tuple[int, Any] | None = None
+        for i, path in enumerate(self.files):
+            for key in self._keys(i, path):
+                self._where.setdefault(key, i)
+        if not self._where:
+            raise CheckpointError(f"{self.name}: contains no tensors")
+
+    def _keys(self, i: int, path: Path) -> list[str]:
+        if not path.is_file():
+            raise CheckpointError(f"{path}: file not found")
+        if path.suffix.lower() in SAFETENSORS_SUFFIXES:
+            return list(self._handle(i).keys())
+        return list(self._handle(i))
+
+    def _handle(self, i: int) -> Any:
+        """The open file ``i``: a ``safe_open`` handle or a memory-mapped state_dict."""
+        if self._open is not None and self._open[0] == i:
+            return self._open[1]
+        self._open = None  # release the previous shard before opening the next
+        path = self.files[i]
+        if path.suffix.lower() in SAFETENSORS_SUFFIXES:
+            from safetensors import SafetensorError, safe_open
+
+            try:
+                handle: Any = safe_open(str(path), framework="pt", device="cpu")
+            except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+                raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+        elif path.suffix.lower() in TORCH_SUFFIXES:
+            handle = _tensor_dict(_torch_load(path, path, mmap=True), path)
+        else:
+            raise CheckpointError(
+                f"{path}: unsupported checkpoint suffix {path.suffix!r} in {self.name}"
+            )
+        self._open = (i, handle)
+        return handle
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        i = self._where[key]
+        handle = self._handle(i)
+        if isinstance(handle, Mapping):
+            return handle[key]
+        try:
+            return handle.get_tensor(key)
+        except Exception as exc:  # safetensors raises its own error types
+            raise CheckpointError(f"{self.files[i]}: tensor {key!r} unreadable ({exc})") from exc
+
+    def __iter__(self) -> Iterator[str]:
+        # shard by shard, so that one file is open at a time
+        return iter(sorted(self._where, key=lambda k: self._where[k]))
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __repr__(self) -> str:
+        return f"TensorStore({self.name!r}, {len(self)} tensors in {len(self.files)} file(s))"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not readable JSON ({exc})") from exc
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return obj
+
+
+def _shard_files(index: Path) -> list[Path]:
+    weight_map = _read_json(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index}: a shard index without a weight_map")
+    names = list(dict.fromkeys(str(v) for v in weight_map.values()))
+    return [index.parent / n for n in names]
+
+
+def _folder_store(folder: Path, filename: str = "") -> TensorStore:
+    config_path = folder / "config.json"
+    config = _read_json(config_path) if config_path.is_file() else {}
+    if not filename:
+        found = [n for n in HUB_WEIGHT_FILES if (folder / n).is_file()]
+        if not found:
+            others = sorted(
+                p.name
+                for p in folder.iterdir()
+                if p.suffix in (*TORCH_SUFFIXES, *SAFETENSORS_SUFFIXES)
+            )
+            if len(others) != 1:
+                raise CheckpointError(
+                    f"{folder}: no weights file found (looked for {', '.join(HUB_WEIGHT_FILES)}"
+                    f"{'; found several: ' + ', '.join(others) if others else ''})"
+                )
+            found = others
+        filename = found[0]
+    path = folder / filename
+    files = _shard_files(path) if filename.endswith(".index.json") else [path]
+    return TensorStore(files, config=config, name=str(path))
+
+
+_HF_URI = re.compile(r"^hf://")
+
+
+def open_checkpoint(path: str | os.PathLike[str]) -> Mapping[str, torch.Tensor]:
+    """A lazy name → tensor mapping of the checkpoint at ``path`` (see the module docstring).
+
+    ``.zip`` files (the OSMR store's) are read whole into a dict. Raises
+    :class:`CheckpointError` naming the file for anything missing or unreadable.
+    """
+    text = os.fspath(path)
+    if _HF_URI.match(text):
+        from htsr.sources import hf
+
+        return open_checkpoint(hf.fetch_uri(text))
+    p = Path(text)
+    if not p.exists():
+        raise CheckpointError(f"{p}: file not found")
+    if p.is_dir():
+        return _folder_store(p)
+    if p.name.endswith(".hf.json"):
+        manifest = _read_json(p)
+        if "filename" not in manifest:
+            raise CheckpointError(f"{p}: a hub manifest without a filename")
+        return _folder_store(p.with_name(p.name[: -len(".json")]), manifest["filename"])
+    if p.name.endswith(".index.json"):
+        return _folder_store(p.parent, p.name)
+    if p.suffix.lower() in ZIP_SUFFIXES:
+        return load_state_dict(p)
+    if p.suffix.lower() in (*TORCH_SUFFIXES, *SAFETENSORS_SUFFIXES):
+        return TensorStore([p])
+    return load_state_dict(p)  # raises, naming the unsupported suffix

@@ -115,7 +115,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from htsr.metrics import analyze, summarize
+    from htsr.metrics import analyze
+    from htsr.trends import summarize
 
     table = analyze(
         args.checkpoint,
@@ -135,7 +136,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _summarize(args: argparse.Namespace) -> int:
-    from htsr.metrics import summarize
+    from htsr.trends import summarize
 
     for path in args.tables:
         if not Path(path).is_file():
@@ -155,8 +156,9 @@ def _summarize(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import json
 
-    from htsr.metrics import analyze, summarize
+    from htsr.metrics import analyze
     from htsr.predict import predict_quality
+    from htsr.trends import summarize
 
     path = Path(args.models)
     if not path.is_file():
@@ -244,7 +246,8 @@ def _delta_state_dict(a: str, b: str) -> dict:
 def _compare(args: argparse.Namespace) -> int:
     from htsr import plots
     from htsr.compare import compare_summary, compare_tables
-    from htsr.metrics import analyze, summarize
+    from htsr.metrics import analyze
+    from htsr.trends import summarize
 
     ta, tb = analyze(args.a, args.convention), analyze(args.b, args.convention)
     table = compare_tables(ta, tb)
@@ -274,7 +277,8 @@ def _compare(args: argparse.Namespace) -> int:
 def _track(args: argparse.Namespace) -> int:
     from htsr import plots
     from htsr.compare import alpha_by_layer, order_checkpoints, track_table
-    from htsr.metrics import analyze, summarize
+    from htsr.metrics import analyze
+    from htsr.trends import summarize
 
     rows, tables = [], []
     for path, step in order_checkpoints(args.checkpoints):

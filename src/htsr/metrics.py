@@ -45,7 +45,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from htsr.checkpoints import load_state_dict
+from htsr.checkpoints import open_checkpoint
 from htsr.spectra import (
     LayerWeight,
     MatrixStack,
@@ -101,22 +101,6 @@ COLUMNS: tuple[str, ...] = (
 ALPHA_OVER_TRAINED = 2.0
 ALPHA_UNDER_TRAINED = 6.0
 
-#: Model-level means reported by :func:`summarize` (over rows with status ``ok``; the two
-#: spectral-norm metrics also over ``too_small`` rows that carry a ``lambda_max``, which only
-#: ``ww2020`` records). ``log_mean_spectral_norm`` is log10 of the mean λmax, the quantity whose
-#: natural log the Nat. Commun. SI tables regressed as "log spectral norm".
-_ROW_MEANS: tuple[str, ...] = (
-    "alpha_weighted",
-    "log_norm",
-    "log_spectral_norm",
-    "log_alpha_norm",
-    "alpha",
-    "log_frobenius_sq",
-    "stable_rank",
-)
-SUMMARY_METRICS: tuple[str, ...] = (*_ROW_MEANS, "log_mean_spectral_norm")
-#: The per-row columns :func:`summarize` reads.
-SUMMARY_INPUTS: tuple[str, ...] = (*_ROW_MEANS, "lambda_max", "status")
 
 #: Paper default for the smaller side of a conv slice to be analysed.
 PAPER_MIN_DIM = 50
@@ -470,7 +454,20 @@ def _ww_row(stack: MatrixStack, opts: _Options) -> dict[str, Any]:
 def _layer_rows(layer: LayerWeight, opts: _Options) -> list[dict[str, Any]]:
     """The layer's rows under ``opts.convention``, never raising: a weight that cannot be cut into
     matrices gets one ``unsupported`` row, a matrix with a zero-length side ``empty`` rows, and
-    any other failure ``error`` rows plus a ``RuntimeWarning`` naming the layer and the error."""
+    any other failure ``error`` rows plus a ``RuntimeWarning`` naming the layer and the error; a
+    layer that carries a status (``non_float``) one row with that status."""
+    if layer.status:
+        w = layer.weight
+        shape = (
+            tuple(sorted((int(w.shape[-2]), int(w.shape[-1])), reverse=True))
+            if w.ndim >= 2
+            else (0, 0)
+        )
+        warnings.warn(
+            f"analyze: layer {layer.name}: dtype {w.dtype} is not floating point; status"
+            f" {layer.status!r}", RuntimeWarning, stacklevel=3,
+        )  # fmt: skip
+        return [_blank_row(layer.name, layer.layer_type, "", shape, layer.status)]
     try:
         stack = layer_matrices(layer)
     except ValueError as err:
@@ -506,7 +503,7 @@ def _resolve_device(device: str | torch.device) -> torch.device:
 
 def _source(model_or_path: Any) -> nn.Module | Mapping[str, torch.Tensor]:
     if isinstance(model_or_path, (str, os.PathLike)):
-        return load_state_dict(model_or_path)
+        return open_checkpoint(model_or_path)
     if isinstance(model_or_path, (nn.Module, Mapping)):
         return model_or_path
     raise TypeError(
@@ -536,8 +533,12 @@ def analyze(
     Parameters
     ----------
     model_or_path
-        An ``nn.Module``, a state_dict, or a ``.pth``/``.pt``/``.safetensors`` file (a bad file
-        raises :class:`htsr.checkpoints.CheckpointError` naming it).
+        An ``nn.Module``, a state_dict, a checkpoint file (``.pth``/``.pt``/``.bin``/
+        ``.safetensors``), a folder in the Hugging Face hub's layout (one weights file, or a
+        shard index and its shards, with its ``config.json``), or ``hf://OWNER/REPO[@REVISION]``
+        (downloaded and verified first, :func:`htsr.sources.hf.fetch_uri`). Files are read one
+        tensor at a time (:func:`htsr.checkpoints.open_checkpoint`); a bad file raises
+        :class:`htsr.checkpoints.CheckpointError` naming it.
     convention
         ``"paper"`` (one row per matrix / kernel tap), ``"ww"`` (one pooled row per layer,
         matching WeightWatcher 0.7.7's defaults) or ``"ww2020"`` (per slice, WeightWatcher
@@ -615,10 +616,9 @@ def analyze(
         raise ValueError(f"bootstrap must be >= 0 resamples, got {bootstrap}")
     source = _source(model_or_path)
     # WeightWatcher (0.7.7, and 0.2.7) does not see MultiheadAttention's bare in_proj_weight.
-    layers: list[LayerWeight] = list(
-        iter_layers(
-            source, include_embeddings=include_embeddings, include_attention=convention == "paper"
-        )
+    # one tensor at a time: a checkpoint file is read as the layers are analysed
+    layers = iter_layers(
+        source, include_embeddings=include_embeddings, include_attention=convention == "paper"
     )
     from tqdm.auto import tqdm
 
@@ -670,35 +670,3 @@ def alpha_warnings(alpha: np.ndarray, status: Any) -> list[str]:
         else:
             out.append("")
     return out
-
-
-def summarize(table: pd.DataFrame, *, convention: str = "paper") -> pd.Series:
-    """Model-level means over the rows with status ``ok``.
-
-    Returns ``alpha_weighted`` (α̂ = mean of α·log10 λmax), ``log_norm``,
-    ``log_spectral_norm`` (mean log10 λmax), ``log_alpha_norm``, ``alpha`` (ᾱ),
-    ``log_frobenius_sq``, ``stable_rank``, ``log_mean_spectral_norm`` (log10 of the mean λmax;
-    NaN when no row is ok), plus ``n_matrices`` (ok rows used) and ``n_rows`` (all rows).
-    ``convention`` is the one ``table`` was made with: under ``ww2020`` the two spectral-norm
-    metrics also take the ``too_small`` rows (WeightWatcher 0.2.7 averaged the spectral norm
-    over every slice, small ones included; the 2019 notebooks and WW 0.7.7 did not).
-    """
-    if convention not in CONVENTIONS:
-        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
-    missing = [c for c in SUMMARY_INPUTS if c not in table.columns]
-    if missing:
-        raise ValueError(f"summarize: table lacks columns {missing}")
-    ok = table[table["status"] == "ok"]
-    lam = table["lambda_max"].astype(float)
-    small = (table["status"] == "too_small") & (lam > 0) & (convention == "ww2020")
-    normed = table[(table["status"] == "ok") | small]
-    nan = float("nan")
-    out = {m: float(ok[m].mean()) if len(ok) else nan for m in _ROW_MEANS}
-    if len(ok):
-        out["log_spectral_norm"] = float(normed["log_spectral_norm"].mean())
-        out["log_mean_spectral_norm"] = float(np.log10(normed["lambda_max"].astype(float).mean()))
-    else:
-        out["log_mean_spectral_norm"] = nan
-    out["n_matrices"] = len(ok)
-    out["n_rows"] = len(table)
-    return pd.Series(out, dtype="float64")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import Bbox
 
 from htsr.provenance import atomic_output
-from htsr.trends import METRIC_LABELS, METRICS, MIN_MODELS, fit_trend
+from htsr.trends import METRIC_LABELS, METRICS, MIN_MODELS, fit_trend, quality_values
 
 MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X")
 TOP1_LABEL = "top-1 accuracy (%)"
@@ -66,6 +66,15 @@ class Panel:
     families: tuple[str, ...]
     title: str
     set: str | None = None
+    quality: str = "top1"
+    quality_label: str = TOP1_LABEL
+    transform: str = ""  # "log10": the quality is drawn (and was regressed) as its log10
+
+    def x(self, models: pd.DataFrame) -> np.ndarray:
+        """The panel's quality values of ``models`` as drawn (log10 under that transform)."""
+        if self.quality not in models.columns:
+            return np.full(len(models), np.nan)
+        return quality_values(models[self.quality], self.transform)
 
 
 def _panel_models(models: pd.DataFrame, panel: Panel, family: str | None = None) -> pd.DataFrame:
@@ -79,6 +88,8 @@ def _panel_models(models: pd.DataFrame, panel: Panel, family: str | None = None)
 def _trend_row(trends: pd.DataFrame, panel: Panel, family: str) -> pd.Series | None:
     """The saved fit of ``family`` on the panel's metric (``trends.tsv``), None if absent."""
     hit = (trends["family"] == family) & (trends["metric"] == panel.metric)
+    if "quality" in trends.columns:
+        hit &= trends["quality"] == panel.quality
     if panel.set is not None and "set" in trends.columns:
         hit &= trends["set"].astype(str) == panel.set
     rows = trends[hit]
@@ -253,7 +264,7 @@ def draw_trend_panel(
     """
     metric = panel.metric
     ax.set_title(panel.title, fontsize=10)
-    ax.set_xlabel(TOP1_LABEL)
+    ax.set_xlabel(panel.quality_label)
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     ax.grid(alpha=0.3)
     if metric not in models.columns:
@@ -262,11 +273,11 @@ def draw_trend_panel(
     all_x, all_y, lines, notes = [], [], [], []
     for i, family in enumerate(panel.families):
         sub = _panel_models(models, panel, family)
-        ok = sub[np.isfinite(sub[metric].astype(float)) & np.isfinite(sub["top1"].astype(float))]
+        ok = sub[np.isfinite(sub[metric].astype(float)) & np.isfinite(panel.x(sub))]
         if ok.empty:
             notes.append(f"{family}: no models with {METRIC_SHORT.get(metric, metric)} here")
             continue
-        x = ok["top1"].to_numpy(float)
+        x = panel.x(ok)
         y = ok[metric].to_numpy(float)
         color = f"C{i}"
         ax.scatter(x, y, marker=MARKERS[i % len(MARKERS)], s=36, color=color, label=family)
@@ -274,13 +285,17 @@ def draw_trend_panel(
         all_y.append(y)
         fit = _trend_row(trends, panel, family) if trends is not None else None
         if fit is None:
-            fit = pd.Series(asdict(fit_trend(y, x)))  # top-1 regressed on the metric
+            fit = pd.Series(asdict(fit_trend(y, x)))  # the quality regressed on the metric
         if fit["status"] == "ok" and float(fit["slope"]) != 0.0:
             xx = np.linspace(x.min(), x.max(), 2)
             lines.append((xx, (xx - float(fit["intercept"])) / float(fit["slope"]), color))
+            unit = " pp" if panel.quality_label.endswith("(%)") else ""
+            interval = ""
+            if np.isfinite(float(fit.get("kendall_tau_low", np.nan))):
+                interval = f" [{fit['kendall_tau_low']:.2f}, {fit['kendall_tau_high']:.2f}]"
             notes.append(
-                f"{family}: R² = {fit['r2']:.2f}, RMSE = {fit['rmse']:.2f} pp,"
-                f" τ = {fit['kendall_tau']:.2f} (n={int(fit['n'])})"
+                f"{family}: R² = {fit['r2']:.2f}, RMSE = {fit['rmse']:.3g}{unit},"
+                f" τ = {fit['kendall_tau']:.2f}{interval} (n={int(fit['n'])})"
             )
         else:
             notes.append(f"{family}: n={int(fit['n'])}, no fit ({fit['status']})")
@@ -331,10 +346,10 @@ def _label_panel(ax: Axes, models: pd.DataFrame, panel: Panel, *, fontsize: floa
     if panel.metric not in models.columns:
         return
     sub = _panel_models(models, panel)
-    ok = sub[np.isfinite(sub[panel.metric].astype(float)) & np.isfinite(sub["top1"].astype(float))]
+    ok = sub[np.isfinite(sub[panel.metric].astype(float)) & np.isfinite(panel.x(sub))]
     if not ok.empty:
         names = point_names(ok)
-        xs, ys = ok["top1"].to_numpy(float), ok[panel.metric].to_numpy(float)
+        xs, ys = panel.x(ok), ok[panel.metric].to_numpy(float)
         place_labels(ax, xs, ys, names, fontsize=fontsize)
 
 
@@ -352,7 +367,9 @@ def point_names(models: pd.DataFrame) -> list[str]:
     return [short_name(m) for m in models["model"]]
 
 
-def parse_panels(families: str, metrics: str, *, set_name: str | None = None) -> list[Panel]:
+def parse_panels(
+    families: str, metrics: str, *, set_name: str | None = None, **quality: str
+) -> list[Panel]:
     """Panels from a figure table's cells: ``families`` lists panel rows separated by ';',
     families drawn together in one panel joined by '+' (``"VGG+VGG_BN;ResNet"``); ``metrics``
     lists the metrics, one panel column each (``"log_norm;alpha_weighted"``)."""
@@ -361,7 +378,13 @@ def parse_panels(families: str, metrics: str, *, set_name: str | None = None) ->
     if not any(groups) or not names:
         raise ValueError(f"a figure needs families and metrics, got {families!r}, {metrics!r}")
     return [
-        Panel(metric, group, f"{' / '.join(group)}: {METRIC_SHORT.get(metric, metric)}", set_name)
+        Panel(
+            metric,
+            group,
+            f"{' / '.join(group)}: {METRIC_SHORT.get(metric, metric)}",
+            set_name,
+            **quality,
+        )  # fmt: skip
         for group in groups
         if group
         for metric in names
@@ -376,11 +399,14 @@ def trend_figure(
     metrics: str,
     title: str,
     set_name: str | None = None,
+    **quality: str,
 ) -> Figure:
-    """A figure of the figure table (``config/figures.tsv``): one row of panels per family
-    group, one column per metric (:func:`parse_panels`; with a single metric the families wrap
-    into rows of up to four panels), the fits read from ``trends``."""
-    panels = parse_panels(families, metrics, set_name=set_name)
+    """A figure of a study's figure table (``config/studies/imagenet_figures.tsv``): one row of
+    panels per family group, one column per metric (:func:`parse_panels`; with a single metric
+    the families wrap into rows of up to four panels), the fits read from ``trends``.
+    ``quality``: the Panel fields ``quality``, ``quality_label``, ``transform`` (default
+    top-1)."""
+    panels = parse_panels(families, metrics, set_name=set_name, **quality)
     ncols = len([m for m in metrics.split(";") if m.strip()])
     if ncols == 1:  # one metric: wrap the families into rows of up to four panels
         ncols = min(4, len(panels))
@@ -398,15 +424,27 @@ def families_figure(
     metric: str = "alpha_weighted",
     min_n: int = MIN_MODELS,
     trends: pd.DataFrame | None = None,
+    headline: Callable[[str], tuple[str, str, str]] | None = None,
+    families: Sequence[str] = (),
+    group_by: Sequence[str] = ("set", "family"),
+    title: str | None = None,
 ) -> Figure:
     """One panel per (set, family) with at least ``min_n`` models with a finite ``metric``.
 
     Each panel shows the family's models (every point named by :func:`short_name`), the
-    least-squares line of top-1 on the metric and its R²/RMSE; one figure-level legend explains
-    the marker and the line. Families with fewer models are listed in a footnote, not drawn.
+    least-squares line of the family's headline quality on the metric and its R²/RMSE/τ; one
+    figure-level legend explains the marker and the line. Families with fewer models are listed
+    in a footnote, not drawn. ``headline(family)`` gives ``(quality column, axis label,
+    transform)`` (default top-1); ``families`` restricts the panels (default all); with
+    ``group_by`` ``("family",)`` a family's panel spans its model sets.
     """
     if "set" not in models.columns:
         models = models.assign(set="")
+    if families:
+        models = models[models["family"].isin(families)]
+    if "set" not in group_by:
+        models = models.assign(set="")
+    headline = headline or (lambda family: ("top1", TOP1_LABEL, ""))
     finite = models[np.isfinite(models.get(metric, pd.Series(np.nan, models.index)).astype(float))]
     counts = finite.groupby(["set", "family"], sort=False).size()
     keep = [key for key, n in counts.items() if n >= min_n]
@@ -420,16 +458,27 @@ def families_figure(
     # The title and the legend share a band above the panels (constrained layout would put a
     # figure legend "outside upper center" on top of the suptitle).
     fig.get_layout_engine().set(rect=(0.0, 0.0, 1.0, 1.0 - 0.75 / height))
-    title = f"{METRIC_SHORT.get(metric, metric)} against top-1 accuracy, per family"
+    qualities = {headline(f)[1] for _, f in keep}
+    what = qualities.pop() if len(qualities) == 1 else "the family's headline quality"
+    title = title or f"{METRIC_SHORT.get(metric, metric)} against {what}, per family"
     fig.suptitle(title, y=1.0 - 0.06 / height, va="top", in_layout=False)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     if not keep:
         _note(axes[0], f"no family has {min_n} or more models with {metric}")
-    panels = [Panel(metric, (f,), _group_name(s_, f, several), s_) for s_, f in keep]
+    panels = [
+        Panel(
+            metric,
+            (f,),
+            _group_name(s_, f, several),
+            s_ if "set" in group_by else None,
+            *headline(f),
+        )  # fmt: skip
+        for s_, f in keep
+    ]
     for ax, panel in zip(axes, panels, strict=False):
         draw_trend_panel(ax, models, panel, trends)
         ax.set_ylabel(FAMILY_YLABELS.get(metric, METRIC_LABELS.get(metric, metric)), fontsize=9)
-        ax.set_xlabel(TOP1_LABEL, fontsize=9)
+        ax.set_xlabel(panel.quality_label, fontsize=9)
         ax.tick_params(labelsize=8)
         legend = ax.get_legend()
         if legend is not None:
@@ -568,14 +617,26 @@ def esd_row_figure(row: pd.Series, model: str, *, bins: int = 80) -> Figure:
 
 
 def metrics_comparison_figure(
-    trends_table: pd.DataFrame, *, metrics: Sequence[str] = METRICS
+    trends_table: pd.DataFrame,
+    *,
+    metrics: Sequence[str] = METRICS,
+    headline: Callable[[str], str] | None = None,
+    families: Sequence[str] = (),
 ) -> Figure:
-    """Grouped bars: R² of top-1 against each metric, per family (Nat. Commun. 2021 style).
+    """Grouped bars: R² of the family's headline quality against each metric, per family (Nat.
+    Commun. 2021 style). ``headline(family)`` names the quality (default: ``top1``, or the
+    table's only quality); ``families`` restricts the bars (default all).
 
     Only fitted (``status == "ok"``) family/metric pairs are drawn; families without any fit
     are listed under the axes.
     """
     table = trends_table if "set" in trends_table.columns else trends_table.assign(set="")
+    if families:
+        table = table[table["family"].isin(families)]
+    if "quality" in table.columns:
+        pick = headline or (lambda family: "top1")
+        table = table[[q == pick(f) for q, f in zip(table["quality"], table["family"],
+                                                     strict=True)]]  # fmt: skip
     several = table["set"].astype(str).nunique() > 1
     table = table.assign(
         family=[_group_name(str(s_), f, several) for s_, f in zip(table["set"], table["family"],
@@ -586,7 +647,7 @@ def metrics_comparison_figure(
     skipped = [f for f in dict.fromkeys(table["family"]) if f not in families]
     fig = new_figure(max(7.0, 0.9 * len(families) + 3.0), 5.5)
     ax = fig.subplots()
-    ax.set_ylabel("R² of linear fit of top-1 on the metric")
+    ax.set_ylabel("R² of the linear fit of the quality on the metric")
     ax.set_xlabel("architecture family")
     if ok.empty:
         _note(ax, "no family has enough models for a fit")
@@ -602,7 +663,7 @@ def metrics_comparison_figure(
         ax.legend(title="metric", fontsize=8, title_fontsize=8, ncols=ncols, loc="upper left")
         ax.set_ylim(0.0, 1.0 + 0.2 * math.ceil(len(order) / ncols))
         ax.set_yticks(np.linspace(0.0, 1.0, 6))
-    ax.set_title("How well each metric predicts top-1 within a family")
+    ax.set_title("How well each metric predicts the headline quality within a family")
     if skipped:
         fig.supxlabel(
             f"Not fitted (fewer than {MIN_MODELS} models): " + ", ".join(skipped), fontsize=8,
@@ -713,4 +774,126 @@ def track_figure(track: pd.DataFrame, alpha: pd.DataFrame) -> Figure:
     ax.set_title("α per matrix (clipped to [1, 8]; blank: no fit)", fontsize=10)
     fig.colorbar(image, ax=ax, label="power-law exponent α")
     fig.suptitle("Training run: model-level metrics and α per matrix against step")
+    return fig
+
+
+def layer_alpha(spectra: pd.DataFrame) -> pd.DataFrame:
+    """α by layer depth: one row per layer (in the table's order) with ``depth`` (0-based),
+    ``layer`` and ``alpha``, the mean α of its fitted matrices (NaN when none is fitted)."""
+    ok = spectra.assign(alpha=spectra["alpha"].where(spectra["status"] == "ok").astype(float))
+    layers = list(dict.fromkeys(ok["layer"]))
+    mean = ok.groupby("layer", sort=False)["alpha"].mean().reindex(layers)
+    return pd.DataFrame({"depth": range(len(layers)), "layer": layers, "alpha": mean.to_numpy()})
+
+
+def correlation_flow_figure(
+    models: pd.DataFrame,
+    spectra: Mapping[str, pd.DataFrame],
+    *,
+    headline: Callable[[str], tuple[str, str, str]] | None = None,
+    higher_is_better: Callable[[str], bool] | None = None,
+    families: Sequence[str] = (),
+    title: str = "Correlation flow: α by layer depth, best and worst model of each family",
+) -> Figure:
+    """Nat. Commun. 2021's "correlation flow": α of each layer against its depth (relative, 0 =
+    first layer, 1 = last) for the best and the worst model of each family by its headline
+    quality, one panel per family (families with at least 2 models with that quality).
+
+    ``spectra`` maps model keys to their per-matrix tables; ``headline(family)`` gives
+    ``(quality, label, transform)`` and ``higher_is_better(quality)`` which end is best.
+    """
+    headline = headline or (lambda family: ("top1", TOP1_LABEL, ""))
+    better = higher_is_better or (lambda quality: True)
+    if families:
+        models = models[models["family"].isin(families)]
+    groups = []
+    for family, group in models.groupby("family", sort=False):
+        quality, label, _ = headline(family)
+        ok = group[np.isfinite(group.get(quality, pd.Series(np.nan, group.index)).astype(float))]
+        ok = ok[ok["model"].isin(list(spectra))]
+        if len(ok) >= 2:
+            ranked = ok.sort_values(quality, ascending=not better(quality))
+            groups.append((family, quality, label, ranked.iloc[0], ranked.iloc[-1]))
+    ncols = min(3, max(len(groups), 1))
+    nrows = max(math.ceil(len(groups) / ncols), 1)
+    fig = new_figure(5.0 * ncols, 3.8 * nrows + 0.6)
+    fig.suptitle(title)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    if not groups:
+        _note(axes[0], "no family has two models with a quality and spectra")
+    for ax, (family, quality, _label, best, worst) in zip(axes, groups, strict=False):
+        for row, style, color in ((best, "-", "C2"), (worst, "--", "C3")):
+            flow = layer_alpha(spectra[row["model"]])
+            depth = flow["depth"] / max(len(flow) - 1, 1)
+            name = point_names(pd.DataFrame([row]))[0]
+            ax.plot(depth, flow["alpha"], style, marker=".", ms=4, color=color, lw=1.0,
+                    label=f"{name} ({quality} = {float(row[quality]):.4g})")  # fmt: skip
+        ax.set_title(f"{family}: best and worst by {quality}", fontsize=10)
+        ax.set_xlabel("relative layer depth (0 = first layer, 1 = last)", fontsize=9)
+        ax.set_ylabel("α of the layer (mean over its matrices)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    for ax in axes[max(len(groups), 1) :]:
+        ax.set_visible(False)
+    return fig
+
+
+def trajectory_figure(
+    models: pd.DataFrame,
+    spectra: Mapping[str, pd.DataFrame],
+    *,
+    family: str,
+    metric: str = "alpha_weighted",
+    quality: tuple[str, str, str] = ("top1", TOP1_LABEL, ""),
+    trend: pd.Series | None = None,
+) -> Figure:
+    """One model's training trajectory: the headline ``metric`` and the ``quality`` (name,
+    label, transform) against training step (log axis; step 0 drawn at the left edge), and α
+    per layer against step as a heatmap. ``models`` holds the family's rows with a ``step``
+    column; ``trend`` (its ``trends.tsv`` row) is printed when given."""
+    rows = models[models["family"] == family].copy()
+    rows["step"] = pd.to_numeric(rows["step"], errors="coerce")
+    rows = rows.dropna(subset=["step"]).sort_values("step")
+    steps = rows["step"].to_numpy(float)
+    shown = np.where(steps > 0, steps, 0.5)  # step 0 on a log axis
+    fig = new_figure(13.0, 7.0)
+    grid = fig.add_gridspec(2, 2, width_ratios=(1.0, 1.3))
+    name, label, transform = quality
+    observed = rows[name].to_numpy(float) if name in rows else np.full(len(rows), np.nan)
+    panels = ((METRIC_LABELS.get(metric, metric), rows[metric].to_numpy(float)),
+              (label, observed))  # fmt: skip
+    for i, (ylabel, values) in enumerate(panels):
+        ax = fig.add_subplot(grid[i, 0])
+        ax.plot(shown, values, marker="o", ms=4, color=f"C{i}")
+        ax.set_xscale("log")
+        ax.set_ylabel(ylabel, fontsize=9)
+        if transform == "log10" and i == 1:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+        if i == 1:
+            ax.set_xlabel("training step (log scale; step 0 drawn at 0.5)")
+    if trend is not None and trend.get("status") == "ok":
+        fig.axes[0].set_title(
+            f"{name} on {METRIC_SHORT.get(metric, metric)} across steps: R² = {trend['r2']:.2f},"
+            f" τ = {trend['kendall_tau']:.2f} [{trend['kendall_tau_low']:.2f},"
+            f" {trend['kendall_tau_high']:.2f}], p = {trend['kendall_p']:.2g}", fontsize=9,
+        )  # fmt: skip
+    ax = fig.add_subplot(grid[:, 1])
+    pairs = [(int(st), m) for st, m in zip(steps, rows["model"], strict=True) if m in spectra]
+    table = pd.DataFrame({st: layer_alpha(spectra[m]).set_index("layer")["alpha"]
+                          for st, m in pairs})  # fmt: skip
+    values = np.clip(table.to_numpy(float), 1.0, 8.0)
+    image = ax.imshow(values, aspect="auto", cmap="viridis_r", vmin=1.0, vmax=8.0,
+                      interpolation="nearest")  # fmt: skip
+    every = max(1, table.shape[1] // 14)
+    ax.set_xticks(range(0, table.shape[1], every), [str(c) for c in table.columns[::every]],
+                  rotation=45, fontsize=7)  # fmt: skip
+    every = max(1, table.shape[0] // 30)
+    ax.set_yticks(range(0, table.shape[0], every), list(table.index[::every]), fontsize=6)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("layer (depth order)")
+    ax.set_title("α per layer (mean over its matrices; clipped to [1, 8]; blank: no fit)",
+                 fontsize=10)  # fmt: skip
+    fig.colorbar(image, ax=ax, label="power-law exponent α")
+    fig.suptitle(f"Training trajectory of {family}: {len(rows)} checkpoints")
     return fig

@@ -154,8 +154,12 @@ def leave_one_out(
     metric: str = "alpha_weighted",
     quality: str = "top1",
     confidence: float = 0.95,
+    group_by: Sequence[str] = ("set", "family"),
+    transform: str = "",
 ) -> pd.DataFrame:
-    """Each model's quality predicted from the other models of its (set, family).
+    """Each model's quality predicted from the other models of its group (``group_by``:
+    (set, family) by default; a study whose sets split a family by cost groups by family).
+    ``transform="log10"`` predicts log10 of the quality (perplexities), as the trends regress it.
 
     Returns one row per model with a finite metric and quality in a group of at least
     ``MIN_MODELS + 1`` such models: ``model, set, family, metric, quality, value, observed,
@@ -164,13 +168,16 @@ def leave_one_out(
     """
     out = []
     table = models if "set" in models.columns else models.assign(set="")
-    for (set_name, family), group in table.groupby(["set", "family"], sort=False):
-        ok = group[
-            np.isfinite(group[metric].astype(float)) & np.isfinite(group[quality].astype(float))
-        ]
+    for _, group in table.groupby(list(group_by), sort=False):
+        set_name = "+".join(dict.fromkeys(group["set"].astype(str)))
+        family = group["family"].iloc[0]
+        values = group[quality].astype(float)
+        if transform == "log10":
+            values = np.log10(values.where(values > 0))
+        ok = group[np.isfinite(group[metric].astype(float)) & np.isfinite(values)]
         if len(ok) < MIN_MODELS + 1:
             continue
-        x, y = ok[metric].to_numpy(float), ok[quality].to_numpy(float)
+        x, y = ok[metric].to_numpy(float), values[ok.index].to_numpy(float)
         for i, model in enumerate(ok["model"]):
             mask = np.arange(len(ok)) != i
             try:

@@ -19,8 +19,10 @@ than an SVD on CPU) or as squared singular values (``method="svd"``).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -53,6 +55,7 @@ class LayerWeight:
     name: str
     layer_type: str
     weight: torch.Tensor
+    status: str = ""  # set when the weight cannot be analysed at all (e.g. "non_float")
 
 
 @dataclass(frozen=True)
@@ -118,25 +121,55 @@ def layers_from_module(
                     yield LayerWeight(full, "embedding", param)
 
 
+#: Name parts that mark token, position and segment embeddings in a state_dict (GPT-2 ``wte``,
+#: ``wpe``; OPT, Llama ``embed_tokens``, ``embed_positions``; GPT-NeoX ``embed_in``; BERT, BLOOM
+#: ``word_embeddings``, ``position_embeddings``, ``token_type_embeddings``; T5 ``shared``; ViT
+#: ``pos_embed``, ``cls_token``). They are excluded unless ``include_embeddings``; so is any
+#: other parameter whose name contains ``embed`` and that is 2-D or not a ``.weight``.
+EMBEDDING_NAMES: tuple[str, ...] = (
+    "wte", "wpe", "embed_tokens", "embed_positions", "embed_in", "word_embeddings",
+    "position_embeddings", "token_type_embeddings", "shared", "pos_embed", "pos_embedding",
+    "position_embedding", "cls_token", "class_embedding",
+)  # fmt: skip
+
+#: Name parts of output heads stored as their own matrix (Pythia's ``embed_out``, ``lm_head``):
+#: a dense matrix like any other, unless equal to an embedding of the checkpoint (tied).
+OUTPUT_HEADS: tuple[str, ...] = ("lm_head", "embed_out")
+
+#: Fused q/k/v projections whose rows (output features) are interleaved per head, ``(heads, 3,
+#: head_dim)``, by ``config.json``'s ``model_type``, with the key of the head count.
+INTERLEAVED_QKV: dict[str, str] = {"gpt_neox": "num_attention_heads", "bloom": "n_head"}
+
+
+def _is_embedding(key: str, tensor: torch.Tensor) -> bool:
+    parts = key.split(".")
+    if any(p in OUTPUT_HEADS for p in parts):
+        return False
+    if any(p in EMBEDDING_NAMES for p in parts):
+        return True
+    return "embed" in key and (tensor.ndim == 2 or parts[-1] != "weight")
+
+
 def infer_layer(key: str, tensor: torch.Tensor, *, include_embeddings: bool = False) -> str | None:
     """The layer type of state_dict entry ``key`` from its name and rank, or None to skip it.
 
     ``*.in_proj_weight`` (2-D, rows divisible by 3) and ``*.{q,k,v}_proj_weight`` → attention;
-    with ``include_embeddings``, a 2-D ``*.weight`` or any other parameter whose name contains
-    ``embed`` (squeezable to 2-D) → embedding, otherwise such entries are skipped; other
-    ``*.weight`` entries by rank: 2-D → linear, 3-D → conv1d, 4-D → conv2d, 5-D → conv3d, and a
-    higher rank → ``"unsupported"`` (it gets a row with that status, never silently dropped).
-    Everything else (biases, norm weights (1-D), running statistics, ``num_batches_tracked``,
-    class tokens) → None.
+    an embedding (:data:`EMBEDDING_NAMES`, or a name containing ``embed`` that is 2-D or not a
+    ``.weight``, but never an output head :data:`OUTPUT_HEADS`) → embedding when
+    ``include_embeddings`` (squeezable to 2-D), else skipped; other ``*.weight`` entries by rank:
+    2-D → linear, 3-D → conv1d, 4-D → conv2d, 5-D → conv3d, and a higher rank →
+    ``"unsupported"`` (it gets a row with that status, never silently dropped). Everything else
+    (biases, norm weights (1-D), running statistics, ``num_batches_tracked``) → None. The dtype
+    is not looked at: :func:`layers_from_state_dict` marks non-float weights.
     """
-    if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+    if not isinstance(tensor, torch.Tensor):
         return None
     leaf = key.rsplit(".", 1)[-1]
     if leaf == "in_proj_weight":
         return "attention" if tensor.ndim == 2 and tensor.shape[0] % 3 == 0 else None
     if leaf in _SEPARATE_PROJ:
         return "attention" if tensor.ndim == 2 else None
-    if "embed" in key and (tensor.ndim == 2 or leaf != "weight"):
+    if _is_embedding(key, tensor):
         if include_embeddings and _embedding_matrix(tensor) is not None:
             return "embedding"
         return None
@@ -147,22 +180,102 @@ def infer_layer(key: str, tensor: torch.Tensor, *, include_embeddings: bool = Fa
     return {2: "linear", 3: "conv1d", 4: "conv2d", 5: "conv3d"}.get(tensor.ndim)
 
 
+def fused_qkv(
+    key: str, tensor: torch.Tensor, config: Mapping[str, Any] | None
+) -> torch.Tensor | None:
+    """A fused q/k/v projection as ``(3E, E)`` with rows ``[q; k; v]``, or None if ``key`` is none.
+
+    GPT-2's ``attn.c_attn.weight`` is a ``Conv1D`` weight ``(E, 3E)`` (in, out) whose output
+    columns are ``[q | k | v]``: transposed. GPT-NeoX's and BLOOM's
+    ``query_key_value.weight`` ``(3E, E)`` interleave the rows per head, ``(heads, 3,
+    head_dim)``: regrouped with the head count from ``config.json`` (:data:`INTERLEAVED_QKV`).
+    Raises ``ValueError`` naming the key when the layout cannot be known (no config, an unknown
+    ``model_type``, shapes that do not fit): such a matrix is then analysed whole.
+    """
+    leaf = key.rsplit(".", 2)[-2:] if key.endswith(".weight") else []
+    if tensor.ndim != 2 or not leaf:
+        return None
+    if leaf[0] == "c_attn":
+        e, three_e = tensor.shape
+        if three_e != 3 * e:
+            raise ValueError(
+                f"{key}: a c_attn weight of shape {tuple(tensor.shape)} is not (E, 3E)"
+            )
+        return tensor.t()
+    if leaf[0] != "query_key_value":
+        return None
+    model_type = str((config or {}).get("model_type", ""))
+    heads_key = INTERLEAVED_QKV.get(model_type)
+    heads = int((config or {}).get(heads_key or "", 0) or 0)
+    rows, e = tensor.shape
+    if not heads or rows != 3 * e or e % heads:
+        why = (
+            "no config.json gives its layout" if not config
+            else f"model_type {model_type!r} has no known layout" if not heads_key
+            else f"shape {tuple(tensor.shape)} does not fit {heads} heads"
+        )  # fmt: skip
+        raise ValueError(f"{key}: fused q/k/v projection analysed whole: {why}")
+    d = e // heads
+    return tensor.reshape(heads, 3, d, e).transpose(0, 1).reshape(3 * e, e)
+
+
+def _tied(key: str, tensor: torch.Tensor, state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """Is the output head ``key`` equal to an embedding of the checkpoint (a tied head)?"""
+    for other in state_dict:
+        if other != key and any(p in EMBEDDING_NAMES for p in other.split(".")):
+            emb = state_dict[other]
+            if isinstance(emb, torch.Tensor) and emb.shape == tensor.shape:
+                if torch.equal(emb, tensor):
+                    return True
+    return False
+
+
 def layers_from_state_dict(
     state_dict: Mapping[str, torch.Tensor],
     *,
     include_embeddings: bool = False,
     include_attention: bool = True,
+    config: Mapping[str, Any] | None = None,
 ) -> Iterator[LayerWeight]:
-    """Yield the analysable weights of a bare state_dict, types inferred by :func:`infer_layer`.
+    """Yield the analysable weights of a bare state_dict, types inferred by :func:`infer_layer`,
+    one tensor at a time (a lazy mapping such as :class:`htsr.checkpoints.TensorStore` is read
+    one tensor at a time).
 
     The layer name is the key without its ``.weight`` suffix (the module name), or the full key
     for a bare parameter (``...in_proj_weight``), so names match :func:`layers_from_module`.
+    A 2-D weight is a dense matrix whatever its orientation (the ESD of W and Wᵀ is the same).
+    Fused q/k/v projections are split into q, k, v (:func:`fused_qkv`, ``config``: the
+    checkpoint's ``config.json``), or analysed whole with a warning when their layout is
+    unknown. An output head (:data:`OUTPUT_HEADS`) equal to an embedding is the tied embedding.
+    A weight that is not floating point (int8 and other integer or quantized weights, complex)
+    gets a layer with status ``non_float``, never a silent drop.
     """
-    for key, tensor in state_dict.items():
+    if config is None:
+        config = getattr(state_dict, "config", None)
+    for key in state_dict:
+        tensor = state_dict[key]
         kind = infer_layer(key, tensor, include_embeddings=include_embeddings)
         if kind is None or (kind == "attention" and not include_attention):
             continue
         name = key[: -len(".weight")] if key.endswith(".weight") else key
+        if not (tensor.is_floating_point() or kind == "unsupported"):
+            yield LayerWeight(name, kind, tensor, status="non_float")
+            continue
+        if kind == "linear" and any(p in OUTPUT_HEADS for p in key.split(".")):
+            if _tied(key, tensor, state_dict):
+                if include_embeddings:
+                    yield LayerWeight(name, "embedding", tensor)
+                continue
+        if kind == "linear":
+            try:
+                qkv = fused_qkv(key, tensor, config)
+            except ValueError as err:
+                warnings.warn(str(err), RuntimeWarning, stacklevel=2)
+                qkv = None
+            if qkv is not None:
+                if include_attention:
+                    yield LayerWeight(name, "attention", qkv)
+                continue
         yield LayerWeight(name, kind, tensor)
 
 
@@ -171,6 +284,7 @@ def iter_layers(
     *,
     include_embeddings: bool = False,
     include_attention: bool = True,
+    config: Mapping[str, Any] | None = None,
 ) -> Iterator[LayerWeight]:
     """Dispatch to :func:`layers_from_module` or :func:`layers_from_state_dict`."""
     if isinstance(model, nn.Module):
@@ -179,7 +293,10 @@ def iter_layers(
         )
     if isinstance(model, Mapping):
         return layers_from_state_dict(
-            model, include_embeddings=include_embeddings, include_attention=include_attention
+            model,
+            include_embeddings=include_embeddings,
+            include_attention=include_attention,
+            config=config,
         )
     raise TypeError(f"expected an nn.Module or a state_dict mapping, got {type(model).__name__}")
 

@@ -1,27 +1,27 @@
 rule aggregate:
     input:
-        spectra=spectra_files(),
+        spectra=lambda wildcards: spectra_files(wildcards.study),
     output:
         models=report(
-            "results/models.tsv",
+            "results/{study}/models.tsv",
             caption="../report/models_table.rst",
             category="Tables",
-            labels={"table": "models (main)"},
+            labels={"study": "{study}", "table": "models (main)"},
         ),
         trends=report(
-            "results/trends.tsv",
+            "results/{study}/trends.tsv",
             caption="../report/trends_table.rst",
             category="Tables",
-            labels={"table": "trends (main)"},
+            labels={"study": "{study}", "table": "trends (main)"},
         ),
         loo=report(
-            "results/loo.tsv",
+            "results/{study}/loo.tsv",
             caption="../report/loo_table.rst",
             category="Tables",
-            labels={"table": "leave-one-out (main)"},
+            labels={"study": "{study}", "table": "leave-one-out (main)"},
         ),
     log:
-        "logs/aggregate.log",
+        "logs/aggregate/{study}.log",
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -29,7 +29,10 @@ rule aggregate:
         mem_mb=analysis_mem_mb,
         runtime=analysis_runtime,
     params:
-        models=model_rows(MODELS),
+        models=lambda wildcards: model_rows(study_models(wildcards.study)),
+        quality=lambda wildcards: quality_specs(wildcards.study),
+        group_by=lambda wildcards: list(STUDIES[wildcards.study].group_by),
+        tau_bootstrap=config.get("tau_bootstrap", 2000),
         convention=config["convention"],
         evals="exact",
     script:
@@ -39,30 +42,37 @@ rule aggregate:
 use rule aggregate as method_aggregate with:
     input:
         spectra=lambda wildcards: spectra_files(
-            method_models(wildcards.method), wildcards.method
+            wildcards.study,
+            method_models(wildcards.study, wildcards.method),
+            wildcards.method,
         ),
     output:
         models=report(
-            "results/methods/{method}/models.tsv",
+            "results/{study}/methods/{method}/models.tsv",
             caption="../report/models_table.rst",
             category="Tables",
-            labels={"table": "models ({method})"},
+            labels={"study": "{study}", "table": "models ({method})"},
         ),
         trends=report(
-            "results/methods/{method}/trends.tsv",
+            "results/{study}/methods/{method}/trends.tsv",
             caption="../report/trends_table.rst",
             category="Tables",
-            labels={"table": "trends ({method})"},
+            labels={"study": "{study}", "table": "trends ({method})"},
         ),
         loo=report(
-            "results/methods/{method}/loo.tsv",
+            "results/{study}/methods/{method}/loo.tsv",
             caption="../report/loo_table.rst",
             category="Tables",
-            labels={"table": "leave-one-out ({method})"},
+            labels={"study": "{study}", "table": "leave-one-out ({method})"},
         ),
     log:
-        "logs/method_aggregate/{method}.log",
+        "logs/method_aggregate/{study}/{method}.log",
     params:
-        models=lambda wildcards: model_rows(method_models(wildcards.method)),
+        models=lambda wildcards: model_rows(
+            method_models(wildcards.study, wildcards.method)
+        ),
+        quality=lambda wildcards: quality_specs(wildcards.study),
+        group_by=lambda wildcards: list(STUDIES[wildcards.study].group_by),
+        tau_bootstrap=config.get("tau_bootstrap", 2000),
         convention=lambda wildcards: METHODS[wildcards.method]["convention"],
         evals=lambda wildcards: METHODS[wildcards.method]["evals"],

@@ -1,12 +1,15 @@
-# Shared by the workflow's .smk files -- the model table, input and resource functions.
+# Shared by the workflow's .smk files -- the studies, their model tables, input and resource
+# functions.
+import dataclasses
 import math
 
 import pandas as pd
+import yaml
 
-from htsr import zoo
+from htsr import sources, studies, zoo
 
 WEIGHTS_DIR = "resources/weights"
-FIGURES = ("families", "alpha_histogram", "metrics_comparison")
+FIGURES = ("families", "alpha_histogram", "metrics_comparison", "correlation_flow")
 FORMATS = ("png", "pdf")
 # model_spectra cost measured on random-init models (docs/pipeline.md): the worst seconds per
 # million parameters seen (one torch thread, a loaded 2-core machine), and a fixed start-up
@@ -18,83 +21,135 @@ SPECTRA_STARTUP_S = 30.0
 # docs/paper.md), below SPECTRA_S_PER_MPARAM x TSVD_COST_FACTOR = 6.5 s.
 TSVD_COST_FACTOR = 10.0
 
-# Read and validate the model table and the selection at parse time: a bad row, an unknown
-# model or family stops the run before any job, with a message naming the row.
-MODEL_TABLE = zoo.read_model_table(config["models"])
-MODELS = zoo.select_models(MODEL_TABLE, config["model_set"]).set_index(
-    "model", drop=False
-)
-# one row per weight file: rows of several model sets that read the same file (the torchvision
-# VGGs of both papers) share one download and one spectrum
+# Read and validate every study, its model table and the selection at parse time: a bad row,
+# an unknown model or family stops the run before any job, with a message naming the row.
+def _read_study(name):
+    path = f"{config.get('study_dir', 'config/studies')}/{name}.yaml"
+    try:
+        with open(path, encoding="utf-8") as fh:
+            spec = yaml.safe_load(fh)
+    except OSError as err:
+        raise ValueError(f"config studies: study {name!r} has no definition {path}: {err}")
+    validate(spec, "../schemas/study.schema.yaml")
+    return studies.study_from_dict(name, spec)
+
+
+STUDIES = {name: _read_study(name) for name in config["studies"]}
+
+
+def _select_all():
+    frames, unmatched = [], None
+    for name, study in STUDIES.items():
+        models, unknown = study.select(study.read_table(), config.get("model_set"))
+        frames.append(models.assign(study=name))
+        unmatched = set(unknown) if unmatched is None else unmatched & set(unknown)
+    if unmatched:
+        raise ValueError(
+            f"config model_set: {', '.join(sorted(unmatched))} matched no model of any study"
+            f" ({', '.join(STUDIES)}): name model sets, model keys, families or all"
+        )
+    models = pd.concat(frames, ignore_index=True)
+    twice = models[models["model"].duplicated()]["model"].tolist()
+    if twice:
+        raise ValueError(f"model key(s) {twice} appear in more than one study")
+    return models.set_index("model", drop=False)
+
+
+MODELS = _select_all()
+# one row per weight file: rows that read the same file (the torchvision VGGs of both papers,
+# pythia-410m in the size and trajectory families) share one download and one spectrum
 WEIGHTS = MODELS.drop_duplicates("weights").set_index("weights", drop=False)
 SETS = list(dict.fromkeys(MODELS["set"]))
 METHODS = config.get("methods") or {}
-for _set, _names in (config.get("set_methods") or {}).items():
-    for _name in _names:
-        if _name not in METHODS:
-            raise ValueError(
-                f"config set_methods: model set {_set!r} names method {_name!r}, which is not"
-                f" in config methods ({', '.join(METHODS) or 'none'})"
-            )
+for _study in STUDIES.values():
+    for _set, _names in _study.set_methods.items():
+        for _name in _names:
+            if _name not in METHODS:
+                raise ValueError(
+                    f"study {_study.name}: set_methods: model set {_set!r} names method"
+                    f" {_name!r}, which is not in config methods ({', '.join(METHODS) or 'none'})"
+                )
 
 
-def _read_figure_table(path):
+def study_models(study):
+    """The selected models of ``study``."""
+    return MODELS[MODELS["study"] == study]
+
+
+def study_sets(study):
+    """The model sets of ``study``'s selected models."""
+    return list(dict.fromkeys(study_models(study)["set"]))
+
+
+def _read_figure_table(study):
+    path = STUDIES[study].figures
+    if not path:
+        return pd.DataFrame(columns=["study", "figure", "set", "method", "families", "metrics",
+                                     "title", "quality"])  # fmt: skip
     table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
     need = ["figure", "set", "method", "families", "metrics", "title"]
     missing = [c for c in need if c not in table.columns]
     if missing:
         raise ValueError(f"figure table {path}: missing column(s) {', '.join(missing)}")
+    if "quality" not in table.columns:
+        table["quality"] = STUDIES[study].headline
     for line, rec in zip(range(2, len(table) + 2), table.itertuples()):
         if rec.method != "main" and rec.method not in METHODS:
             raise ValueError(
                 f"figure table {path} line {line} ({rec.figure!r}): unknown method"
                 f" {rec.method!r} (main or one of config methods)"
             )
-    return table.set_index("figure", drop=False)
+    return table.assign(study=study)
 
 
-FIGURE_TABLE = _read_figure_table(config["figures"])
+FIGURE_TABLE = pd.concat(
+    [_read_figure_table(s) for s in STUDIES], ignore_index=True
+).set_index(["study", "figure"], drop=False)
 
 
-def set_methods(set_name):
-    """The extra methods (config set_methods) whose spectra a model set's models get."""
-    return list((config.get("set_methods") or {}).get(set_name, []))
+def set_methods(study, set_name):
+    """The extra methods (the study's set_methods) whose spectra a model set's models get."""
+    return list(STUDIES[study].set_methods.get(set_name, []))
 
 
-def method_models(method):
-    """The selected models run with ``method``: those of the sets that name it."""
-    return MODELS[[method in set_methods(s) for s in MODELS["set"]]]
+def method_models(study, method):
+    """The selected models of ``study`` run with ``method``: those of the sets that name it."""
+    models = study_models(study)
+    return models[[method in set_methods(study, s) for s in models["set"]]]
 
 
-# methods that some selected model set uses
-RUN_METHODS = [m for m in METHODS if len(method_models(m))]
-# figures of the figure table whose model set is selected (and whose method runs)
-RUN_FIGURES = [
-    f
-    for f, rec in FIGURE_TABLE.iterrows()
-    if rec["set"] in SETS and (rec["method"] == "main" or rec["method"] in RUN_METHODS)
-]
+def run_methods(study):
+    """The methods that some selected model set of ``study`` uses."""
+    return [m for m in METHODS if len(method_models(study, m))]
+
+
+def run_figures(study):
+    """Figures of the study's figure table whose model set is selected (and whose method runs)."""
+    sets, methods = study_sets(study), run_methods(study)
+    table = FIGURE_TABLE[FIGURE_TABLE["study"] == study]
+    return [
+        rec["figure"]
+        for _, rec in table.iterrows()
+        if rec["set"] in sets and (rec["method"] == "main" or rec["method"] in methods)
+    ]
+
+
+def trajectory_families(study):
+    """The study's trajectory families that have selected models."""
+    present = set(study_models(study)["family"])
+    return [f for f in STUDIES[study].trajectories if f in present]
 
 
 # the columns htsr.zoo needs to fetch and build a model; as params of a rule, a change to one of
 # them (not to an accuracy) makes Snakemake rerun the model's jobs
 IDENTITY_COLUMNS = [
-    "model",
-    "weights",
-    "model_id",
-    "source",
-    "weights_tag",
-    "url",
-    "sha256",
-    "sha1",
-    "revision",
-]
-# the columns of the model table that the per-model tables carry
-ROW_COLUMNS = ["model", "set", "family", "label", "source", "top1", "top5", "weights"]
+    "model", "weights", "model_id", "source", "weights_tag", "url", "sha256", "sha1",
+    "revision", "repo", "filename",
+]  # fmt: skip
 
 
 def weights_file(weights):
-    """Where a weight file lives: resources/weights/{weights}.pth|.safetensors|.pth.zip."""
+    """Where a weight file lives: resources/weights/{weights} plus its source's suffix."""
     return str(zoo.weights_path(WEIGHTS.loc[weights], WEIGHTS_DIR))
 
 
@@ -108,22 +163,43 @@ def weights_params(wildcards):
     return WEIGHTS.loc[wildcards.weights, IDENTITY_COLUMNS].to_dict()
 
 
-def results_dir(method="main"):
-    """Where a method's tables go: results/ for the run's convention ("main"), else
-    results/methods/{method}/."""
-    return "results" if method == "main" else f"results/methods/{method}"
+def results_dir(study, method="main"):
+    """Where a study's tables go: results/{study}/ for the run's convention ("main"), else
+    results/{study}/methods/{method}/."""
+    return f"results/{study}" if method == "main" else f"results/{study}/methods/{method}"
 
 
-def spectra_files(models=None, method="main"):
-    """The spectra tables of ``models`` (default: every selected model), one per model row, in
-    order, under ``results_dir(method)``."""
-    models = MODELS if models is None else models
-    return [f"{results_dir(method)}/spectra/{w}.parquet" for w in models["weights"]]
+def spectra_files(study, models=None, method="main"):
+    """The spectra tables of ``models`` (default: every selected model of ``study``), one per
+    model row, in order, under ``results_dir(study, method)``."""
+    models = study_models(study) if models is None else models
+    return [f"{results_dir(study, method)}/spectra/{w}.parquet" for w in models["weights"]]
 
 
 def model_rows(models):
     """The model-table columns the per-model tables carry, as plain records (a rule param)."""
-    return models[ROW_COLUMNS].to_dict("records")
+    study = STUDIES[models["study"].iloc[0]] if len(models) else None
+    quality = study.quality_names if study else []
+    columns = ["model", "set", "family", "label", "source", "weights", "step", *quality]
+    return models[columns].astype(object).where(models[columns].notna(), None).to_dict("records")
+
+
+def quality_specs(study):
+    """The study's quality definitions as plain dicts (a rule param)."""
+    return [dataclasses.asdict(q) for q in STUDIES[study].quality]
+
+
+def study_params(wildcards):
+    """Params function of the figure rules: the study's headline, labels and families."""
+    study = STUDIES[wildcards.study]
+    return {
+        "headline": study.headline,
+        "family_headline": dict(study.family_headline),
+        "quality": quality_specs(wildcards.study),
+        "families": list(study.figure_families),
+        "group_by": list(study.group_by),
+        "name": study.name,
+    }
 
 
 def method_options(wildcards):
@@ -133,39 +209,51 @@ def method_options(wildcards):
 
 def figure_inputs(wildcards):
     """Input function of trend_figure: the models and trends tables of the figure's method."""
-    where = results_dir(FIGURE_TABLE.loc[wildcards.figure, "method"])
+    method = FIGURE_TABLE.loc[(wildcards.study, wildcards.figure), "method"]
+    where = results_dir(wildcards.study, method)
     return {"models": f"{where}/models.tsv", "trends": f"{where}/trends.tsv"}
 
 
 def comparison_inputs(wildcards):
     """Input function of paper_comparison: the models/trends tables of main and every method."""
-    cfg = config["paper_comparison"]
+    cfg = STUDIES[wildcards.study].paper_comparison
     tables = {key: cfg[key] for key in ("printed", "spec", "notes")}
-    for method in ("main", *RUN_METHODS):
+    for method in ("main", *run_methods(wildcards.study)):
         suffix = "" if method == "main" else f"_{method}"
-        tables[f"models{suffix}"] = f"{results_dir(method)}/models.tsv"
-        tables[f"trends{suffix}"] = f"{results_dir(method)}/trends.tsv"
+        tables[f"models{suffix}"] = f"{results_dir(wildcards.study, method)}/models.tsv"
+        tables[f"trends{suffix}"] = f"{results_dir(wildcards.study, method)}/trends.tsv"
     return tables
+
+
+def study_outputs(study):
+    """Every final target of one study."""
+    where = results_dir(study)
+    models = study_models(study)
+    out = [
+        f"{where}/models.tsv",
+        f"{where}/trends.tsv",
+        *expand("{where}/figures/{figure}.{ext}", where=where, figure=FIGURES, ext=FORMATS),
+        *expand("{where}/figures/{figure}.{ext}", where=where, figure=run_figures(study),
+                ext=FORMATS),
+        *expand("{where}/figures/alpha_histogram/{set}.{ext}", where=where,
+                set=study_sets(study), ext=FORMATS),
+        *expand("{where}/figures/esd/{model}.{ext}", where=where, model=models.index,
+                ext=FORMATS),
+        *expand("{where}/figures/trajectory/{family}.{ext}", where=where,
+                family=trajectory_families(study), ext=FORMATS),
+        *expand("{where}/methods/{method}/models.tsv", where=where, method=run_methods(study)),
+    ]  # fmt: skip
+    if STUDIES[study].paper_comparison:
+        out += [
+            f"{where}/paper_comparison.tsv",
+            *expand("{where}/figures/paper_comparison.{ext}", where=where, ext=FORMATS),
+        ]
+    return out
 
 
 def all_outputs():
     """Every final target of the workflow (rule all)."""
-    out = [
-        "results/models.tsv",
-        "results/trends.tsv",
-        *expand("results/figures/{figure}.{ext}", figure=FIGURES, ext=FORMATS),
-        *expand("results/figures/{figure}.{ext}", figure=RUN_FIGURES, ext=FORMATS),
-        *expand("results/figures/alpha_histogram/{set}.{ext}", set=SETS, ext=FORMATS),
-        *expand("results/figures/esd/{model}.{ext}", model=MODELS.index, ext=FORMATS),
-        *expand("results/methods/{method}/models.tsv", method=RUN_METHODS),
-        "results/provenance.json",
-    ]
-    if config.get("paper_comparison"):
-        out += [
-            "results/paper_comparison.tsv",
-            *expand("results/figures/paper_comparison.{ext}", ext=FORMATS),
-        ]
-    return out
+    return [o for study in STUDIES for o in study_outputs(study)] + ["results/provenance.json"]
 
 
 def _weight_mb(wildcards):
@@ -185,8 +273,13 @@ def download_runtime(wildcards, attempt):
 def spectra_mem_mb(wildcards, attempt):
     """MB: 2 GB for the interpreter and torch plus 5 float32 copies' worth of the weights
     (the built model, the loaded state_dict, float64 copies of the largest layer and its
-    Gram matrix), times the attempt number."""
-    return math.ceil((2048 + 5 * _weight_mb(wildcards)) * attempt)
+    Gram matrix), times the attempt number. A source read tensor by tensor (no architecture
+    built: pytorchcv, hf) needs a quarter of the weights' float32 size beside 3 GB (the largest
+    tensor and its copies; benchmarks/bench_streaming.py)."""
+    row = WEIGHTS.loc[wildcards.weights]
+    if getattr(sources.get(row["source"]), "ARCHITECTURE", False):
+        return math.ceil((2048 + 5 * _weight_mb(wildcards)) * attempt)
+    return math.ceil((3072 + _weight_mb(wildcards) / 4) * attempt)
 
 
 def spectra_runtime(wildcards, attempt):

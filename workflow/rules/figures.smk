@@ -1,22 +1,27 @@
-# One rule per figure of the figure table (config figures): trends of top-1 on the metrics.
+# The figures of a study, all drawn from its saved tables (models.tsv, trends.tsv, spectra):
+# nothing is fitted again here.
+
+
+# One rule per figure of a study's figure table (its `figures`): trends on chosen metrics.
 rule trend_figure:
     input:
         unpack(figure_inputs),
     output:
         png=report(
-            "results/figures/{figure}.png",
+            "results/{study}/figures/{figure}.png",
             caption="../report/trend_figure.rst",
             category="Trends",
             labels=lambda wildcards: {
+                "study": wildcards.study,
                 "figure": wildcards.figure,
-                "set": FIGURE_TABLE.loc[wildcards.figure, "set"],
+                "set": FIGURE_TABLE.loc[(wildcards.study, wildcards.figure), "set"],
             },
         ),
-        pdf="results/figures/{figure}.pdf",
+        pdf="results/{study}/figures/{figure}.pdf",
     log:
-        "logs/trend_figure/{figure}.log",
+        "logs/trend_figure/{study}/{figure}.log",
     wildcard_constraints:
-        figure="|".join(re.escape(f) for f in FIGURE_TABLE.index) or "^$",
+        figure="|".join(re.escape(f) for f in FIGURE_TABLE["figure"]) or "^$",
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -24,71 +29,52 @@ rule trend_figure:
         mem_mb=analysis_mem_mb,
         runtime=analysis_runtime,
     params:
-        spec=lambda wildcards: FIGURE_TABLE.loc[wildcards.figure].to_dict(),
+        spec=lambda wildcards: FIGURE_TABLE.loc[(wildcards.study, wildcards.figure)].to_dict(),
+        study=study_params,
     script:
         "../../scripts/trend_figure.py"
 
 
+# The headline metric against the headline quality, one panel per family.
 rule families_figure:
     input:
-        models="results/models.tsv",
-        trends="results/trends.tsv",
+        models="results/{study}/models.tsv",
+        trends="results/{study}/trends.tsv",
     output:
         png=report(
-            "results/figures/families.png",
+            "results/{study}/figures/families.png",
             caption="../report/families.rst",
             category="Trends",
-            labels={"figure": "all families", "set": "all"},
+            labels={"study": "{study}", "figure": "all families"},
         ),
-        pdf="results/figures/families.pdf",
+        pdf="results/{study}/figures/families.pdf",
     log:
-        "logs/families_figure.log",
+        "logs/families_figure/{study}.log",
     conda:
         "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=analysis_mem_mb,
         runtime=analysis_runtime,
+    params:
+        study=study_params,
     script:
         "../../scripts/families_figure.py"
 
 
 rule metrics_comparison_figure:
     input:
-        trends="results/trends.tsv",
+        trends="results/{study}/trends.tsv",
     output:
         png=report(
-            "results/figures/metrics_comparison.png",
+            "results/{study}/figures/metrics_comparison.png",
             caption="../report/metrics_comparison.rst",
             category="Trends",
-            labels={"figure": "metric comparison", "set": "all"},
+            labels={"study": "{study}", "figure": "metric comparison"},
         ),
-        pdf="results/figures/metrics_comparison.pdf",
+        pdf="results/{study}/figures/metrics_comparison.pdf",
     log:
-        "logs/metrics_comparison_figure.log",
-    conda:
-        "../../envs/analysis.yaml"
-    threads: 1
-    resources:
-        mem_mb=analysis_mem_mb,
-        runtime=analysis_runtime,
-    script:
-        "../../scripts/metrics_comparison_figure.py"
-
-
-rule alpha_histogram:
-    input:
-        spectra=spectra_files(WEIGHTS),
-    output:
-        png=report(
-            "results/figures/alpha_histogram.png",
-            caption="../report/alpha_histogram.rst",
-            category="Spectra",
-            labels={"figure": "alpha histogram", "set": "all"},
-        ),
-        pdf="results/figures/alpha_histogram.pdf",
-    log:
-        "logs/alpha_histogram.log",
+        "logs/metrics_comparison_figure/{study}.log",
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -96,7 +82,34 @@ rule alpha_histogram:
         mem_mb=analysis_mem_mb,
         runtime=analysis_runtime,
     params:
-        title="every selected model",
+        study=study_params,
+    script:
+        "../../scripts/metrics_comparison_figure.py"
+
+
+rule alpha_histogram:
+    input:
+        spectra=lambda wildcards: spectra_files(
+            wildcards.study, study_models(wildcards.study).drop_duplicates("weights")
+        ),
+    output:
+        png=report(
+            "results/{study}/figures/alpha_histogram.png",
+            caption="../report/alpha_histogram.rst",
+            category="Spectra",
+            labels={"study": "{study}", "figure": "alpha histogram", "set": "all"},
+        ),
+        pdf="results/{study}/figures/alpha_histogram.pdf",
+    log:
+        "logs/alpha_histogram/{study}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=analysis_mem_mb,
+        runtime=analysis_runtime,
+    params:
+        title=lambda wildcards: f"study {wildcards.study}, every selected model",
     script:
         "../../scripts/alpha_histogram.py"
 
@@ -104,36 +117,41 @@ rule alpha_histogram:
 use rule alpha_histogram as set_alpha_histogram with:
     input:
         spectra=lambda wildcards: spectra_files(
-            MODELS[MODELS["set"] == wildcards.set].drop_duplicates("weights")
+            wildcards.study,
+            study_models(wildcards.study)
+            .query("set == @wildcards.set")
+            .drop_duplicates("weights"),
         ),
     output:
         png=report(
-            "results/figures/alpha_histogram/{set}.png",
+            "results/{study}/figures/alpha_histogram/{set}.png",
             caption="../report/alpha_histogram.rst",
             category="Spectra",
-            labels={"figure": "alpha histogram", "set": "{set}"},
+            labels={"study": "{study}", "figure": "alpha histogram", "set": "{set}"},
         ),
-        pdf="results/figures/alpha_histogram/{set}.pdf",
+        pdf="results/{study}/figures/alpha_histogram/{set}.pdf",
     log:
-        "logs/set_alpha_histogram/{set}.log",
+        "logs/set_alpha_histogram/{study}/{set}.log",
     params:
-        title=lambda wildcards: f"model set {wildcards.set}",
+        title=lambda wildcards: f"study {wildcards.study}, model set {wildcards.set}",
 
 
 rule esd_figure:
     input:
-        spectra=lambda wildcards: spectra_files(MODELS.loc[[wildcards.model]]),
+        spectra=lambda wildcards: spectra_files(
+            wildcards.study, MODELS.loc[[wildcards.model]]
+        ),
     output:
         png=report(
-            "results/figures/esd/{model}.png",
+            "results/{study}/figures/esd/{model}.png",
             caption="../report/esd.rst",
             category="Spectra",
             subcategory="ESD of the largest matrix",
-            labels={"model": "{model}"},
+            labels={"study": "{study}", "model": "{model}"},
         ),
-        pdf="results/figures/esd/{model}.pdf",
+        pdf="results/{study}/figures/esd/{model}.pdf",
     log:
-        "logs/esd_figure/{model}.log",
+        "logs/esd_figure/{study}/{model}.log",
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -142,3 +160,67 @@ rule esd_figure:
         runtime=analysis_runtime,
     script:
         "../../scripts/esd_figure.py"
+
+
+# Nat. Commun. 2021's "correlation flow": alpha by layer depth for the best and the worst model
+# (by the headline quality) of each family.
+rule correlation_flow_figure:
+    input:
+        models="results/{study}/models.tsv",
+        spectra=lambda wildcards: spectra_files(wildcards.study),
+    output:
+        png=report(
+            "results/{study}/figures/correlation_flow.png",
+            caption="../report/correlation_flow.rst",
+            category="Spectra",
+            labels={"study": "{study}", "figure": "correlation flow"},
+        ),
+        pdf="results/{study}/figures/correlation_flow.pdf",
+    log:
+        "logs/correlation_flow_figure/{study}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=analysis_mem_mb,
+        runtime=analysis_runtime,
+    params:
+        study=study_params,
+        models=lambda wildcards: study_models(wildcards.study)["model"].tolist(),
+    script:
+        "../../scripts/correlation_flow_figure.py"
+
+
+# A trajectory family (one model's training steps): the headline metric and the quality against
+# step, and alpha by layer against step as a heatmap.
+rule trajectory_figure:
+    input:
+        models="results/{study}/models.tsv",
+        trends="results/{study}/trends.tsv",
+        spectra=lambda wildcards: spectra_files(
+            wildcards.study,
+            study_models(wildcards.study).query("family == @wildcards.family"),
+        ),
+    output:
+        png=report(
+            "results/{study}/figures/trajectory/{family}.png",
+            caption="../report/trajectory.rst",
+            category="Trends",
+            labels={"study": "{study}", "figure": "trajectory {family}"},
+        ),
+        pdf="results/{study}/figures/trajectory/{family}.pdf",
+    log:
+        "logs/trajectory_figure/{study}/{family}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=analysis_mem_mb,
+        runtime=analysis_runtime,
+    params:
+        study=study_params,
+        models=lambda wildcards: study_models(wildcards.study)
+        .query("family == @wildcards.family")["model"]
+        .tolist(),
+    script:
+        "../../scripts/trajectory_figure.py"

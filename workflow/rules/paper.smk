@@ -6,21 +6,21 @@ rule paper_comparison:
         unpack(comparison_inputs),
     output:
         table=report(
-            "results/paper_comparison.tsv",
+            "results/{study}/paper_comparison.tsv",
             caption="../report/paper_comparison.rst",
             category="The paper, side by side",
             labels={"table": "printed against ours"},
         ),
-        methods="results/paper/alpha_hat_by_method.tsv",
+        methods="results/{study}/paper/alpha_hat_by_method.tsv",
         png=report(
-            "results/figures/paper_comparison.png",
+            "results/{study}/figures/paper_comparison.png",
             caption="../report/paper_comparison_figure.rst",
             category="The paper, side by side",
             labels={"table": "figure: ours against printed"},
         ),
-        pdf="results/figures/paper_comparison.pdf",
+        pdf="results/{study}/figures/paper_comparison.pdf",
     log:
-        "logs/paper_comparison.log",
+        "logs/paper_comparison/{study}.log",
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -28,9 +28,11 @@ rule paper_comparison:
         mem_mb=analysis_mem_mb,
         runtime=analysis_runtime,
     params:
-        methods=RUN_METHODS,
-        same_convention_methods=[
-            m for m in RUN_METHODS if METHODS[m]["convention"] == config["convention"]
+        methods=lambda wildcards: run_methods(wildcards.study),
+        same_convention_methods=lambda wildcards: [
+            m
+            for m in run_methods(wildcards.study)
+            if METHODS[m]["convention"] == config["convention"]
         ],
         convention=config["convention"],
     script:

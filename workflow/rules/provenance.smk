@@ -3,7 +3,7 @@
 rule provenance:
     input:
         weights=[weights_file(w) for w in WEIGHTS.index],
-        models="results/models.tsv",
+        models=[f"{results_dir(s)}/models.tsv" for s in STUDIES],
     output:
         report(
             "results/provenance.json",

@@ -2,9 +2,9 @@ rule model_spectra:
     input:
         weights=weights_input,
     output:
-        "results/spectra/{weights}.parquet",
+        "results/{study}/spectra/{weights}.parquet",
     log:
-        "logs/model_spectra/{weights}.log",
+        "logs/model_spectra/{study}/{weights}.log",
     # a failed job is retried with more memory and time (the resource functions scale with attempt)
     retries: 2
     conda:
@@ -29,9 +29,9 @@ rule model_spectra:
 # notebooks' TruncatedSVD eigenvalues), for the models of the sets that name it (set_methods).
 use rule model_spectra as method_spectra with:
     output:
-        "results/methods/{method}/spectra/{weights}.parquet",
+        "results/{study}/methods/{method}/spectra/{weights}.parquet",
     log:
-        "logs/method_spectra/{method}/{weights}.log",
+        "logs/method_spectra/{study}/{method}/{weights}.log",
     params:
         row=weights_params,
         options=method_options,

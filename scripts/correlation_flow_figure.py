@@ -1,0 +1,26 @@
+"""Rule correlation_flow_figure: α by layer depth for the best and the worst model of each
+family by its headline quality (Nat. Commun. 2021's "correlation flow"; htsr.plots)."""
+
+import pandas as pd
+
+from htsr import plots
+from htsr.provenance import job_log
+from htsr.studies import headline_functions
+
+smk = snakemake  # noqa: F821 - injected by Snakemake
+log = job_log(smk.log[0], "correlation_flow_figure")
+study = smk.params.study
+headline, higher_is_better = headline_functions(study)
+models = pd.read_csv(smk.input.models, sep="\t", keep_default_na=False, na_values=[""])
+columns = ["layer", "alpha", "status"]
+spectra = {
+    model: pd.read_parquet(path, columns=columns)
+    for model, path in zip(smk.params.models, smk.input.spectra, strict=True)
+}
+figure = plots.correlation_flow_figure(
+    models, spectra, headline=headline, higher_is_better=higher_is_better,
+    families=study["families"],
+    title=f"{study['name']}: correlation flow, α by layer depth for the best and worst model",
+)  # fmt: skip
+plots.save_figure(figure, [smk.output.png, smk.output.pdf])
+log.info("%d models' spectra read", len(spectra))

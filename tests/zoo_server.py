@@ -13,6 +13,11 @@ Two functions (used by the zoo tests and the pipeline's end-to-end test):
     * timm hub rows -> ``safetensors.torch.save_file`` as
       ``{root}/hf/{org}/{repo}/model.safetensors`` (the repository timm names, e.g.
       ``timm/mobilenetv2_050.lamb_in1k``).
+    * hf rows -> a small random language model of the row's ``model_id`` (a hub ``model_type``:
+      gpt2, gpt_neox, opt, bloom; ``tests/lm_states.py``) whose width is the ``hidden N`` of
+      its ``note`` (default 64), seeded by its revision, saved as the hub serves the row's
+      ``filename`` (one file, or an index and two shards) beside ``config.json``, in the
+      folder ``{root}/hf/{org}/{repo}/{revision}/`` (one folder per repository revision).
     * pytorchcv rows -> today's ``pytorchcv`` architecture (random init), ``torch.save`` as the
       store's ``{name}-{error}-{sha1[:8]}.pth`` (``error`` from the row's URL, ``sha1`` of *this*
       file), zipped like the store's release assets, as
@@ -29,11 +34,13 @@ Two functions (used by the zoo tests and the pipeline's end-to-end test):
     * ``GET /releases/download/{tag}/{file}.pth.zip``: OSMR store zips (pass the base URL as
       ``pytorchcv_base_url``, it replaces ``https://github.com/osmr/imgclsmob``);
     * ``GET /api/models/{org}/{repo}[/revision/{rev}]``: the hub's model-info JSON, with each
-      file's LFS ``sha256`` and ``size`` and the commit ``sha``;
+      file's LFS ``sha256`` and ``size`` (weights files) or git ``blobId`` and ``size`` (small
+      files: ``config.json``, shard indexes) and the commit ``sha``;
     * ``HEAD|GET /{org}/{repo}/resolve/{rev}/{file}``: the file, with the headers
-      ``huggingface_hub`` reads (``X-Repo-Commit``, ``ETag``/``X-Linked-Etag`` = sha256,
-      ``X-Linked-Size``, ``Content-Length``) and no Xet headers, so it downloads over plain HTTP.
-      ``rev`` is ``main`` or the repository's commit (a fixed fake hash).
+      ``huggingface_hub`` reads (``X-Repo-Commit``, ``ETag``/``X-Linked-Etag`` = sha256 or the
+      blob id, ``X-Linked-Size``, ``Content-Length``) and no Xet headers, so it downloads over
+      plain HTTP. ``rev`` is ``main`` (timm repositories), a revision folder's name (hf
+      repositories: ``step143000``, ``main``) or the revision's commit (a fake hash).
 
     ``faults`` maps a model key (or a request path) to a fault; the dict is read on every
     request, so a test can change it while the server runs (e.g. ``faults.clear()`` to "fix" the
@@ -81,6 +88,23 @@ def _rows(rows: pd.DataFrame | list[Mapping[str, Any]]) -> list[Mapping[str, Any
     return list(rows)
 
 
+def _hf_folder(row: Mapping[str, Any], root: Path) -> Path:
+    """A random language model of the row's architecture, saved as the hub serves it."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from lm_states import lm_state, save_hub_folder
+
+    revision = zoo._cell(row, "revision") or "main"
+    folder = root / "hf" / zoo._cell(row, "repo") / revision
+    if not folder.is_dir():
+        match = re.search(r"hidden (\d+)", zoo._cell(row, "note"))
+        seed = int(hashlib.sha1(f"{row['repo']}@{revision}".encode()).hexdigest()[:8], 16)
+        state, config = lm_state(str(row["model_id"]), int(match[1]) if match else 64, seed=seed)
+        save_hub_folder(folder, state, config, zoo._cell(row, "filename"))
+    return folder
+
+
 def _is_hub_row(row: Mapping[str, Any]) -> bool:
     return row["source"] == "timm" and not zoo._cell(row, "url")
 
@@ -116,6 +140,9 @@ def make_weight_files(
     root = Path(root)
     files: dict[str, Path] = {}
     for row in _rows(rows):
+        if row["source"] == "hf":
+            files[str(row["model"])] = _hf_folder(row, root)
+            continue
         torch.manual_seed(0)
         state = {k: v.contiguous() for k, v in zoo.build_model(row).state_dict().items()}
         if row["source"] == "pytorchcv":
@@ -141,7 +168,8 @@ def make_weight_files(
 def served_table(
     rows: pd.DataFrame | list[Mapping[str, Any]], files: Mapping[str, Path]
 ) -> pd.DataFrame:
-    """Copy of ``rows`` with torch.hub-style rows' ``url`` set to their served file's name."""
+    """Copy of ``rows`` with torch.hub-style rows' ``url`` set to their served file's name (hf
+    rows are served under their own repository and revision: unchanged)."""
     table = pd.DataFrame([dict(r) for r in _rows(rows)])
     if "url" not in table.columns:
         table["url"] = ""
@@ -149,6 +177,8 @@ def served_table(
         table["sha1"] = ""
     for i, row in table.iterrows():
         path = files[str(row["model"])]
+        if path.is_dir():
+            continue
         if path.parent.name == "models":
             table.at[i, "url"] = path.name
         elif path.name.endswith(".pth.zip"):
@@ -172,10 +202,18 @@ class _Zoo:
         self.plain: dict[str, tuple[str, Path]] = {}  # file name -> (model, path)
         self.releases: dict[str, tuple[str, Path]] = {}  # releases/download/tag/file -> ...
         self.repos: dict[str, dict[str, Any]] = {}  # repo id -> model, path, sha256, commit
+        # hf repo id -> {revision or commit -> {"model", "commit", "dir"}}
+        self.snapshots: dict[str, dict[str, dict[str, Any]]] = {}
         self.errored: set[str] = set()
         for model, path in files.items():
             path = Path(path)
-            if path.parent.name == "models":
+            if path.is_dir():
+                repo_id, rev = f"{path.parent.parent.name}/{path.parent.name}", path.name
+                revs = self.snapshots.setdefault(repo_id, {})
+                if rev not in revs:
+                    commit = hashlib.sha1(f"{repo_id}@{rev}".encode()).hexdigest()
+                    revs[rev] = revs[commit] = {"model": model, "commit": commit, "dir": path}
+            elif path.parent.name == "models":
                 self.plain[path.name] = (model, path)
             elif path.name.endswith(".pth.zip"):
                 self.releases[f"releases/download/{path.parent.name}/{path.name}"] = (model, path)
@@ -246,6 +284,8 @@ def _handler(state: _Zoo) -> type[BaseHTTPRequestHandler]:
                 repo_id, rev = "/".join(parts[2:4]), parts[5] if len(parts) > 5 else "main"
             else:  # {org}/{repo}/resolve/{rev}/{file}
                 repo_id, rev = "/".join(parts[:2]), parts[3]
+            if repo_id in state.snapshots:
+                return self._snapshot(parts, repo_id, rev)
             repo = state.repos.get(repo_id)
             if repo is None:
                 self._record(404, "")
@@ -288,6 +328,47 @@ def _handler(state: _Zoo) -> type[BaseHTTPRequestHandler]:
                 "X-Linked-Size": str(size),
             }
             self._file(model, repo["path"], headers)
+
+        def _snapshot(self, parts: list[str], repo_id: str, rev: str) -> None:
+            snap = state.snapshots[repo_id].get(rev)
+            if snap is None:
+                self._record(404, "")
+                return self._send(404, b"no such revision", {"X-Error-Code": "RevisionNotFound"})
+            model, folder = snap["model"], snap["dir"]
+            if state.fault(model, self.path) == "error":
+                self._record(500, model)
+                return self._send(500, b"injected server error")
+            files = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*"))
+                     if p.is_file()}  # fmt: skip
+
+            def describe(path: Path) -> dict[str, Any]:
+                data = path.read_bytes()
+                blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+                info: dict[str, Any] = {"size": len(data), "blobId": blob}
+                if path.suffix in (".safetensors", ".bin"):
+                    info["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
+                                   "pointerSize": 135}  # fmt: skip
+                return info
+
+            if parts[0] == "api":
+                siblings = [{"rfilename": n, **describe(p)} for n, p in files.items()]
+                info = {"id": repo_id, "modelId": repo_id, "sha": snap["commit"],
+                        "private": False, "siblings": siblings}  # fmt: skip
+                self._record(200, model)
+                return self._send(
+                    200, json.dumps(info).encode(), {"Content-Type": "application/json"}
+                )
+            name = "/".join(parts[4:])
+            if name not in files:
+                self._record(404, model)
+                headers = {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": snap["commit"]}
+                return self._send(404, b"entry not found", headers)
+            desc = describe(files[name])
+            etag = desc["lfs"]["sha256"] if "lfs" in desc else desc["blobId"]
+            headers = {"X-Repo-Commit": snap["commit"], "ETag": f'"{etag}"'}
+            if "lfs" in desc:
+                headers |= {"X-Linked-Etag": f'"{etag}"', "X-Linked-Size": str(desc["size"])}
+            self._file(model, files[name], headers)
 
         def _route(self) -> None:
             path = self.path.split("?", 1)[0]

@@ -133,9 +133,12 @@ HUB_WEIGHT_FILES = (
 class TensorStore(Mapping[str, torch.Tensor]):
     """A read-only name → tensor mapping over one or several checkpoint files (shards).
 
-    Keys come in file order (shard by shard); ``store[key]`` reads that tensor from its file
-    when asked, and nothing is kept: iterating ``store.items()`` holds one tensor at a time
-    (plus, for ``.bin`` shards, the memory map of the open shard). ``config`` is the
+    Keys come in the checkpoint's order: for ``.bin``/``.pth`` shards the order they were saved
+    in (the modules' order), shard by shard; safetensors files do not keep an order (the format
+    sorts its keys), so theirs are put in natural order (``layers.2`` before ``layers.10``),
+    output heads last, the same for one file or several shards. ``store[key]`` reads that
+    tensor from its file when asked, and nothing is kept: iterating ``store.items()`` holds one
+    tensor at a time (plus the memory map of the open ``.bin`` shard). ``config`` is the
     checkpoint's ``config.json`` ({} when there is none). Build one with
     :func:`open_checkpoint`.
     """
@@ -147,11 +150,15 @@ class TensorStore(Mapping[str, torch.Tensor]):
         self.name = name or str(self.files[0])
         self._where: dict[str, int] = {}
         self._open: tuple[int, Any] | None = None
+        self._safe: dict[int, Any] = {}
         for i, path in enumerate(self.files):
             for key in self._keys(i, path):
                 self._where.setdefault(key, i)
         if not self._where:
             raise CheckpointError(f"{self.name}: contains no tensors")
+        self._order = list(self._where)
+        if all(f.suffix.lower() in SAFETENSORS_SUFFIXES for f in self.files):
+            self._order.sort(key=_natural_key)
 
     def _keys(self, i: int, path: Path) -> list[str]:
         if not path.is_file():
@@ -161,19 +168,24 @@ class TensorStore(Mapping[str, torch.Tensor]):
         return list(self._handle(i))
 
     def _handle(self, i: int) -> Any:
-        """The open file ``i``: a ``safe_open`` handle or a memory-mapped state_dict."""
+        """The open file ``i``: a ``safe_open`` handle (kept: a memory map) or a memory-mapped
+        state_dict (one ``.bin`` shard open at a time)."""
+        path = self.files[i]
+        if path.suffix.lower() in SAFETENSORS_SUFFIXES:
+            if i not in self._safe:
+                from safetensors import SafetensorError, safe_open
+
+                try:
+                    self._safe[i] = safe_open(str(path), framework="pt", device="cpu")
+                except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+                    raise CheckpointError(
+                        f"{path}: not a readable safetensors file ({exc})"
+                    ) from exc
+            return self._safe[i]
         if self._open is not None and self._open[0] == i:
             return self._open[1]
         self._open = None  # release the previous shard before opening the next
-        path = self.files[i]
-        if path.suffix.lower() in SAFETENSORS_SUFFIXES:
-            from safetensors import SafetensorError, safe_open
-
-            try:
-                handle: Any = safe_open(str(path), framework="pt", device="cpu")
-            except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
-                raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
-        elif path.suffix.lower() in TORCH_SUFFIXES:
+        if path.suffix.lower() in TORCH_SUFFIXES:
             handle = _tensor_dict(_torch_load(path, path, mmap=True), path)
         else:
             raise CheckpointError(
@@ -193,14 +205,23 @@ class TensorStore(Mapping[str, torch.Tensor]):
             raise CheckpointError(f"{self.files[i]}: tensor {key!r} unreadable ({exc})") from exc
 
     def __iter__(self) -> Iterator[str]:
-        # shard by shard, so that one file is open at a time
-        return iter(sorted(self._where, key=lambda k: self._where[k]))
+        return iter(self._order)
 
     def __len__(self) -> int:
         return len(self._where)
 
     def __repr__(self) -> str:
         return f"TensorStore({self.name!r}, {len(self)} tensors in {len(self.files)} file(s))"
+
+
+_HEADS = ("lm_head", "embed_out")
+
+
+def _natural_key(key: str) -> tuple[Any, ...]:
+    """Sort key: output heads last, then numbers as numbers (``h.2`` before ``h.10``)."""
+    parts = re.split(r"(\d+)", key)
+    head = any(p in _HEADS for p in key.split("."))
+    return (head, *((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts))
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 ::
 
-    htsr analyze MODEL.pth -o table.tsv [--convention paper|ww] [--dtype float32|float64]
+    htsr analyze MODEL.pth|FOLDER|hf://OWNER/REPO[@REV] -o table.tsv [--convention paper|ww]
+                 [--dtype float32|float64]
                  [--device cpu|cuda] [--min-dim N] [--fit truncated|untruncated|ww]
                  [--include-embeddings] [--progress]
     htsr summarize table.tsv [table2.tsv ...]
@@ -56,11 +57,18 @@ def _require_some(name: str, table: pd.DataFrame) -> None:
         )
 
 
+CHECKPOINT_HELP = (
+    "a .pth/.pt/.bin state_dict or .safetensors file, a folder in the Hugging Face hub's layout"
+    " (one weights file or a shard index and its shards, beside config.json), or"
+    " hf://OWNER/REPO[@REVISION] (downloaded and verified; $HF_ENDPOINT, cache $HTSR_CACHE)"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="htsr", description="Heavy-tailed spectral metrics.")
     sub = p.add_subparsers(dest="command", required=True)
     a = sub.add_parser("analyze", help="per-matrix spectra and metrics of a checkpoint")
-    a.add_argument("checkpoint", help=".pth/.pt state_dict or .safetensors file")
+    a.add_argument("checkpoint", help=CHECKPOINT_HELP)
     a.add_argument("-o", "--output", required=True, help="TSV file to write")
     a.add_argument("--convention", choices=("paper", "ww", "ww2020"), default="paper")
     a.add_argument(
@@ -82,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser(
         "predict", help="predict a checkpoint's quality from its family's trend, with a 95%% PI"
     )
-    r.add_argument("checkpoint", help=".pth/.pt state_dict or .safetensors file")
+    r.add_argument("checkpoint", help=CHECKPOINT_HELP)
     r.add_argument("--models", required=True, help="a models table (results/models.tsv)")
     r.add_argument("--family", required=True, help="the family whose trend predicts")
     r.add_argument("--set", default=None, help="the model set, if the family is in several")
@@ -90,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--quality", default="top1")
     r.add_argument("--json", action="store_true", help="print one JSON object")
     e = sub.add_parser("esd", help="the log-log ESD of a layer's matrix with its power-law fit")
-    e.add_argument("checkpoint", help=".pth/.pt state_dict or .safetensors file")
+    e.add_argument("checkpoint", help=CHECKPOINT_HELP)
     which = e.add_mutually_exclusive_group(required=True)
     which.add_argument("--layer", help="the layer's name, as in the analyze table")
     which.add_argument("--all", action="store_true", help="every matrix, one page each (PDF)")
@@ -305,7 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, OSError, TypeError) as exc:  # CheckpointError is a ValueError
+    except (ValueError, OSError, TypeError, RuntimeError) as exc:  # CheckpointError: ValueError;
+        # DownloadError (an hf:// address that cannot be fetched or verified): RuntimeError
         msg = " ".join(str(exc).split())
         print(f"htsr: error: {msg}", file=sys.stderr)
         return 2

@@ -295,7 +295,9 @@ def test_row_can_point_at_a_local_checkpoint(zoo_files, tmp_path: Path) -> None:
 
 
 def test_torchvision_files_load_through_torchvision_own_pretrained_path(tmp_path: Path) -> None:
-    table = zoo.read_model_table(ROOT / "config" / "studies" / "imagenet.tsv").set_index("model", drop=False)
+    table = zoo.read_model_table(ROOT / "config" / "studies" / "imagenet.tsv").set_index(
+        "model", drop=False
+    )
     row = table.loc["densenet121"]
     state = zoo.build_model(row).state_dict()
     # torchvision's DenseNet files predate num_batches_tracked and use legacy names ("norm.1"),

@@ -17,7 +17,10 @@ from htsr import checkpoints, download, osmr, zoo
 from htsr.spectra import layer_matrices, layers_from_module, layers_from_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = [ROOT / "config" / "studies" / "imagenet.tsv", ROOT / "config" / "studies" / "imagenet_paper.tsv"]
+TABLES = [
+    ROOT / "config" / "studies" / "imagenet.tsv",
+    ROOT / "config" / "studies" / "imagenet_paper.tsv",
+]
 FAST: dict[str, Any] = {"retries": 2, "backoff_s": 0.01}
 #: one model per OSMR family of the papers' sets (small members, so the test stays quick)
 FAMILY_MODELS = [

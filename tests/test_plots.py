@@ -67,7 +67,9 @@ def _save_and_check(fig: Figure, tmp_path: Path, name: str) -> None:
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
-FIGURE_TABLE = pd.read_csv(ROOT / "config" / "figures.tsv", sep="\t", dtype=str).set_index("figure")
+FIGURE_TABLE = pd.read_csv(
+    ROOT / "config" / "studies" / "imagenet_figures.tsv", sep="\t", dtype=str
+).set_index("figure")
 
 
 def _figure(name: str, models: pd.DataFrame, table: pd.DataFrame | None = None) -> Figure:
@@ -129,7 +131,7 @@ def test_trend_figure_reads_the_saved_fit(models: pd.DataFrame) -> None:
     doctored.loc[hit, ["r2", "rmse", "kendall_tau"]] = [0.123, 9.87, -0.456]
     fig = _figure("vgg", models, doctored)
     stats = fig.axes[1].texts[0].get_text()
-    assert "VGG: R² = 0.12, RMSE = 9.87 pp, τ = -0.46" in stats
+    assert "VGG: R² = 0.12, RMSE = 9.87 pp (n=4)\nτ = -0.46" in stats
 
 
 def test_panels_parse_groups_and_metrics() -> None:
@@ -182,7 +184,9 @@ def test_families_figure_draws_families_with_three_models(models: pd.DataFrame) 
 @pytest.fixture(scope="module")
 def core_models() -> pd.DataFrame:
     """The core set of config/studies/imagenet.tsv with seeded metrics (α̂ falls with top-1, plus noise)."""
-    table = zoo.select_models(zoo.read_model_table(ROOT / "config" / "studies" / "imagenet.tsv"), "core")
+    table = zoo.select_models(
+        zoo.read_model_table(ROOT / "config" / "studies" / "imagenet.tsv"), "core"
+    )
     rng = np.random.default_rng(0)
     n, top1 = len(table), table["top1"].to_numpy(float)
     return table.assign(

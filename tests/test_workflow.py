@@ -396,7 +396,9 @@ def test_default_dry_run_plans_every_model_of_both_papers(tmp_path: Path) -> Non
 
 def test_core_dry_run_plans_one_job_per_core_model(tmp_path: Path) -> None:
     counts, _ = _dry_run(tmp_path, "--quiet", "rules", "--config", "model_set=core")
-    core = zoo.select_models(zoo.read_model_table(ROOT / "config" / "studies" / "imagenet.tsv"), "core")
+    core = zoo.select_models(
+        zoo.read_model_table(ROOT / "config" / "studies" / "imagenet.tsv"), "core"
+    )
     assert len(core) == 69
     assert counts["download_weights"] == 69
     assert counts["model_spectra"] == 69
@@ -419,7 +421,9 @@ def test_bad_selection_stops_before_any_job(tmp_path: Path) -> None:
 
 def test_bad_model_table_stops_before_any_job_naming_the_row(tmp_path: Path) -> None:
     (tmp_path / "config").symlink_to(TEST_CONFIG)
-    table = pd.read_csv(TEST_CONFIG / "studies" / "imagenet.tsv", sep="\t", dtype=str, keep_default_na=False)
+    table = pd.read_csv(
+        TEST_CONFIG / "studies" / "imagenet.tsv", sep="\t", dtype=str, keep_default_na=False
+    )
     table.loc[1, "top1"] = ""  # line 3: missing accuracy
     table = pd.concat([table, table.iloc[[0]]])  # last line: duplicate key
     table.to_csv(tmp_path / "bad.tsv", sep="\t", index=False)

@@ -201,6 +201,8 @@ def compare_trends(
             continue
         tr = trends[method]
         tr = tr[tr["set"].astype(str) == spec.set] if "set" in tr.columns else tr
+        # the papers regressed top-1 accuracy (or its error): our fits of top1
+        tr = tr[tr["quality"] == "top1"] if "quality" in tr.columns else tr
         variants = [(method, tr)]
         for family, pairs in spec.relabel.items():
             mod = models[method]

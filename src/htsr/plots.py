@@ -293,9 +293,10 @@ def draw_trend_panel(
             interval = ""
             if np.isfinite(float(fit.get("kendall_tau_low", np.nan))):
                 interval = f" [{fit['kendall_tau_low']:.2f}, {fit['kendall_tau_high']:.2f}]"
+            n = int(fit["n"])
             notes.append(
-                f"{family}: R² = {fit['r2']:.2f}, RMSE = {fit['rmse']:.3g}{unit},"
-                f" τ = {fit['kendall_tau']:.2f}{interval} (n={int(fit['n'])})"
+                f"{family}: R² = {fit['r2']:.2f}, RMSE = {fit['rmse']:.3g}{unit} (n={n})"
+                f"\nτ = {fit['kendall_tau']:.2f}{interval and f', 95% interval{interval}'}"
             )
         else:
             notes.append(f"{family}: n={int(fit['n'])}, no fit ({fit['status']})")
@@ -872,12 +873,14 @@ def trajectory_figure(
         ax.grid(alpha=0.3, which="both")
         if i == 1:
             ax.set_xlabel("training step (log scale; step 0 drawn at 0.5)")
+    stats = ""
     if trend is not None and trend.get("status") == "ok":
-        fig.axes[0].set_title(
-            f"{name} on {METRIC_SHORT.get(metric, metric)} across steps: R² = {trend['r2']:.2f},"
-            f" τ = {trend['kendall_tau']:.2f} [{trend['kendall_tau_low']:.2f},"
-            f" {trend['kendall_tau_high']:.2f}], p = {trend['kendall_p']:.2g}", fontsize=9,
-        )  # fmt: skip
+        stats = (
+            f"\n{name} regressed on {METRIC_SHORT.get(metric, metric)} across the steps:"
+            f" R² = {trend['r2']:.2f}, τ = {trend['kendall_tau']:.2f}"
+            f" [{trend['kendall_tau_low']:.2f}, {trend['kendall_tau_high']:.2f}],"
+            f" p = {trend['kendall_p']:.2g} (n = {int(trend['n'])})"
+        )
     ax = fig.add_subplot(grid[:, 1])
     pairs = [(int(st), m) for st, m in zip(steps, rows["model"], strict=True) if m in spectra]
     table = pd.DataFrame({st: layer_alpha(spectra[m]).set_index("layer")["alpha"]
@@ -895,5 +898,5 @@ def trajectory_figure(
     ax.set_title("α per layer (mean over its matrices; clipped to [1, 8]; blank: no fit)",
                  fontsize=10)  # fmt: skip
     fig.colorbar(image, ax=ax, label="power-law exponent α")
-    fig.suptitle(f"Training trajectory of {family}: {len(rows)} checkpoints")
+    fig.suptitle(f"Training trajectory of {family}: {len(rows)} checkpoints{stats}", fontsize=11)
     return fig

@@ -249,7 +249,8 @@ def family_trends(
     alone, and the ``set`` column then lists the sets joined by '+'). ``models`` needs a
     ``family`` column, the quality columns and the metric columns (a missing metric counts as
     all-NaN; a missing ``set`` as one set ''). Returns one row per (group, quality, metric) with
-    :data:`TREND_COLUMNS`, groups in order of first appearance. ``loo_rmse`` is the
+    :data:`TREND_COLUMNS`, groups in order of first appearance; a group without any value of a
+    quality (a family not evaluated on that benchmark) has no rows for it. ``loo_rmse`` is the
     leave-one-out prediction error (:func:`htsr.predict.loo_rmse`, units of the regressed
     quality), NaN for fewer than 4 models. ``n_boot`` > 0 adds the bootstrap interval of τ.
     """
@@ -265,6 +266,8 @@ def family_trends(
         set_name = "+".join(dict.fromkeys(group["set"].astype(str)))
         for q in specs:
             ys = quality_values(group[q.name], q.transform)
+            if quality is not None and not np.isfinite(ys).any():
+                continue  # the family was not evaluated on this quality (GPT-2's on PIQA)
             for metric in metrics:
                 x = group[metric] if metric in group.columns else pd.Series(np.nan, group.index)
                 xs = x.to_numpy(float)

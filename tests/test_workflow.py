@@ -1,13 +1,16 @@
-"""The Snakemake pipeline end to end, offline, on the small .test configuration.
+"""The Snakemake pipeline end to end, offline, on the small two-study .test configuration.
 
-Random-init weights of seven tiny models are served from a loopback HTTP server
-(tests/zoo_server.py), so the real download rule runs: one torchvision file and one OSMR store
-zip (built from today's pytorchcv architecture) arrive corrupt (the first run fails naming them;
-once the server is fixed a rerun fetches them again and succeeds) and one answers HTTP 500 once
-(the download's retry gets it). Then the whole DAG runs with `snakemake --cores 2` and the
-outputs are checked for content, the paper comparison against a small printed-cells fixture.
-Also: lint, snakefmt, the default dry-run's job counts (every model of the papers' sets), and a
-SIGKILLed model_spectra job that leaves nothing Snakemake takes as complete.
+Random-init weights are served from a loopback HTTP server (tests/zoo_server.py), so the real
+download rule runs: seven tiny ImageNet models (study imagenet) and nine tiny language models
+with Pythia's and GPT-2's key names from the hf source (study nlp: .bin files, a sharded .bin
+and a sharded safetensors checkpoint, rows at revisions stepN, one checkpoint shared by two
+rows). One torchvision file and one OSMR store zip arrive corrupt (the first run fails naming
+them; once the server is fixed a rerun fetches them again and succeeds), one timm file and one
+hub snapshot answer HTTP 500 once (the download's retry gets them). Then the whole DAG runs with
+`snakemake --cores 2` and the outputs of both studies are checked for content, the paper
+comparison against a small printed-cells fixture. Also: lint, snakefmt, the default and NLP
+dry-runs' job counts, and a SIGKILLed model_spectra job that leaves nothing Snakemake takes as
+complete.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from PIL import Image
 
 from htsr import zoo
 from htsr.provenance import sha256_file
-from htsr.trends import METRICS, TREND_COLUMNS
+from htsr.trends import METRICS, TREND_COLUMNS, fit_trend
 
 sys.path.insert(0, str(Path(__file__).parent))
 from zoo_server import make_weight_files, serve_zoo, served_table  # noqa: E402
@@ -42,17 +45,27 @@ TEST_CONFIG = ROOT / ".test" / "config"
 CORRUPT = "shufflenet_v2_x0_5"  # its file arrives with a flipped byte in the first run
 CORRUPT_ZIP = "osmr.shufflenet_g1_wd2"  # its store zip arrives damaged in the first run
 FLAKY = "mobilenetv2_050.lamb_in1k"  # its hub download answers HTTP 500 once
+FLAKY_HF = "pythia-160m"  # the first GET of its snapshot answers HTTP 500
 KILLED = "shufflenet_v2_x1_5"
-#: the run-wide figures, the figure table's (.test/config/studies/imagenet_figures.tsv), one histogram per set
-FIGURES = (
-    "families", "alpha_histogram", "metrics_comparison", "paper_comparison",
-    "shufflenet", "osmr_tsvd", "shufflenet_ww2020",
-    "alpha_histogram/core", "alpha_histogram/osmr_test",
-)  # fmt: skip
+#: each study's figures: its own, its figure table's (.test/config/studies/imagenet_figures.tsv),
+#: one histogram per set, a trajectory figure per trajectory family
+FIGURES = {
+    "imagenet": (
+        "families", "alpha_histogram", "metrics_comparison", "correlation_flow",
+        "paper_comparison", "shufflenet", "osmr_tsvd", "shufflenet_ww2020",
+        "alpha_histogram/core", "alpha_histogram/osmr_test",
+    ),
+    "nlp": (
+        "families", "alpha_histogram", "metrics_comparison", "correlation_flow",
+        "alpha_histogram/core", "trajectory/pythia-410m-trajectory",
+    ),
+}  # fmt: skip
 MODEL_COLUMNS = [
-    "model", "set", "family", "label", "source", "top1", "top5", *METRICS, "n_matrices",
-    "convention", "evals",
+    "model", "set", "family", "label", "source", "top1", "top5", "weights", "step", *METRICS,
+    "n_matrices", "convention", "evals",
 ]  # fmt: skip
+NLP_QUALITY = ["lambada_openai_acc", "lambada_openai_ppl", "piqa_acc", "lambada_acc",
+               "wikitext2_ppl"]  # fmt: skip
 
 pytestmark = pytest.mark.slow
 
@@ -80,6 +93,7 @@ def snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.Com
 class Pipeline:
     workdir: Path
     models: pd.DataFrame
+    nlp: pd.DataFrame
     failed_run: subprocess.CompletedProcess
     failed_log: str
     done_in_failed_run: set[str]
@@ -97,13 +111,19 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     shutil.copytree(TEST_CONFIG, workdir / "config")
     rows = zoo.read_model_table(TEST_CONFIG / "studies" / "imagenet.tsv")
     files = make_weight_files(rows, tmp / "served")
-    served_table(rows, files).to_csv(workdir / "config" / "models.tsv", sep="\t", index=False)
-    faults = {CORRUPT: "corrupt", CORRUPT_ZIP: "corrupt", FLAKY: "error_once"}
+    table = workdir / "config" / "studies" / "imagenet.tsv"
+    served_table(rows, files).to_csv(table, sep="\t", index=False)
+    nlp = pd.read_csv(TEST_CONFIG / "studies" / "nlp.tsv", sep="\t", dtype=str,
+                      keep_default_na=False)  # fmt: skip
+    files.update(make_weight_files(nlp.to_dict("records"), tmp / "served"))
+    faults = {CORRUPT: "corrupt", CORRUPT_ZIP: "corrupt", FLAKY: "error_once",
+              FLAKY_HF: "error_once"}  # fmt: skip
     start = time.perf_counter()
     with serve_zoo(files, faults=faults) as base:
         urls = [f"torchvision_url={base}", f"hf_endpoint={base}", f"pytorchcv_url={base}"]
         failed = snakemake(workdir, "--cores", "2", "--keep-going", "--config", *urls)
-        done = {p.stem for p in (workdir / "results" / "spectra").glob("*.parquet")}
+        spectra = workdir / "results" / "imagenet" / "spectra"
+        done = {p.stem for p in spectra.glob("*.parquet")}
         weights = {p.name for p in (workdir / "resources" / "weights").iterdir()}
         logs = workdir / "logs" / "download_weights"
         failed_log = (logs / f"{CORRUPT}.pth.log").read_text()
@@ -114,7 +134,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
         requests = list(base.requests)
     wall = time.perf_counter() - start
     print(f"\nend-to-end pipeline wall time (both runs): {wall:.1f} s")
-    yield Pipeline(workdir, rows, failed, failed_log, done, weights, rerun, requests, wall)
+    yield Pipeline(workdir, rows, nlp, failed, failed_log, done, weights, rerun, requests, wall)
 
 
 def test_corrupt_download_fails_naming_the_model(pipeline: Pipeline) -> None:
@@ -136,10 +156,19 @@ def test_rerun_after_fixing_the_server_succeeds(pipeline: Pipeline) -> None:
     assert pipeline.rerun.returncode == 0, pipeline.rerun.stderr[-4000:]
     # the rerun downloaded only what was missing: the corrupt model, nothing else again
     bodies = [r for r in pipeline.requests if r[0] == "GET" and r[2] == 200 and _is_file(r[1])]
-    per_model = pd.Series([r[3] for r in bodies]).value_counts()
+    imagenet = set(pipeline.models["model"])
+    per_model = pd.Series([r[3] for r in bodies if r[3] in imagenet]).value_counts()
     assert per_model[CORRUPT] == 2 and per_model[CORRUPT_ZIP] == 2  # corrupt once, good once
     assert (per_model.drop([CORRUPT, CORRUPT_ZIP]) == 1).all(), per_model
-    assert set(per_model.index) == set(pipeline.models["model"])
+    assert set(per_model.index) == imagenet
+    # each file of each hub snapshot was fetched once, in the first run
+    hub = [r[1].split("?")[0] for r in bodies if r[3] not in imagenet]
+    assert len(hub) == len(set(hub)) and len(hub) > 0, hub
+    for folder in {w for w in pipeline.nlp["weights"]}:
+        manifest = json.loads((pipeline.workdir / "resources" / "weights" / f"{folder}.hf.json")
+                              .read_text())  # fmt: skip
+        for name in manifest["files"]:
+            assert sum(p.endswith(f"/{manifest['commit']}/{name}") for p in hub) == 1, name
 
 
 def _is_file(path: str) -> bool:
@@ -148,18 +177,23 @@ def _is_file(path: str) -> bool:
 
 
 def test_server_error_is_retried(pipeline: Pipeline) -> None:
-    flaky = [r for r in pipeline.requests if r[3] == FLAKY and r[0] == "GET" and _is_file(r[1])]
-    assert 500 in [r[2] for r in flaky] and flaky[-1][2] == 200, flaky
-    assert (pipeline.workdir / "resources" / "weights" / f"{FLAKY}.safetensors").is_file()
+    for model, name in ((FLAKY, f"{FLAKY}.safetensors"),
+                        (FLAKY_HF, "pythia-160m.step143000.hf.json")):  # fmt: skip
+        flaky = [r for r in pipeline.requests if r[3] == model and r[0] == "GET" and _is_file(r[1])]
+        assert 500 in [r[2] for r in flaky] and flaky[-1][2] == 200, flaky
+        assert (pipeline.workdir / "resources" / "weights" / name).is_file()
 
 
 def test_spectra_tables(pipeline: Pipeline) -> None:
-    for row in pipeline.models.itertuples():
-        table = pd.read_parquet(pipeline.workdir / "results" / "spectra" / f"{row.model}.parquet")
+    results = pipeline.workdir / "results"
+    rows = [("imagenet", r.weights, r.model) for r in pipeline.models.itertuples()]
+    rows += [("nlp", r.weights, r.model) for r in pipeline.nlp.itertuples()]
+    for study, weights, model in rows:
+        table = pd.read_parquet(results / study / "spectra" / f"{weights}.parquet")
         assert len(table) > 0
         assert {"layer", "N", "M", "alpha", "status", "evals"} <= set(table.columns)
         ok = table[table["status"] == "ok"]
-        assert len(ok) > 0, row.model
+        assert len(ok) > 0, model
         assert np.isfinite(ok[["alpha", "alpha_weighted", "log_norm"]].to_numpy(float)).all()
         lengths = table["evals"].map(len)
         assert (lengths == table["num_evals"]).all()
@@ -168,7 +202,7 @@ def test_spectra_tables(pipeline: Pipeline) -> None:
 
 
 def test_models_and_trends_tables(pipeline: Pipeline) -> None:
-    results = pipeline.workdir / "results"
+    results = pipeline.workdir / "results" / "imagenet"
     models = pd.read_csv(results / "models.tsv", sep="\t")
     assert list(models.columns) == MODEL_COLUMNS
     assert sorted(models["model"]) == sorted(pipeline.models["model"])
@@ -183,8 +217,10 @@ def test_models_and_trends_tables(pipeline: Pipeline) -> None:
 
     trends = pd.read_csv(results / "trends.tsv", sep="\t")
     assert list(trends.columns) == list(TREND_COLUMNS)
-    assert len(trends) == models[["set", "family"]].drop_duplicates().shape[0] * len(METRICS)
-    shuffle = trends[trends["family"] == "ShuffleNetV2"]
+    groups = models[["set", "family"]].drop_duplicates().shape[0]
+    assert len(trends) == groups * 2 * len(METRICS)  # top1 and top5
+    assert set(trends["quality"]) == {"top1", "top5"} and trends["transform"].isna().all()
+    shuffle = trends[(trends["family"] == "ShuffleNetV2") & (trends["quality"] == "top1")]
     assert (shuffle["status"] == "ok").all() and (shuffle["n"] == 3).all()
     fitted = shuffle[["slope", "intercept", "rmse", "r2", "kendall_tau", "spearman_rho"]]
     assert np.isfinite(fitted.to_numpy(float)).all()
@@ -200,10 +236,53 @@ def test_models_and_trends_tables(pipeline: Pipeline) -> None:
     assert others["slope"].isna().all()
 
 
+def test_nlp_study_tables(pipeline: Pipeline) -> None:
+    """The NLP study: every quality column as published, trends per family (its sets joined),
+    perplexities regressed as log10, τ with its interval and p-value, the shared checkpoint
+    analysed once for both of its rows."""
+    results = pipeline.workdir / "results" / "nlp"
+    models = pd.read_csv(results / "models.tsv", sep="\t")
+    nlp = pipeline.nlp.set_index("model")
+    assert sorted(models["model"]) == sorted(nlp.index)
+    for q in NLP_QUALITY:
+        expected = pd.to_numeric(nlp[q].replace("", np.nan))
+        np.testing.assert_array_equal(models.set_index("model")[q], expected[models["model"]])
+    assert np.isfinite(models[list(METRICS)].to_numpy(float)).all()
+    assert (models["n_matrices"] > 0).all()
+    shared = models.set_index("model").loc[["pythia-410m", "pythia-410m.step143000"]]
+    assert shared["weights"].nunique() == 1
+    assert shared[list(METRICS)].iloc[0].equals(shared[list(METRICS)].iloc[1])
+    trends = pd.read_csv(results / "trends.tsv", sep="\t", keep_default_na=False,
+                         na_values=[""])  # fmt: skip
+    assert list(trends.columns) == list(TREND_COLUMNS)
+    assert set(trends["family"]) == {"pythia", "pythia-410m-trajectory", "gpt2"}
+    # a family has rows only for the qualities it was evaluated on
+    assert set(trends.loc[trends["family"] == "gpt2", "quality"]) == {
+        "lambada_acc", "wikitext2_ppl"}  # fmt: skip
+    assert "lambada_acc" not in set(trends.loc[trends["family"] == "pythia", "quality"])
+    ppl = trends[trends["quality"].str.endswith("_ppl")]
+    assert (ppl["transform"] == "log10").all() and trends.loc[
+        ~trends["quality"].str.endswith("_ppl"), "transform"].isna().all()  # fmt: skip
+    ok = trends[trends["status"] == "ok"]
+    assert len(ok) == len(trends) and (ok["n"] == 3).all()
+    assert ((ok["kendall_tau_low"] <= ok["kendall_tau"] + 1e-12)
+            & (ok["kendall_tau"] <= ok["kendall_tau_high"] + 1e-12)).all()  # fmt: skip
+    assert ((ok["kendall_p"] > 0) & (ok["kendall_p"] <= 1)).all()
+    # the log10 transform: the gpt2 perplexity fit is the fit of log10(perplexity)
+    g = models[models["family"] == "gpt2"]
+    fit = trends[(trends["family"] == "gpt2") & (trends["quality"] == "wikitext2_ppl")
+                 & (trends["metric"] == "alpha_weighted")].iloc[0]  # fmt: skip
+    expected = fit_trend(g["alpha_weighted"], np.log10(g["wikitext2_ppl"]))
+    assert fit["slope"] == pytest.approx(expected.slope) and fit["r2"] == pytest.approx(expected.r2)
+    steps = models.set_index("model").loc[nlp.index[nlp["family"] == "pythia-410m-trajectory"],
+                                          "step"]  # fmt: skip
+    assert sorted(steps) == [1000, 3000, 143000]
+
+
 def test_method_tables_cover_the_sets_that_name_them(pipeline: Pipeline) -> None:
     """set_methods: core runs ww2020, osmr_test runs tsvd; each method's tables hold exactly
     those models, and the tsvd alpha_hat sits beside the exact one."""
-    results = pipeline.workdir / "results"
+    results = pipeline.workdir / "results" / "imagenet"
     for method, set_name in (("ww2020", "core"), ("tsvd", "osmr_test")):
         models = pd.read_csv(results / "methods" / method / "models.tsv", sep="\t")
         assert set(models["convention"]) == {"paper" if method == "tsvd" else "ww2020"}
@@ -228,7 +307,7 @@ def test_method_tables_cover_the_sets_that_name_them(pipeline: Pipeline) -> None
 def test_paper_comparison_against_the_printed_fixture(pipeline: Pipeline) -> None:
     """Every computable cell of .test/config/paper/printed_cells.tsv, per method, with ours read
     from the run's own tables; cells of a family or model the run lacks are left out."""
-    results = pipeline.workdir / "results"
+    results = pipeline.workdir / "results" / "imagenet"
     table = pd.read_csv(results / "paper_comparison.tsv", sep="\t", keep_default_na=False)
     printed = pd.read_csv(TEST_CONFIG / "paper" / "printed_cells.tsv", sep="\t", dtype=str)
     # Table A: 4 ShuffleNetV2 cells × (ww2020, main); Table B: 3 model cells × (tsvd, main)
@@ -245,7 +324,8 @@ def test_paper_comparison_against_the_printed_fixture(pipeline: Pipeline) -> Non
     a = table[table["table"] == "Test Table A (trends)"]
     for rec in a.itertuples():
         tr = trends[rec.method]
-        fit = tr[(tr["family"] == "ShuffleNetV2") & (tr["metric"] == metric[rec.metric])].iloc[0]
+        fit = tr[(tr["family"] == "ShuffleNetV2") & (tr["metric"] == metric[rec.metric])
+                 & (tr["quality"] == "top1")].iloc[0]  # fmt: skip
         assert float(rec.ours) == pytest.approx(fit[stat[rec.statistic]])
         assert float(rec.difference) == pytest.approx(float(rec.ours) - float(rec.printed))
         cell = printed[(printed["statistic"] == rec.statistic) & (printed["metric"] == rec.metric)
@@ -267,10 +347,12 @@ def test_paper_comparison_against_the_printed_fixture(pipeline: Pipeline) -> Non
 
 
 def test_figures_are_valid_images(pipeline: Pipeline) -> None:
-    figures = pipeline.workdir / "results" / "figures"
-    names = [*FIGURES, *(f"esd/{m}" for m in pipeline.models["model"])]
-    for name in names:
-        png, pdf = figures / f"{name}.png", figures / f"{name}.pdf"
+    models = {"imagenet": pipeline.models["model"], "nlp": pipeline.nlp["model"]}
+    paths = [pipeline.workdir / "results" / study / "figures" / name
+             for study, names in FIGURES.items()
+             for name in [*names, *(f"esd/{m}" for m in models[study])]]  # fmt: skip
+    for path in paths:
+        png, pdf = path.with_name(path.name + ".png"), path.with_name(path.name + ".pdf")
         assert png.stat().st_size > 10_000, png
         with Image.open(png) as image:
             image.verify()
@@ -287,26 +369,36 @@ def test_provenance(pipeline: Pipeline) -> None:
         assert packages[name], name
     assert record["config"]["convention"] == "paper"
     assert set(record["git"]) == {"commit", "dirty"}
-    assert sorted(record["weights"]) == sorted(pipeline.models["weights"])
+    weights = {*pipeline.models["weights"], *pipeline.nlp["weights"]}
+    assert sorted(record["weights"]) == sorted(weights)
     for entry in record["weights"].values():
         path = pipeline.workdir / entry["path"]
         assert entry["sha256"] == sha256_file(path)[0]
         assert entry["size"] == path.stat().st_size
+    hub = record["weights"]["pythia-410m.step143000"]  # a sharded hub snapshot
+    assert hub["path"].endswith(".hf.json") and len(hub["commit"]) == 40
+    assert hub["revision"] == "step143000" and len(hub["files"]) == 4  # index, 2 shards, config
+    assert record["config"]["studies"] == ["imagenet", "nlp"]
 
 
 def test_logs_per_rule_and_model(pipeline: Pipeline) -> None:
     logs = pipeline.workdir / "logs"
-    for row in pipeline.models.itertuples():
-        text = (logs / "model_spectra" / f"{row.weights}.log").read_text()
-        assert f"{row.weights} ({row.model}): wrote results/spectra/{row.weights}.parquet" in text
-        assert (logs / "esd_figure" / f"{row.model}.log").is_file()
+    for study, table in (("imagenet", pipeline.models), ("nlp", pipeline.nlp)):
+        for row in table.drop_duplicates("weights").itertuples():
+            text = (logs / "model_spectra" / study / f"{row.weights}.log").read_text()
+            out = f"results/{study}/spectra/{row.weights}.parquet"
+            assert f"{row.weights} ({row.model}): wrote {out}" in text
+        for model in table["model"]:
+            assert (logs / "esd_figure" / study / f"{model}.log").is_file()
 
 
 def test_report_names_every_figure(pipeline: Pipeline) -> None:
     run = snakemake(pipeline.workdir, "--report", "results/report.html")
     assert run.returncode == 0, run.stderr[-4000:]
     html = (pipeline.workdir / "results" / "report.html").read_text()
-    for name in (*FIGURES, *pipeline.models["model"]):
+    names = [*FIGURES["imagenet"], *FIGURES["nlp"], *pipeline.models["model"],
+             *pipeline.nlp["model"]]  # fmt: skip
+    for name in names:
         assert f"{name.rsplit('/', 1)[-1]}.png" in html, name
     for table in ("models.tsv", "trends.tsv", "provenance.json", "paper_comparison.tsv"):
         assert table in html, table
@@ -324,8 +416,8 @@ def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float) -> 
 
 def test_killed_spectra_job_leaves_no_complete_output(pipeline: Pipeline) -> None:
     workdir = pipeline.workdir
-    target = f"results/spectra/{KILLED}.parquet"
-    log = workdir / "logs" / "model_spectra" / f"{KILLED}.log"
+    target = f"results/imagenet/spectra/{KILLED}.parquet"
+    log = workdir / "logs" / "model_spectra" / "imagenet" / f"{KILLED}.log"
     (workdir / target).unlink()
     log.unlink()  # the previous run's log says "analysing" too
     cmd = [
@@ -344,7 +436,8 @@ def test_killed_spectra_job_leaves_no_complete_output(pipeline: Pipeline) -> Non
     assert started, "the model_spectra job never reached its analysis step"
     assert "wrote" not in log.read_text(), "the job finished before it could be killed"
     assert not (workdir / target).exists()
-    leftovers = [p.name for p in (workdir / "results" / "spectra").iterdir() if KILLED in p.name]
+    spectra = workdir / "results" / "imagenet" / "spectra"
+    leftovers = [p.name for p in spectra.iterdir() if KILLED in p.name]
     assert leftovers == []
 
     # Snakemake plans the job again (the stale lock of the killed run needs --unlock first)
@@ -386,12 +479,13 @@ def test_default_dry_run_plans_every_model_of_both_papers(tmp_path: Path) -> Non
     assert counts["method_aggregate"] == 2 and counts["set_alpha_histogram"] == 2
     assert counts["paper_comparison"] == 1 and counts["aggregate"] == 1
     for weights in papers["weights"]:
-        assert f"results/spectra/{weights}.parquet" in out, weights
+        assert f"results/imagenet/spectra/{weights}.parquet" in out, weights
     for model in papers["model"]:
-        assert f"results/figures/esd/{model}.png" in out, model
+        assert f"results/imagenet/figures/esd/{model}.png" in out, model
     for figure in ("mm2019_fig3_vgg", "mm2019_fig4_resnet", "mm2019_appendix", "mm2019_tsvd",
                    "natcomm2021_table1"):  # fmt: skip
-        assert f"results/figures/{figure}.png" in out, figure
+        assert f"results/imagenet/figures/{figure}.png" in out, figure
+    assert "results/nlp" not in out  # the default runs the ImageNet study alone
 
 
 def test_core_dry_run_plans_one_job_per_core_model(tmp_path: Path) -> None:
@@ -408,11 +502,27 @@ def test_core_dry_run_plans_one_job_per_core_model(tmp_path: Path) -> None:
     assert counts["aggregate"] == 1 and counts["provenance"] == 1
 
 
+def test_nlp_dry_run_plans_one_download_and_spectrum_per_core_checkpoint(tmp_path: Path) -> None:
+    counts, out = _dry_run(tmp_path, "--config", "studies=[nlp]")
+    table = pd.read_csv(ROOT / "config" / "studies" / "nlp.tsv", sep="\t", dtype=str)
+    core = table[table["set"] == "core"]
+    files = core["weights"].nunique()
+    assert files == len(core) - 1  # pythia-410m's last step is also the size family's 410m
+    assert counts["download_weights"] == files and counts["model_spectra"] == files
+    assert counts["esd_figure"] == len(core)
+    assert counts["trajectory_figure"] == 1  # pythia-410m-trajectory (1.4b is in set all)
+    assert counts["aggregate"] == 1 and "paper_comparison" not in counts
+    for weights in core["weights"]:
+        assert f"resources/weights/{weights}.hf.json" in out, weights
+        assert f"results/nlp/spectra/{weights}.parquet" in out, weights
+    assert "results/imagenet" not in out
+
+
 def test_bad_selection_stops_before_any_job(tmp_path: Path) -> None:
     (tmp_path / "config").symlink_to(ROOT / "config")
     run = snakemake(tmp_path, "-n", "--config", "model_set=[resnet18,no_such_net]")
     assert run.returncode != 0
-    assert "unknown model or family name(s): 'no_such_net'" in run.stdout + run.stderr
+    assert "no_such_net matched no model of any study (imagenet)" in run.stdout + run.stderr
     run = snakemake(tmp_path, "-n", "--config", "convention=bogus")
     assert run.returncode != 0
     assert "'bogus' is not one of ['paper', 'ww', 'ww2020']" in run.stdout + run.stderr
@@ -420,14 +530,14 @@ def test_bad_selection_stops_before_any_job(tmp_path: Path) -> None:
 
 
 def test_bad_model_table_stops_before_any_job_naming_the_row(tmp_path: Path) -> None:
-    (tmp_path / "config").symlink_to(TEST_CONFIG)
+    shutil.copytree(TEST_CONFIG, tmp_path / "config")
     table = pd.read_csv(
         TEST_CONFIG / "studies" / "imagenet.tsv", sep="\t", dtype=str, keep_default_na=False
     )
     table.loc[1, "top1"] = ""  # line 3: missing accuracy
     table = pd.concat([table, table.iloc[[0]]])  # last line: duplicate key
-    table.to_csv(tmp_path / "bad.tsv", sep="\t", index=False)
-    run = snakemake(tmp_path, "-n", "--config", "models=bad.tsv")
+    table.to_csv(tmp_path / "config" / "studies" / "imagenet.tsv", sep="\t", index=False)
+    run = snakemake(tmp_path, "-n")
     out = run.stdout + run.stderr
     assert run.returncode != 0
     assert "line 3 (model 'shufflenet_v2_x1_0')" in out, out[-3000:]

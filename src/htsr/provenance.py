@@ -62,7 +62,9 @@ def weight_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     The hash comes from the download's checksum sidecar ``<file>.sha256`` (JSON written by
     :func:`htsr.zoo.download_weights`) when its recorded size and mtime match the file
     (``sha256_from: "sidecar"``, plus the sidecar's ``url`` and ``commit``), and is recomputed
-    from the file's bytes otherwise (``sha256_from: "file"``).
+    from the file's bytes otherwise (``sha256_from: "file"``). For the manifest of a hub
+    snapshot (``*.hf.json``, :mod:`htsr.sources.hf`) the record adds its ``repo``,
+    ``revision``, resolved ``commit`` and ``files`` (each file's sha256 or git blob id, size).
     """
     p = Path(path)
     if not p.is_file():
@@ -84,6 +86,12 @@ def weight_record(path: str | os.PathLike[str]) -> dict[str, Any]:
         record |= {k: side.get(k) for k in ("url", "commit")}
     else:
         record |= {"sha256": sha256_file(p)[0], "sha256_from": "file"}
+    if p.name.endswith(".hf.json"):  # a hub snapshot's manifest: its commit and verified files
+        try:
+            manifest = json.loads(p.read_text("utf-8"))
+            record |= {k: manifest.get(k) for k in ("repo", "revision", "commit", "files")}
+        except (OSError, ValueError):
+            pass
     return record
 
 

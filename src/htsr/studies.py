@@ -73,7 +73,8 @@ class Study:
 
     def select(self, table: pd.DataFrame, model_set: Any = None) -> tuple[pd.DataFrame, list[str]]:
         """``(rows of model_set, names that matched nothing)``; default the study's model_set."""
-        keep, unknown = match_models(table, list(model_set or self.model_set))
+        chosen = model_set or self.model_set
+        keep, unknown = match_models(table, [chosen] if isinstance(chosen, str) else list(chosen))
         return table[keep].reset_index(drop=True), unknown
 
 

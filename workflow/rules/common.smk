@@ -21,6 +21,7 @@ SPECTRA_STARTUP_S = 30.0
 # docs/paper.md), below SPECTRA_S_PER_MPARAM x TSVD_COST_FACTOR = 6.5 s.
 TSVD_COST_FACTOR = 10.0
 
+
 # Read and validate every study, its model table and the selection at parse time: a bad row,
 # an unknown model or family stops the run before any job, with a message naming the row.
 def _read_study(name):
@@ -29,7 +30,9 @@ def _read_study(name):
         with open(path, encoding="utf-8") as fh:
             spec = yaml.safe_load(fh)
     except OSError as err:
-        raise ValueError(f"config studies: study {name!r} has no definition {path}: {err}")
+        raise ValueError(
+            f"config studies: study {name!r} has no definition {path}: {err}"
+        )
     validate(spec, "../schemas/study.schema.yaml")
     return studies.study_from_dict(name, spec)
 
@@ -166,14 +169,18 @@ def weights_params(wildcards):
 def results_dir(study, method="main"):
     """Where a study's tables go: results/{study}/ for the run's convention ("main"), else
     results/{study}/methods/{method}/."""
-    return f"results/{study}" if method == "main" else f"results/{study}/methods/{method}"
+    return (
+        f"results/{study}" if method == "main" else f"results/{study}/methods/{method}"
+    )
 
 
 def spectra_files(study, models=None, method="main"):
     """The spectra tables of ``models`` (default: every selected model of ``study``), one per
     model row, in order, under ``results_dir(study, method)``."""
     models = study_models(study) if models is None else models
-    return [f"{results_dir(study, method)}/spectra/{w}.parquet" for w in models["weights"]]
+    return [
+        f"{results_dir(study, method)}/spectra/{w}.parquet" for w in models["weights"]
+    ]
 
 
 def model_rows(models):
@@ -181,7 +188,12 @@ def model_rows(models):
     study = STUDIES[models["study"].iloc[0]] if len(models) else None
     quality = study.quality_names if study else []
     columns = ["model", "set", "family", "label", "source", "weights", "step", *quality]
-    return models[columns].astype(object).where(models[columns].notna(), None).to_dict("records")
+    return (
+        models[columns]
+        .astype(object)
+        .where(models[columns].notna(), None)
+        .to_dict("records")
+    )
 
 
 def quality_specs(study):
@@ -253,7 +265,9 @@ def study_outputs(study):
 
 def all_outputs():
     """Every final target of the workflow (rule all)."""
-    return [o for study in STUDIES for o in study_outputs(study)] + ["results/provenance.json"]
+    return [o for study in STUDIES for o in study_outputs(study)] + [
+        "results/provenance.json"
+    ]
 
 
 def _weight_mb(wildcards):

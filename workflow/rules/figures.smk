@@ -29,7 +29,9 @@ rule trend_figure:
         mem_mb=analysis_mem_mb,
         runtime=analysis_runtime,
     params:
-        spec=lambda wildcards: FIGURE_TABLE.loc[(wildcards.study, wildcards.figure)].to_dict(),
+        spec=lambda wildcards: FIGURE_TABLE.loc[
+            (wildcards.study, wildcards.figure)
+        ].to_dict(),
         study=study_params,
     script:
         "../../scripts/trend_figure.py"

@@ -73,7 +73,8 @@ FIGURE_TABLE = pd.read_csv(
 
 
 def _figure(name: str, models: pd.DataFrame, table: pd.DataFrame | None = None) -> Figure:
-    """A figure of config/studies/imagenet_figures.tsv (the core set's rows), fits from ``table`` or fitted here."""
+    """A figure of config/studies/imagenet_figures.tsv (the core set's rows), fits from
+    ``table`` or fitted here."""
     spec = FIGURE_TABLE.loc[name]
     fits = trends.family_trends(models) if table is None else table
     return plots.trend_figure(models, fits, families=spec["families"], metrics=spec["metrics"],
@@ -183,7 +184,8 @@ def test_families_figure_draws_families_with_three_models(models: pd.DataFrame) 
 
 @pytest.fixture(scope="module")
 def core_models() -> pd.DataFrame:
-    """The core set of config/studies/imagenet.tsv with seeded metrics (α̂ falls with top-1, plus noise)."""
+    """The core set of config/studies/imagenet.tsv with seeded metrics (α̂ falls with top-1,
+    plus noise)."""
     table = zoo.select_models(
         zoo.read_model_table(ROOT / "config" / "studies" / "imagenet.tsv"), "core"
     )

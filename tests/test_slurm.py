@@ -13,8 +13,9 @@ this accounting-less cluster needs; see that file). Each snakemake runs under ``
 
 Checked: every job of a non-local rule went through sbatch (its plugin log, its Slurm job id in
 slurmctld's log with exit status 0), local rules did not, the compute jobs never touched the
-weight server, and results/models.tsv, results/trends.tsv and every results/spectra/*.parquet
-equal those of a local ``snakemake --cores 2`` run (of those targets) on the same weights.
+weight server, and results/imagenet/models.tsv, trends.tsv and every spectra parquet (the
+ImageNet study) equal those of a local ``snakemake --cores 2`` run (of those targets) on the
+same weights.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ TEST_CONFIG = ROOT / ".test" / "config"
 #: Wall-clock limit (s) of one snakemake command; `timeout -k 30` kills it and its children.
 SNAKEMAKE_LIMIT_S = 480
 #: Columns that hold wall-clock measurements (none today; they could never match across runs).
-#: The tables under results/ compared with the local run (plus results/spectra/*.parquet).
-COMPARED = ("models.tsv", "trends.tsv")
+#: The tables under results/ compared with the local run (plus the spectra parquet files); the
+#: .test configuration's ImageNet study alone (the NLP study runs in tests/test_workflow.py).
+COMPARED = ("imagenet/models.tsv", "imagenet/trends.tsv")
 TIMING = re.compile(r"(^|_)(time|seconds|elapsed|wall|duration|timestamp)(_|$)|_s$")
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -124,7 +126,8 @@ class Runs:
 
 def _workdir(path: Path, rows: pd.DataFrame, files: dict[str, Path]) -> Path:
     shutil.copytree(TEST_CONFIG, path / "config")
-    served_table(rows, files).to_csv(path / "config" / "models.tsv", sep="\t", index=False)
+    table = path / "config" / "studies" / "imagenet.tsv"
+    served_table(rows, files).to_csv(table, sep="\t", index=False)
     return path
 
 
@@ -138,7 +141,7 @@ def runs(slurm_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Ru
     remote = _workdir(tmp / "slurm", rows, files)
     with serve_zoo(files) as base:
         urls = ["--config", f"torchvision_url={base}", f"hf_endpoint={base}",
-                f"pytorchcv_url={base}"]  # fmt: skip
+                f"pytorchcv_url={base}", "studies=[imagenet]"]  # fmt: skip
         # The reference: a local run of the compared tables (figures, provenance left out).
         run = snakemake("--cores", "2", "--directory", str(local), *urls, "--",
                         *(f"results/{name}" for name in COMPARED))  # fmt: skip
@@ -221,8 +224,8 @@ def test_tables_equal_local_run(runs: Runs, name: str) -> None:
 
 
 def test_spectra_equal_local_run(runs: Runs) -> None:
-    local = sorted((runs.local / "results" / "spectra").glob("*.parquet"))
-    slurm = sorted((runs.slurm / "results" / "spectra").glob("*.parquet"))
+    local = sorted((runs.local / "results" / "imagenet" / "spectra").glob("*.parquet"))
+    slurm = sorted((runs.slurm / "results" / "imagenet" / "spectra").glob("*.parquet"))
     assert [p.name for p in slurm] == [p.name for p in local] and local
     for a, b in zip(local, slurm, strict=True):
         pd.testing.assert_frame_equal(

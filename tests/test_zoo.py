@@ -1,4 +1,5 @@
-"""The model table (config/studies/imagenet.tsv), its validation and selection, and the architectures."""
+"""The model table (config/studies/imagenet.tsv), its validation and selection, and the
+architectures."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Build ``config/studies/imagenet_paper.tsv``: the two papers' own models, with the accuracies they used.
+"""Build ``config/studies/imagenet_paper.tsv``: the two papers' own models, with the accuracies
+they used.
 
 Reads the curated tables in ``../shared/paper/`` (every value there names its source line) and
 writes one model-table row per model and model set:

@@ -146,7 +146,7 @@ def track_table(
     rows: Sequence[tuple[str, int, pd.Series]], metrics: Sequence[str] | None = None
 ) -> pd.DataFrame:
     """One row per checkpoint: ``checkpoint, step`` and its model-level summary
-    (:func:`htsr.metrics.summarize`), sorted by step."""
+    (:func:`htsr.trends.summarize`), sorted by step."""
     records = []
     for name, step, summary in rows:
         keep = summary if metrics is None else summary[list(metrics)]

@@ -45,6 +45,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from htsr import ww
 from htsr.checkpoints import open_checkpoint
 from htsr.spectra import (
     LayerWeight,
@@ -104,13 +105,6 @@ ALPHA_UNDER_TRAINED = 6.0
 
 #: Paper default for the smaller side of a conv slice to be analysed.
 PAPER_MIN_DIM = 50
-#: WeightWatcher 0.7.7 defaults (``constants.py``): pooled eigenvalue-count window, max N,
-#: eigenvalues at or below EVALS_THRESH are dropped before the fit, conv2d weight scale √(1/2).
-WW_MIN_EVALS = 8
-WW_MAX_EVALS = 15000
-WW_MAX_N = 50000
-WW_EVALS_THRESH = 1e-5
-WW_CONV2D_EVAL_SCALE = 0.5
 
 
 # --------------------------------------------------------------------------- metric formulas
@@ -196,12 +190,6 @@ def _fit(evals: np.ndarray, fit: str) -> Any:
     return fitmod.fit_power_law(evals, xmax=xmax)
 
 
-def ww_log_norm(evals: np.ndarray) -> float:
-    """WeightWatcher's ``log_norm`` column, ``log10 Σᵢ λᵢ = log10 ‖W‖²_F`` of its (pooled,
-    for conv2d ½-scaled) eigenvalues: the *squared* Frobenius norm despite the name."""
-    return float(np.log10(np.sum(evals)))
-
-
 def _fill_row(
     row: dict[str, Any], evals: np.ndarray, opts: _Options, frob_sq: float | None = None
 ) -> None:
@@ -214,7 +202,7 @@ def _fill_row(
     row.update(
         num_evals=int(evals.size),
         lambda_max=lam_max,
-        log_norm=ww_log_norm(norm_evals) if opts.convention == "ww" else log_norm(norm_evals),
+        log_norm=ww.ww_log_norm(norm_evals) if opts.convention == "ww" else log_norm(norm_evals),
         log_frobenius_sq=log_frobenius_sq(norm_evals),
         log_spectral_norm=log_spectral_norm(lam_max),
         stable_rank=float(np.sum(norm_evals) / lam_max),
@@ -397,57 +385,6 @@ def _slice_rows(stack: MatrixStack, opts: _Options) -> list[dict[str, Any]]:
     return rows
 
 
-def ww_dims(stack: MatrixStack) -> tuple[int, int, int]:
-    """``(N, M, rf)`` as WeightWatcher 0.7.7 computes them for its layer filters.
-
-    For conv2d WW starts from ``(N, M) = (out, in)`` and swaps N and M once *per kernel tap*
-    whenever out < in (``WWLayer.conv2D_Wmats``), so with an even number of taps and out < in it
-    ends with N < M. The reported N, M of :func:`analyze` are always sorted; only WW's
-    eigenvalue-count filter ``M·rf`` uses these values.
-    """
-    rows, cols = int(stack.matrices.shape[-2]), int(stack.matrices.shape[-1])
-    rf = len(stack.slices)
-    if stack.layer_type == "conv2d":
-        n, m = rows, cols
-        if rows < cols and rf % 2 == 1:
-            n, m = cols, rows
-        return n, m, rf
-    return max(rows, cols), min(rows, cols), rf
-
-
-def _ww_row(stack: MatrixStack, opts: _Options) -> dict[str, Any]:
-    """One pooled row for the whole layer (WeightWatcher convention)."""
-    row = _empty_row(stack, "", "ok")
-    ww_n, ww_m, rf = ww_dims(stack)
-    if ww_m * rf < opts.min_dim:
-        row["status"] = "too_small"
-    elif ww_m * rf > WW_MAX_EVALS or ww_n > WW_MAX_N:
-        row["status"] = "too_large"
-    all_evals: list[np.ndarray] = []
-    if row["status"] == "ok":  # too_small/too_large layers get no spectrum
-        all_evals = _stack_evals(stack.matrices, opts)
-        statuses = _screened_status(stack.matrices, all_evals, opts)
-    else:
-        statuses = _slice_status(stack.matrices)
-    bad = [st for st in statuses if st != "ok"]
-    for worst in ("nonfinite", "overflow", "underflow"):  # one such matrix spoils the pooled ESD
-        if worst in bad:
-            row["status"] = worst
-            return row
-    if len(bad) == len(statuses):
-        row.update(status="zero", num_evals=rf * min(ww_n, ww_m), lambda_max=0.0)
-        return row
-    if row["status"] != "ok":
-        return row
-    evals = np.sort(np.concatenate(all_evals))
-    if stack.layer_type == "conv2d":
-        evals = evals * WW_CONV2D_EVAL_SCALE
-    _fill_row(row, evals, opts)
-    if opts.keep_evals:
-        row["evals"] = evals
-    return row
-
-
 # --------------------------------------------------------------------------- analyze
 
 
@@ -478,7 +415,7 @@ def _layer_rows(layer: LayerWeight, opts: _Options) -> list[dict[str, Any]]:
     if stack.shape[1] == 0:
         return [_empty_row(stack, label, "empty") for label in labels]
     try:
-        return _slice_rows(stack, opts) if per_slice else [_ww_row(stack, opts)]
+        return _slice_rows(stack, opts) if per_slice else [ww.ww_row(stack, opts)]
     except Exception as err:  # one bad layer must not sink the model's table
         warnings.warn(
             f"analyze: layer {layer.name}: {type(err).__name__}: {err}; status 'error'",
@@ -597,7 +534,7 @@ def analyze(
             f"evals='tsvd' needs a per-slice convention {PER_SLICE}, not {convention!r}"
         )
     if min_dim is None:
-        min_dim = WW_MIN_EVALS if convention == "ww" else PAPER_MIN_DIM
+        min_dim = ww.WW_MIN_EVALS if convention == "ww" else PAPER_MIN_DIM
     if min_dim < 0:
         raise ValueError(f"min_dim must be >= 0, got {min_dim}")
     opts = _Options(

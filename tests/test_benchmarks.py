@@ -56,3 +56,17 @@ def test_bench_methods_prints_its_table():
     assert row["model"] == "squeezenet1_1"
     for col in ("a exact", "b tsvd", "c ww2020 tsvd", "d sklearn floor", "b/a"):
         assert float(row[col]) > 0, col
+
+
+def test_bench_streaming_prints_memory_and_the_floor_ratio():
+    bench = BENCH.with_name("bench_streaming.py")
+    cmd = [sys.executable, str(bench), "--layers", "1", "--shards", "2", "--threads", "1"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    header = lines[lines.index("streaming analysis of a sharded checkpoint (threads: 1)") + 1]
+    row = dict(zip(header.split(), lines[-1].split(), strict=True))
+    # one GPT-NeoX block: q, k, v, dense, h_to_4h, 4h_to_h, and embed_out; embed_in excluded
+    assert row["rows"] == row["ok"] == "7"
+    assert 0 < float(row["peak_anon_gb"]) < float(row["checkpoint_gb"])
+    assert float(row["ours_s"]) > 0 and float(row["floor_s"]) > 0

@@ -22,10 +22,11 @@ from __future__ import annotations
 import importlib
 import math
 import pkgutil
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
-__all__ = ["cell", "get", "names"]
+__all__ = ["cell", "get", "names", "single_file_download"]
 
 
 def names() -> tuple[str, ...]:
@@ -48,3 +49,18 @@ def cell(row: Any, column: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return str(value).strip()
+
+
+def single_file_download(resolve: Callable[..., Any]) -> Callable[..., dict[str, Any]]:
+    """The ``download`` of a source whose weights are one verified file: ``resolve(row,
+    endpoints)`` gives its :class:`htsr.download.WeightsSource`, :func:`htsr.download.download`
+    fetches and verifies it."""
+    from htsr.download import DEFAULT_ENDPOINTS, download
+
+    def download_row(
+        row: Mapping[str, Any], dest: Any, *, endpoints: Any = DEFAULT_ENDPOINTS, **options: Any
+    ) -> dict[str, Any]:
+        """Fetch and verify the row's file to ``dest`` (:func:`htsr.download.download`)."""
+        return download(resolve(row, endpoints), dest, endpoint=endpoints.hub, **options)
+
+    return download_row

@@ -17,8 +17,7 @@ from typing import Any
 
 from htsr import osmr
 from htsr.download import DEFAULT_ENDPOINTS, Endpoints, WeightsSource
-from htsr.download import download as _download
-from htsr.sources import cell
+from htsr.sources import cell, single_file_download
 
 COLUMNS = ("model_id", "weights_tag", "url")
 
@@ -70,15 +69,7 @@ def resolve(row: Mapping[str, Any], endpoints: Endpoints = DEFAULT_ENDPOINTS) ->
     )
 
 
-def download(
-    row: Mapping[str, Any],
-    dest: str | os.PathLike[str],
-    *,
-    endpoints: Endpoints = DEFAULT_ENDPOINTS,
-    **options: Any,
-) -> dict[str, Any]:
-    """Fetch and verify the row's file to ``dest`` (:func:`htsr.download.download`)."""
-    return _download(resolve(row, endpoints), dest, endpoint=endpoints.hub, **options)
+download = single_file_download(resolve)
 
 
 def build(row: Mapping[str, Any]) -> Any:

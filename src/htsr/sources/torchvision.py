@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from htsr.download import DEFAULT_ENDPOINTS, DownloadError, Endpoints, WeightsSource
-from htsr.download import download as _download
-from htsr.sources import cell
+from htsr.sources import cell, single_file_download
 
 COLUMNS = ("model_id", "weights_tag")
 #: load() returns the architecture with the weights loaded, not bare tensors.
@@ -98,15 +97,7 @@ def resolve(row: Mapping[str, Any], endpoints: Endpoints = DEFAULT_ENDPOINTS) ->
     return url_source(row, endpoints)
 
 
-def download(
-    row: Mapping[str, Any],
-    dest: str | os.PathLike[str],
-    *,
-    endpoints: Endpoints = DEFAULT_ENDPOINTS,
-    **options: Any,
-) -> dict[str, Any]:
-    """Fetch and verify the row's file to ``dest`` (:func:`htsr.download.download`)."""
-    return _download(resolve(row, endpoints), dest, endpoint=endpoints.hub, **options)
+download = single_file_download(resolve)
 
 
 def build(row: Mapping[str, Any]) -> Any:

@@ -12,6 +12,12 @@ legacy-format file, which cannot be memory-mapped, is read whole), one file open
 
 :func:`load_state_dict` reads a whole file into a dict.
 
+Pickles are read with torch's ``weights_only`` loader. A file it refuses because the pickle
+names other classes (an mmengine checkpoint: a ``state_dict`` beside ``meta`` with numpy arrays
+and ``message_hub`` with mmengine's own objects) is read by :func:`safe_load`, which turns every
+such class into an inert placeholder, never imported and never called: no code from a
+checkpoint ever runs, and the standard unpickler is never used.
+
 Supported: PyTorch pickles (``.pth``, ``.pt``, ``.bin``) holding a state_dict, or a dict holding
 one under ``state_dict`` or ``model``, read with ``torch.load(weights_only=True)`` (no arbitrary
 code runs); the same inside a ``.zip`` that holds one such file (the OSMR model store's
@@ -25,6 +31,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import re
 import zipfile
 import zlib
@@ -103,6 +110,74 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     )
 
 
+class Inert:
+    """Stand-in for a class a checkpoint's pickle names that is not plain data.
+
+    :func:`safe_load` never imports such a class and never calls it: the pickle gets this
+    inert object instead, holding only the name and the arguments it was built with
+    (``origin``, ``args``, ``state``). mmengine's ``HistoryBuffer`` in a ``message_hub``, numpy
+    arrays in ``meta`` and a malicious ``os.system`` all become one of these.
+    """
+
+    origin = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs, self.state = args, kwargs, None
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"<inert {self.origin}>"
+
+
+def _allowed_globals() -> dict[str, Any]:
+    """What torch's ``weights_only`` unpickler allows: tensor rebuilders, dtypes, ``OrderedDict``
+    and a few builtins (``torch._weights_only_unpickler``'s own list)."""
+    from torch import _weights_only_unpickler
+
+    return dict(_weights_only_unpickler._get_allowed_globals())
+
+
+def _safe_pickle_module() -> Any:
+    import pickle
+    import types
+
+    allowed = _allowed_globals()
+    inert: dict[str, type] = {}
+
+    class SafeUnpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            key = f"{module}.{name}"
+            if key in allowed:
+                return allowed[key]
+            if key not in inert:  # never imported, never called: a named placeholder
+                inert[key] = type(name, (Inert,), {"origin": key, "__module__": __name__})
+            return inert[key]
+
+    def load(file: Any, **kwargs: Any) -> Any:
+        return SafeUnpickler(file, **kwargs).load()
+
+    module = types.ModuleType("htsr_safe_pickle")
+    module.Unpickler = SafeUnpickler  # type: ignore[attr-defined]
+    module.load = load  # type: ignore[attr-defined]
+    module.__dict__.update(HIGHEST_PROTOCOL=pickle.HIGHEST_PROTOCOL)
+    return module
+
+
+def safe_load(source: str | os.PathLike[str] | io.BytesIO) -> object:
+    """Read a PyTorch pickle without running any code from it.
+
+    Tensors and plain containers come back as torch's ``weights_only`` loader reads them; any
+    other class the pickle names (mmengine's ``HistoryBuffer``, numpy's array reconstructor,
+    ``os.system``) becomes an :class:`Inert` placeholder, never imported and never called.
+    There is no fallback to the standard unpickler. Used for checkpoints that ``weights_only``
+    refuses, e.g. mmengine checkpoints (a ``state_dict`` beside ``meta`` and ``message_hub``).
+    """
+    return torch.load(source, map_location="cpu", weights_only=False,
+                      pickle_module=_safe_pickle_module())  # fmt: skip
+
+
 def _torch_load(source: Path | io.BytesIO, where: object, *, mmap: bool = False) -> object:
     """``torch.load(source, weights_only=True)`` on CPU, memory-mapped if ``mmap`` and the file
     allows it (a legacy-format file does not: it is read whole); errors name ``where``."""
@@ -113,7 +188,16 @@ def _torch_load(source: Path | io.BytesIO, where: object, *, mmap: bool = False)
             except RuntimeError as exc:
                 if "mmap" not in str(exc):
                     raise
-        return torch.load(source, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError:
+                pass  # objects weights_only refuses: read below, inertly
+        try:
+            return torch.load(source, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            if "weights_only" not in str(exc) and "global" not in str(exc).lower():
+                raise
+            if isinstance(source, io.BytesIO):
+                source.seek(0)
+            return safe_load(source)  # classes other than tensors: inert placeholders
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(

@@ -29,7 +29,7 @@ wildcard_constraints:
     study="|".join(re.escape(name) for name in STUDIES),
     model="|".join(re.escape(model) for model in MODELS.index),
     weights="|".join(re.escape(weights) for weights in WEIGHTS.index),
-    ext="pth|safetensors|pth\\.zip|hf\\.json",
+    ext="pth|safetensors|pth\\.zip|hf\\.json|pth\\.tar|pt|bin|ckpt|zip",
     set="|".join(re.escape(name) for name in SETS),
     family="|".join(re.escape(name) for name in dict.fromkeys(MODELS["family"])),
     method="|".join(re.escape(name) for name in METHODS) or "^$",

@@ -41,7 +41,8 @@ from typing import Any
 
 import torch
 
-TORCH_SUFFIXES = (".pth", ".pt", ".bin")
+#: torch.save files; CompressAI names them `.pth.tar`, Lightning `.ckpt` (not tar archives).
+TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".tar", ".ckpt")
 SAFETENSORS_SUFFIXES = (".safetensors",)
 ZIP_SUFFIXES = (".zip",)
 #: Keys under which training checkpoints commonly nest the state_dict.

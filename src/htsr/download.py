@@ -116,6 +116,7 @@ class WeightsSource:
     sha1: str = ""
     member: str = ""
     git_sha1: str = ""
+    record: str = ""  # a file recording the sha256 of the first download (source url)
 
 
 def _sidecar(dest: Path) -> Path:
@@ -163,6 +164,8 @@ def _hash_ok(sha: str, src: WeightsSource, reference: str = "") -> bool:
         return sha == src.expected_sha256
     if src.kind == "pytorchcv" or src.git_sha1:
         return True  # verified by the check (the zip's member sha1, the git blob sha1)
+    if src.record and not (reference or src.hash_prefix):
+        return True  # the first download of a file nothing names a hash for: recorded now
     if reference:
         return sha == reference
     return bool(src.hash_prefix) and sha.startswith(src.hash_prefix)
@@ -189,10 +192,12 @@ def _expected_text(src: WeightsSource, reference: str = "") -> str:
             else ""
         )
         return f"a zip whose {src.member} has sha1 {src.sha1}{extra}"
-    if src.expected_sha256:
+    if src.expected_sha256 and not src.record:
         return f"sha256 {src.expected_sha256} (table column sha256)"
     if src.git_sha1:
         return f"git blob sha1 {src.git_sha1} (as the hub reports it)"
+    if src.record and src.expected_sha256:
+        return f"sha256 {src.expected_sha256} (recorded at its first download, {src.record})"
     if reference:
         return f"sha256 {reference}"
     return f"a sha256 starting with {src.hash_prefix} (from the file name)"
@@ -362,7 +367,7 @@ def _check_present(
             )
         else:
             reference, ref_size, commit = hub_file_info(src, endpoint, retries, backoff_s)
-    elif src.kind == "url" and not (src.expected_sha256 or src.hash_prefix):
+    elif src.kind == "url" and not (src.expected_sha256 or src.hash_prefix or src.record):
         raise DownloadError(
             f"{src.model}: cannot verify {dest}: the file name in {src.url} carries no sha256"
             " prefix (name-<hex>.pth) and the table gives no sha256"
@@ -480,7 +485,7 @@ def _fetch_url(
 ) -> dict[str, Any]:
     import torch.hub
 
-    if not (src.expected_sha256 or src.hash_prefix):
+    if not (src.expected_sha256 or src.hash_prefix or src.record):
         raise DownloadError(
             f"{src.model}: will not download {src.url} to {dest} unverified: its file name"
             " carries no sha256 prefix (name-<hex>.pth) and the table gives no sha256"

@@ -26,7 +26,7 @@ STUDIES = sorted(p.stem for p in (ROOT / "config" / "studies").glob("*.yaml"))
 
 def _tool():
     spec = importlib.util.spec_from_file_location(
-        "make_nlp_study", ROOT / "tools" / "make_nlp_study.py"
+        "make_study_tables", ROOT / "tools" / "make_study_tables.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -51,14 +51,19 @@ def test_study_definitions_validate_and_their_tables_read(name: str) -> None:
         assert study.headline_of(family).name in table.columns
 
 
-def test_nlp_table_is_the_generator_output_and_every_quality_the_shared_figure() -> None:
+@pytest.mark.parametrize("study", ["nlp", "segmentation", "autoencoders"])
+def test_study_table_is_the_generator_output_and_every_quality_the_shared_figure(
+    study: str,
+) -> None:
     if not SHARED.is_dir():
         pytest.skip("../shared/studies is not beside the repository")
-    committed = pd.read_csv(ROOT / "config" / "studies" / "nlp.tsv", sep="\t", dtype=str,
+    committed = pd.read_csv(ROOT / "config" / "studies" / f"{study}.tsv", sep="\t", dtype=str,
                             keep_default_na=False)  # fmt: skip
-    built = _tool().build(SHARED).fillna("").astype(str)
+    tool = _tool()
+    built = tool.build(SHARED, study).fillna("").astype(str)
     pd.testing.assert_frame_equal(committed, built)
-    long = pd.concat([pd.read_csv(SHARED / f, sep="\t", dtype=str) for f in _tool().FILES])
+    files = tool.SPECS[study]["files"]
+    long = pd.concat([pd.read_csv(SHARED / f, sep="\t", dtype=str) for f in files])
     table = committed.set_index("model")
     assert len(long) == sum((table[c] != "").sum() for c in long["quality_metric"].unique())
     for rec in long.itertuples():
@@ -142,3 +147,19 @@ def test_family_trends_per_quality_with_log10_and_families_across_sets() -> None
         stats.kendalltau(models["alpha_weighted"], models["ppl"]).pvalue)  # fmt: skip
     by_set = trends.family_trends(models, metrics=["alpha_weighted"], quality=quality[:1])
     assert list(by_set["set"]) == ["core", "all"]  # the default groups by (set, family)
+
+
+def test_torchvision_segmentation_rows_match_torchvisions_metadata() -> None:
+    """The segmentation table's torchvision mIoU and pixel accuracy are the weights enums'."""
+    import torchvision.models
+
+    study = studies.read_study(ROOT / "config" / "studies" / "segmentation.yaml")
+    table = study.read_table()
+    rows = table[table["source"] == "torchvision"]
+    assert len(rows) == 6
+    for rec in rows.itertuples():
+        meta = torchvision.models.get_weight(rec.weights_tag).meta["_metrics"]
+        (metrics,) = meta.values()  # COCO-val2017-VOC-labels
+        assert rec.miou == pytest.approx(metrics["miou"]), rec.model
+        assert rec.pixel_acc == pytest.approx(metrics["pixel_acc"]), rec.model
+        assert torchvision.models.get_weight(rec.weights_tag).meta["num_params"] == rec.num_params

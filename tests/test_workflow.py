@@ -518,6 +518,14 @@ def test_nlp_dry_run_plans_one_download_and_spectrum_per_core_checkpoint(tmp_pat
     assert "results/imagenet" not in out
 
 
+def test_every_study_plans(tmp_path: Path) -> None:
+    """The four studies of config/studies/ validate and plan together: one aggregate each."""
+    counts, out = _dry_run(tmp_path, "--quiet", "rules", "--config",
+                           "studies=[imagenet,nlp,segmentation,autoencoders]")  # fmt: skip
+    assert counts["aggregate"] == 4 and counts["families_figure"] == 4
+    assert counts["correlation_flow_figure"] == 4
+
+
 def test_bad_selection_stops_before_any_job(tmp_path: Path) -> None:
     (tmp_path / "config").symlink_to(ROOT / "config")
     run = snakemake(tmp_path, "-n", "--config", "model_set=[resnet18,no_such_net]")

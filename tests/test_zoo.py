@@ -98,7 +98,7 @@ def test_build_model_is_random_init_architecture(table: pd.DataFrame) -> None:
 
 
 def test_dtypes_and_optional_columns(table: pd.DataFrame) -> None:
-    assert table["top1"].dtype == float and table["num_params"].dtype == "int64"
+    assert table["top1"].dtype == float and table["num_params"].dtype == "Int64"
     assert {"url", "sha256", "revision"} <= set(table.columns)
     assert (table["sha256"] == "").all() and (table["revision"] == "").all()
 
@@ -130,7 +130,6 @@ def _write_table(tmp_path: Path, edit: dict[int, dict[str, str]]) -> Path:
         ({"top1": ""}, "top1 is missing or not a number"),
         ({"top5": "n/a"}, "top5 is missing or not a number"),
         ({"num_params": "1.3M"}, "num_params is missing or not a positive integer"),
-        ({"num_params": ""}, "num_params is missing or not a positive integer"),
         ({"top1": "0"}, r"top1 = 0.0 is outside \(0, 100\]"),
         ({"top1": "100.5"}, r"top1 = 100.5 is outside \(0, 100\]"),
         ({"set": "Core"}, "unknown set 'Core'"),
@@ -160,7 +159,7 @@ def test_missing_column_is_named(tmp_path: Path) -> None:
     path.write_text("model\tfamily\nx\ty\n")
     with pytest.raises(
         zoo.ModelTableError,
-        match="missing column.*source, set, num_params, quality_source, top1, top5",
+        match="missing column.*source, set, quality_source, top1, top5",
     ):
         zoo.read_model_table(path)
 

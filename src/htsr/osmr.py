@@ -95,8 +95,9 @@ def parse_store_url(url: str) -> StoreFile:
 
 def zip_member(path: str | os.PathLike[str], member: str | None = None) -> str:
     """The name of the checkpoint inside the zip ``path``: ``member`` if given (it must exist),
-    else its only ``.pth``/``.pt``/``.bin`` file. ``ValueError`` naming the file otherwise;
-    ``zipfile.BadZipFile`` if ``path`` is not a readable zip."""
+    else its only ``.pth``/``.pt``/``.bin``/``.ckpt``/``.tar`` file (a torch.save file).
+    ``ValueError`` naming the file otherwise; ``zipfile.BadZipFile`` if ``path`` is not a
+    readable zip."""
     with zipfile.ZipFile(path) as zf:
         names = [i.filename for i in zf.infolist() if not i.is_dir()]
     if member is not None:
@@ -105,10 +106,10 @@ def zip_member(path: str | os.PathLike[str], member: str | None = None) -> str:
                 f"{path}: the zip holds no {member} (it holds {', '.join(names) or 'nothing'})"
             )
         return member
-    checkpoints = [n for n in names if n.lower().endswith((".pth", ".pt", ".bin"))]
+    checkpoints = [n for n in names if n.lower().endswith((".pth", ".pt", ".bin", ".ckpt", ".tar"))]
     if len(checkpoints) != 1:
         raise ValueError(
-            f"{path}: expected exactly one .pth/.pt/.bin file in the zip, found"
+            f"{path}: expected exactly one .pth/.pt/.bin/.ckpt/.tar file in the zip, found"
             f" {len(checkpoints)} ({', '.join(names) or 'nothing'})"
         )
     return checkpoints[0]

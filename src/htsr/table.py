@@ -3,14 +3,15 @@
 A table is tab-separated with a header line, one row per model, keyed by ``model`` (letters,
 digits, ``.``, ``_``, ``-``). Columns:
 
-* ``model``, ``family``, ``source``, ``set``, ``num_params`` and ``quality_source`` (where the
-  quality numbers come from) in every row;
+* ``model``, ``family``, ``source``, ``set`` and ``quality_source`` (where the quality numbers
+  come from) in every row;
 * the columns the row's source needs (:mod:`htsr.sources`: ``model_id``/``weights_tag`` for
   torchvision, timm and pytorchcv rows, ``repo`` for ``hf`` rows, ...);
 * one column per quality metric of the study (:class:`Quality`; ImageNet: ``top1``, ``top5``);
 * optional: ``weights`` (the weight file's key, default the model key, so rows of several model
   sets can share one file), ``label`` (the name figures print, default the key up to its first
-  '.'), ``step`` (a training step, for trajectory families), ``eval_res``, ``url``,
+  '.'), ``num_params`` (sizes the pipeline's resource requests; unknown counts are
+  estimated), ``step`` (a training step, for trajectory families), ``eval_res``, ``url``,
   ``sha256``, ``sha1``, ``revision``, ``filename``, ``note``.
 
 Reading and selecting need only pandas: no network, no torch.
@@ -38,10 +39,10 @@ __all__ = [
     "select_models",
 ]
 
-REQUIRED_COLUMNS = ("model", "family", "source", "set", "num_params", "quality_source")
+REQUIRED_COLUMNS = ("model", "family", "source", "set", "quality_source")
 OPTIONAL_COLUMNS = (
     "model_id", "weights_tag", "eval_res", "url", "sha256", "revision", "sha1", "weights",
-    "label", "note", "repo", "filename", "step",
+    "label", "note", "repo", "filename", "step", "num_params",
 )  # fmt: skip
 #: Older tables name ``quality_source`` so.
 ALIASES = {"accuracy_source": "quality_source"}
@@ -150,7 +151,7 @@ def _row_problems(
     if known_sets is not None and row["set"] and row["set"] not in known_sets:
         problems.append(f"unknown set {row['set']!r} (expected one of {', '.join(known_sets)})")
     problems += _quality_problems(row, quality)
-    for column, required in (("num_params", True), ("eval_res", False), ("step", False)):
+    for column, required in (("num_params", False), ("eval_res", False), ("step", False)):
         text = row[column]
         if (text or required) and (not text.isdigit() or (int(text) <= 0 and column != "step")):
             problems.append(f"{column} is missing or not a positive integer ({text!r})")
@@ -230,7 +231,7 @@ def read_model_table(
     """Read and validate a model table (tab-separated, header on line 1), or several of them.
 
     Returns one row per model with the ``quality`` columns as float (NaN where empty),
-    ``num_params`` as int, ``eval_res`` and ``step`` as nullable ints, the other columns as
+    ``num_params``, ``eval_res`` and ``step`` as nullable ints, the other columns as
     strings, and the optional columns ('' where unset; ``weights`` defaults to the model key and
     ``label`` to the key up to its first '.'). Several paths are read into one table, in order.
     ``sets``, if given, are the allowed values of the ``set`` column.
@@ -260,8 +261,7 @@ def read_model_table(
     table = raw.drop(columns=["_line", "_file"]).reset_index(drop=True)
     for q in quality:
         table[q.name] = pd.to_numeric(table[q.name].replace("", float("nan")))
-    table["num_params"] = table["num_params"].astype("int64")
-    for column in ("eval_res", "step"):
+    for column in ("num_params", "eval_res", "step"):
         table[column] = pd.array([int(v) if v else pd.NA for v in table[column]], dtype="Int64")
     return table
 

@@ -270,8 +270,18 @@ def all_outputs():
     ]
 
 
+# a model whose table gives no parameter count (mmsegmentation, CompressAI rows) is sized as
+# this many parameters for its resource requests
+UNKNOWN_NUM_PARAMS = 300_000_000
+
+
+def _num_params(weights):
+    n = WEIGHTS.loc[weights, "num_params"]
+    return UNKNOWN_NUM_PARAMS if pd.isna(n) else int(n)
+
+
 def _weight_mb(wildcards):
-    return 4 * int(WEIGHTS.loc[wildcards.weights, "num_params"]) / 1e6  # float32 bytes
+    return 4 * _num_params(wildcards.weights) / 1e6  # float32 bytes
 
 
 def download_mem_mb(wildcards, attempt):
@@ -299,7 +309,7 @@ def spectra_mem_mb(wildcards, attempt):
 def spectra_runtime(wildcards, attempt):
     """Minutes: 3x the measured cost (SPECTRA_* above) for safety, times the attempt number;
     TSVD_COST_FACTOR times that for a method with evals: tsvd."""
-    mparams = int(WEIGHTS.loc[wildcards.weights, "num_params"]) / 1e6
+    mparams = _num_params(wildcards.weights) / 1e6
     seconds = SPECTRA_STARTUP_S + SPECTRA_S_PER_MPARAM * mparams
     method = getattr(wildcards, "method", None)
     if method is not None and METHODS[method]["evals"] == "tsvd":
@@ -319,5 +329,5 @@ def analysis_runtime(wildcards, attempt):
 
 def provenance_runtime(wildcards, attempt):
     """Minutes: hashing every weight file at a pessimistic 50 MB/s plus 5, times the attempt."""
-    total_mb = 4 * WEIGHTS["num_params"].astype(float).sum() / 1e6
+    total_mb = 4 * sum(_num_params(w) for w in WEIGHTS.index) / 1e6
     return math.ceil(5 + total_mb / 50 / 60) * attempt

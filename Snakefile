@@ -40,6 +40,7 @@ include: "workflow/rules/spectra.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/paper.smk"
+include: "workflow/rules/summary.smk"
 include: "workflow/rules/provenance.smk"
 
 

@@ -32,7 +32,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from htsr import zoo
+from htsr import summary, zoo
 from htsr.provenance import sha256_file
 from htsr.trends import METRICS, TREND_COLUMNS, fit_trend
 
@@ -277,6 +277,36 @@ def test_nlp_study_tables(pipeline: Pipeline) -> None:
     steps = models.set_index("model").loc[nlp.index[nlp["family"] == "pythia-410m-trajectory"],
                                           "step"]  # fmt: skip
     assert sorted(steps) == [1000, 3000, 143000]
+
+
+def test_beyond_imagenet_summary(pipeline: Pipeline) -> None:
+    """results/summary/: one row per study x family x quality x metric fitted on >= 3 models,
+    τ inside its interval, verdicts by htsr.summary's rule, and the figure."""
+    results = pipeline.workdir / "results"
+    table = pd.read_csv(results / "summary" / "beyond_imagenet.tsv", sep="\t",
+                        keep_default_na=False, na_values=[""])  # fmt: skip
+    assert list(table.columns) == list(summary.ANSWER_COLUMNS)
+    for study in ("imagenet", "nlp"):
+        trends = pd.read_csv(results / study / "trends.tsv", sep="\t")
+        fitted = trends[(trends["status"] == "ok") & (trends["n"] >= 3)]
+        assert (table["study"] == study).sum() == len(fitted) > 0
+    assert (table["reference"] == (table["study"] == "imagenet")).all()
+    assert ((table["kendall_tau_low"] <= table["kendall_tau"] + 1e-12)
+            & (table["kendall_tau"] <= table["kendall_tau_high"] + 1e-12)).all()  # fmt: skip
+    for rec in table.itertuples():
+        assert rec.verdict == summary.verdict(rec.kendall_tau, rec.kendall_tau_low,
+                                              rec.kendall_tau_high, rec.n,
+                                              rec.higher_is_better)  # fmt: skip
+    ppl = table[table["quality"] == "lambada_openai_ppl"]
+    assert len(ppl) > 0 and not ppl["higher_is_better"].any()
+    assert (ppl["claim_tau"] == ppl["kendall_tau"]).all()  # lower is better: τ > 0 agrees
+    png = results / "summary" / "beyond_imagenet.png"
+    with Image.open(png) as image:
+        assert image.format == "PNG" and min(image.size) > 300
+    assert (results / "summary" / "beyond_imagenet.pdf").read_bytes()[:5] == b"%PDF-"
+    text = (results / "summary" / "beyond_imagenet.md").read_text()
+    assert "**ImageNet (reference)**: " in text and "**NLP (language models)** (nlp): " in text
+    assert "**Semantic segmentation**: no fitted family in this run" in text
 
 
 def test_method_tables_cover_the_sets_that_name_them(pipeline: Pipeline) -> None:

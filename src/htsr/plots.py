@@ -900,3 +900,44 @@ def trajectory_figure(
     fig.colorbar(image, ax=ax, label="power-law exponent α")
     fig.suptitle(f"Training trajectory of {family}: {len(rows)} checkpoints{stats}", fontsize=11)
     return fig
+
+
+#: Colours of :func:`answer_figure` by verdict.
+VERDICT_COLORS = {"holds": "C2", "fails": "C3", "undecided": "0.55"}
+
+
+def answer_figure(table: pd.DataFrame, *, metric: str = "alpha_weighted") -> Figure:
+    """Kendall τ between ``metric`` and each family's quality, turned so that > 0 is what the
+    paper predicts (better quality with a smaller metric), with its 95 % bootstrap interval:
+    one line per family, grouped by study (the ImageNet reference block first), coloured by
+    verdict, the zero line drawn. ``table`` is :func:`htsr.summary.answer_table`'s, one row per
+    family (its headline quality) for ``metric``."""
+    rows = table[table["metric"] == metric].copy()
+    rows["order"] = ~rows["reference"].astype(bool)
+    rows = rows.sort_values(["order", "study"], kind="stable").reset_index(drop=True)
+    fig = new_figure(11.0, 2.0 + 0.32 * max(len(rows), 1))
+    ax = fig.subplots()
+    ax.axvline(0.0, color="0.3", lw=1.0)
+    if rows.empty:
+        _note(ax, f"no family has {metric} fitted")
+    for i, rec in rows.iterrows():
+        sign = -1.0 if rec["higher_is_better"] else 1.0
+        lo, hi = sorted((sign * rec["kendall_tau_low"], sign * rec["kendall_tau_high"]))
+        color = VERDICT_COLORS[rec["verdict"]]
+        ax.plot([lo, hi], [i, i], color=color, lw=2.2, solid_capstyle="butt")
+        ax.plot([rec["claim_tau"]], [i], "o", color=color, ms=6)
+    labels = [f"{r.study}: {r.family} ({r.quality}, n={r.n})" for r in rows.itertuples()]
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(-1.05, 1.05)
+    ax.set_xlabel(f"Kendall τ of {METRIC_SHORT.get(metric, metric)} and the quality, signed so"
+                  " that > 0 agrees with the paper\n(better quality with a smaller metric);"
+                  " dot: τ, bar: its 95 % bootstrap interval over the models")  # fmt: skip
+    ax.grid(axis="x", alpha=0.3)
+    handles = [Line2D([], [], color=c, lw=2.2, marker="o", label=v)
+               for v, c in VERDICT_COLORS.items()]  # fmt: skip
+    ax.legend(handles=handles, title="verdict", fontsize=8, title_fontsize=8,
+              loc="upper left", bbox_to_anchor=(1.01, 1.0))  # fmt: skip
+    ax.set_title("Does the heavy-tailed trend hold beyond ImageNet? One line per family",
+                 fontsize=10)  # fmt: skip
+    return fig

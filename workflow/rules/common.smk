@@ -203,11 +203,16 @@ def quality_specs(study):
 
 def study_params(wildcards):
     """Params function of the figure rules: the study's headline, labels and families."""
-    study = STUDIES[wildcards.study]
+    return study_params_of(wildcards.study)
+
+
+def study_params_of(name):
+    """A study's headline, quality definitions, families and grouping, as plain data."""
+    study = STUDIES[name]
     return {
         "headline": study.headline,
         "family_headline": dict(study.family_headline),
-        "quality": quality_specs(wildcards.study),
+        "quality": quality_specs(name),
         "families": list(study.figure_families),
         "group_by": list(study.group_by),
         "name": study.name,
@@ -265,8 +270,10 @@ def study_outputs(study):
 
 def all_outputs():
     """Every final target of the workflow (rule all)."""
+    summary = expand("results/summary/beyond_imagenet.{ext}", ext=("tsv", "md", *FORMATS))
     return [o for study in STUDIES for o in study_outputs(study)] + [
-        "results/provenance.json"
+        *summary,
+        "results/provenance.json",
     ]
 
 

@@ -1,0 +1,72 @@
+"""The cross-study answer (htsr.summary): the verdict rule and the table."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from htsr import summary
+from htsr.trends import TREND_COLUMNS
+
+
+@pytest.mark.parametrize(
+    ("tau", "low", "high", "n", "better", "expected"),
+    [
+        (-0.8, -0.95, -0.5, 8, True, "holds"),  # accuracy rises as alpha falls
+        (0.8, 0.5, 0.95, 8, False, "holds"),  # perplexity falls as alpha falls
+        (0.8, 0.5, 0.95, 8, True, "fails"),
+        (-0.8, -0.95, -0.5, 8, False, "fails"),
+        (-0.6, -0.95, 0.2, 8, True, "undecided"),  # the interval contains 0
+        (-1.0, -1.0, -1.0, 3, True, "undecided"),  # too few models to decide
+        (-0.8, math.nan, math.nan, 8, True, "undecided"),
+    ],
+)
+def test_verdict_rule(tau, low, high, n, better, expected) -> None:
+    assert summary.verdict(tau, low, high, n, better) == expected
+
+
+def test_answer_table_rows_signs_and_reference() -> None:
+    def trend(family: str, quality: str, tau: float, low: float, high: float, n: int,
+              status: str = "ok") -> dict:  # fmt: skip
+        row = dict.fromkeys(TREND_COLUMNS, math.nan)
+        row.update(set="core", family=family, quality=quality, transform="", metric="alpha",
+                   n=n, slope=tau, r2=0.5, kendall_tau=tau, kendall_tau_low=low,
+                   kendall_tau_high=high, kendall_p=0.01, status=status)  # fmt: skip
+        return row
+
+    trends = {
+        "imagenet": pd.DataFrame([trend("VGG", "top1", -0.9, -1.0, -0.6, 8)]),
+        "nlp": pd.DataFrame([trend("pythia", "ppl", -0.7, -0.9, -0.3, 8),
+                             trend("pythia", "acc", 0.2, -0.5, 0.8, 8),
+                             trend("opt", "acc", math.nan, math.nan, math.nan, 2,
+                                   "too_few_models")]),
+    }  # fmt: skip
+    better = {("imagenet", "top1"): True, ("nlp", "ppl"): False, ("nlp", "acc"): True}
+    table = summary.answer_table(trends, better)
+    assert list(table.columns) == list(summary.ANSWER_COLUMNS)
+    assert len(table) == 3  # the unfitted opt row is not listed
+    by = table.set_index(["study", "family", "quality"])
+    assert by.loc[("imagenet", "VGG", "top1"), "verdict"] == "holds"
+    assert bool(by.loc[("imagenet", "VGG", "top1"), "reference"])
+    ppl = by.loc[("nlp", "pythia", "ppl")]
+    assert ppl["verdict"] == "fails" and ppl["claim_tau"] == pytest.approx(-0.7)
+    assert not ppl["agrees"] and not ppl["reference"]
+    assert by.loc[("nlp", "pythia", "acc"), "verdict"] == "undecided"
+
+
+def test_answer_text_is_generated_from_the_table() -> None:
+    table = pd.DataFrame([
+        {"study": "imagenet", "family": "VGG", "metric": "alpha_weighted", "verdict": "holds",
+         "reference": True},
+        {"study": "nlp", "family": "pythia", "metric": "alpha_weighted", "verdict": "fails",
+         "reference": False},
+        {"study": "nlp", "family": "gpt2", "metric": "alpha_weighted", "verdict": "undecided",
+         "reference": False},
+    ])  # fmt: skip
+    text = summary.answer_text(table)
+    assert "**ImageNet (reference)**: 1 holds (VGG); 0 fails; 0 undecided." in text
+    assert "**NLP (language models)** (nlp): 0 holds; 1 fails (pythia); 1 undecided (gpt2)." in text
+    assert "**Semantic segmentation**: no fitted family in this run" in text
+    assert "'studies=[imagenet,segmentation]'" in text

@@ -270,7 +270,9 @@ def study_outputs(study):
 
 def all_outputs():
     """Every final target of the workflow (rule all)."""
-    summary = expand("results/summary/beyond_imagenet.{ext}", ext=("tsv", "md", *FORMATS))
+    summary = expand(
+        "results/summary/beyond_imagenet.{ext}", ext=("tsv", "md", *FORMATS)
+    )
     return [o for study in STUDIES for o in study_outputs(study)] + [
         *summary,
         "results/provenance.json",

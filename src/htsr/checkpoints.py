@@ -41,6 +41,15 @@ from typing import Any
 
 import torch
 
+from htsr.sources.hf import WEIGHT_FILES as HUB_WEIGHT_FILES
+
+#: Name parts of output heads stored as their own matrix (``lm_head``, Pythia's ``embed_out``);
+#: :mod:`htsr.spectra` treats them as dense matrices unless tied to an embedding.
+OUTPUT_HEADS: tuple[str, ...] = ("lm_head", "embed_out")
+
+# HUB_WEIGHT_FILES: the weights files of a folder in the hub's layout, in the order they are
+# looked for: the hf source's list, so a folder is read the way a download of it chooses.
+
 #: torch.save files; CompressAI names them `.pth.tar`, Lightning `.ckpt` (not tar archives).
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".tar", ".ckpt")
 SAFETENSORS_SUFFIXES = (".safetensors",)
@@ -206,15 +215,6 @@ def _torch_load(source: Path | io.BytesIO, where: object, *, mmap: bool = False)
         ) from exc
 
 
-#: Weights files of a folder in the hub's layout, in the order they are looked for.
-HUB_WEIGHT_FILES = (
-    "model.safetensors.index.json",
-    "model.safetensors",
-    "pytorch_model.bin.index.json",
-    "pytorch_model.bin",
-)
-
-
 class TensorStore(Mapping[str, torch.Tensor]):
     """A read-only name → tensor mapping over one or several checkpoint files (shards).
 
@@ -299,13 +299,10 @@ class TensorStore(Mapping[str, torch.Tensor]):
         return f"TensorStore({self.name!r}, {len(self)} tensors in {len(self.files)} file(s))"
 
 
-_HEADS = ("lm_head", "embed_out")
-
-
 def _natural_key(key: str) -> tuple[Any, ...]:
     """Sort key: output heads last, then numbers as numbers (``h.2`` before ``h.10``)."""
     parts = re.split(r"(\d+)", key)
-    head = any(p in _HEADS for p in key.split("."))
+    head = any(p in OUTPUT_HEADS for p in key.split("."))
     return (head, *((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts))
 
 

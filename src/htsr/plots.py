@@ -54,6 +54,11 @@ FAMILY_YLABELS: dict[str, str] = {
 FAMILY_LABEL_FONTSIZE = 6.5
 
 
+def _top1_headline(family: str) -> tuple[str, str, str]:
+    """The default headline of every family: top-1 accuracy, as published."""
+    return "top1", TOP1_LABEL, ""
+
+
 @dataclass(frozen=True)
 class Panel:
     """One trend panel: ``metric`` (y) against top-1 (x) for each family in ``families``.
@@ -445,7 +450,7 @@ def families_figure(
         models = models[models["family"].isin(families)]
     if "set" not in group_by:
         models = models.assign(set="")
-    headline = headline or (lambda family: ("top1", TOP1_LABEL, ""))
+    headline = headline or _top1_headline
     finite = models[np.isfinite(models.get(metric, pd.Series(np.nan, models.index)).astype(float))]
     counts = finite.groupby(["set", "family"], sort=False).size()
     keep = [key for key, n in counts.items() if n >= min_n]
@@ -803,7 +808,7 @@ def correlation_flow_figure(
     ``spectra`` maps model keys to their per-matrix tables; ``headline(family)`` gives
     ``(quality, label, transform)`` and ``higher_is_better(quality)`` which end is best.
     """
-    headline = headline or (lambda family: ("top1", TOP1_LABEL, ""))
+    headline = headline or _top1_headline
     better = higher_is_better or (lambda quality: True)
     if families:
         models = models[models["family"].isin(families)]

@@ -166,14 +166,14 @@ def leave_one_out(
     predicted, low, high, error`` (``predicted - observed``), ``inside`` (observed within the
     interval) and ``extrapolation``.
     """
+    from htsr.trends import quality_values  # trends imports this module: import here
+
     out = []
     table = models if "set" in models.columns else models.assign(set="")
     for _, group in table.groupby(list(group_by), sort=False):
         set_name = "+".join(dict.fromkeys(group["set"].astype(str)))
         family = group["family"].iloc[0]
-        values = group[quality].astype(float)
-        if transform == "log10":
-            values = np.log10(values.where(values > 0))
+        values = pd.Series(quality_values(group[quality], transform), index=group.index)
         ok = group[np.isfinite(group[metric].astype(float)) & np.isfinite(values)]
         if len(ok) < MIN_MODELS + 1:
             continue

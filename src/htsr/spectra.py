@@ -30,6 +30,8 @@ import torch
 from scipy.linalg import blas
 from torch import nn
 
+from htsr.checkpoints import OUTPUT_HEADS  # also orders a safetensors file's keys
+
 #: Layer types reported in the ``layer_type`` column.
 LAYER_TYPES: tuple[str, ...] = ("linear", "conv1d", "conv2d", "attention", "embedding")
 
@@ -132,9 +134,9 @@ EMBEDDING_NAMES: tuple[str, ...] = (
     "position_embedding", "cls_token", "class_embedding",
 )  # fmt: skip
 
-#: Name parts of output heads stored as their own matrix (Pythia's ``embed_out``, ``lm_head``):
-#: a dense matrix like any other, unless equal to an embedding of the checkpoint (tied).
-OUTPUT_HEADS: tuple[str, ...] = ("lm_head", "embed_out")
+# OUTPUT_HEADS (from htsr.checkpoints): name parts of output heads stored as their own matrix
+# (Pythia's ``embed_out``, ``lm_head``): a dense matrix like any other, unless equal to an
+# embedding of the checkpoint (tied).
 
 #: Fused q/k/v projections whose rows (output features) are interleaved per head, ``(heads, 3,
 #: head_dim)``, by ``config.json``'s ``model_type``, with the key of the head count.

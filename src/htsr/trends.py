@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from htsr.predict import loo_rmse
+from htsr.table import Quality
 
 #: The conventions of :func:`htsr.analyze` (``htsr.metrics.CONVENTIONS``; not imported, so that
 #: tables and figures need no torch).
@@ -254,7 +255,7 @@ def family_trends(
     leave-one-out prediction error (:func:`htsr.predict.loo_rmse`, units of the regressed
     quality), NaN for fewer than 4 models. ``n_boot`` > 0 adds the bootstrap interval of τ.
     """
-    specs = list(quality) if quality is not None else [_Target(target)]
+    specs = list(quality) if quality is not None else [Quality(target)]
     for col in ("family", *(q.name for q in specs)):
         if col not in models.columns:
             raise KeyError(f"family_trends: the models table has no column {col!r}")
@@ -277,12 +278,6 @@ def family_trends(
                              "transform": q.transform, "metric": metric, **asdict(fit),
                              "loo_rmse": loo})  # fmt: skip
     return pd.DataFrame(rows, columns=list(TREND_COLUMNS))
-
-
-@dataclass(frozen=True)
-class _Target:
-    name: str
-    transform: str = ""
 
 
 def models_table(

@@ -831,11 +831,15 @@ def correlation_flow_figure(
         for row, style, color in ((best, "-", "C2"), (worst, "--", "C3")):
             flow = layer_alpha(spectra[row["model"]])
             depth = flow["depth"] / max(len(flow) - 1, 1)
+            fitted = np.isfinite(flow["alpha"].to_numpy(float))  # the line joins fitted layers
             name = point_names(pd.DataFrame([row]))[0]
-            ax.plot(depth, flow["alpha"], style, marker=".", ms=4, color=color, lw=1.0,
+            ax.plot(depth[fitted], flow["alpha"][fitted], style, marker=".", ms=4, color=color,
+                    lw=1.0,
                     label=f"{name} ({quality} = {float(row[quality]):.4g})")  # fmt: skip
         ax.set_title(f"{family}: best and worst by {quality}", fontsize=10)
-        ax.set_xlabel("relative layer depth (0 = first layer, 1 = last)", fontsize=9)
+        ax.set_xlabel("relative layer depth (0 first, 1 last; unfitted layers skipped)",
+                      fontsize=9)  # fmt: skip
+        ax.set_xlim(-0.02, 1.02)
         ax.set_ylabel("α of the layer (mean over its matrices)", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")

@@ -6,28 +6,39 @@ import pandas as pd
 from htsr.predict import leave_one_out
 from htsr.provenance import job_log, write_tsv
 from htsr.table import Quality
-from htsr.trends import METRICS, SUMMARY_INPUTS, family_trends, models_table, summarize
+from htsr.trends import (
+    METRICS,
+    SUMMARY_INPUTS,
+    family_trends,
+    models_table,
+    summarize,
+    with_more_families,
+)  # fmt: skip
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = job_log(smk.log[0], "aggregate")
 rows = pd.DataFrame(smk.params.models)
 quality = [Quality(**q) for q in smk.params.quality]
-columns = list(SUMMARY_INPUTS)
+columns = list(dict.fromkeys(["layer", *SUMMARY_INPUTS]))
 tables = {path: pd.read_parquet(path, columns=columns) for path in dict.fromkeys(smk.input.spectra)}
 spectra = {
     model: tables[path] for model, path in zip(rows["model"], smk.input.spectra, strict=True)
 }
 convention = smk.params.convention
+more = smk.params.more_families
 models = models_table(
     rows, spectra, lambda table: summarize(table, convention=convention),
-    quality=[q.name for q in quality], extra=["weights", "step"],
+    quality=[q.name for q in quality],
+    extra=["weights", "step", *(c for c in ("layers", *more) if c in rows.columns)],
 )  # fmt: skip
+# a model also joins the families its more_families columns name (e.g. a codec's quality level)
+families = with_more_families(models, more)
 # what `htsr predict` needs to analyse a new checkpoint the way this table was made
 models.insert(models.columns.get_loc("n_matrices") + 1, "convention", convention)
 models.insert(models.columns.get_loc("convention") + 1, "evals", smk.params.evals)
 log.info("%d models, %d without any fitted matrix", len(models), (models.n_matrices == 0).sum())
 trends = family_trends(
-    models, quality=quality, group_by=smk.params.group_by, n_boot=smk.params.tau_bootstrap
+    families, quality=quality, group_by=smk.params.group_by, n_boot=smk.params.tau_bootstrap
 )
 log.info("trends: %s", trends.status.value_counts().to_dict())
 write_tsv(smk.output.models, models)
@@ -36,11 +47,11 @@ write_tsv(smk.output.trends, trends)
 loo = pd.concat(
     [
         leave_one_out(
-            models, metric=m, quality=q.name, group_by=smk.params.group_by, transform=q.transform
+            families, metric=m, quality=q.name, group_by=smk.params.group_by, transform=q.transform
         )
         for q in quality
         for m in METRICS
-        if models[q.name].notna().sum() >= 4
+        if families[q.name].notna().sum() >= 4
     ]
     or [pd.DataFrame()],
     ignore_index=True,

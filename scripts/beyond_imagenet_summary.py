@@ -17,9 +17,11 @@ trends = {
     name: pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""])
     for name, path in zip(studies, smk.input.trends, strict=True)
 }
+# the qualities the answer judges (a rate such as bpp is regressed, not judged)
 better = {(name, q["name"]): q["higher_is_better"] for name in studies
-          for q in studies[name]["quality"]}  # fmt: skip
-table = answer_table(trends, better)
+          for q in studies[name]["quality"] if q.get("answer", True)}  # fmt: skip
+non_cnn = {name: spec.get("non_cnn_families") for name, spec in studies.items()}
+table = answer_table(trends, better, non_cnn=non_cnn)
 write_tsv(smk.output.table, table)
 headline = {name: headline_functions(spec)[0] for name, spec in studies.items()}
 pairs = zip(table["study"], table["family"], table["quality"], strict=True)

@@ -6,17 +6,21 @@ import pandas as pd
 from htsr import plots
 from htsr.provenance import job_log
 from htsr.studies import headline_functions
+from htsr.table import select_layers
+from htsr.trends import with_more_families
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = job_log(smk.log[0], "correlation_flow_figure")
 study = smk.params.study
 headline, higher_is_better = headline_functions(study)
 models = pd.read_csv(smk.input.models, sep="\t", keep_default_na=False, na_values=[""])
+layers = models.set_index("model")["layers"] if "layers" in models else {}
 columns = ["layer", "alpha", "status"]
 spectra = {
-    model: pd.read_parquet(path, columns=columns)
+    model: select_layers(pd.read_parquet(path, columns=columns), layers.get(model))
     for model, path in zip(smk.params.models, smk.input.spectra, strict=True)
 }
+models = with_more_families(models, study["more_families"])
 figure = plots.correlation_flow_figure(
     models, spectra, headline=headline, higher_is_better=higher_is_better,
     families=study["families"],

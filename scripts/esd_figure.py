@@ -4,10 +4,12 @@ import pandas as pd
 
 from htsr import plots
 from htsr.provenance import job_log
+from htsr.table import select_layers
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = job_log(smk.log[0], "esd_figure")
-spectra = pd.read_parquet(smk.input.spectra[0])
+# the model's part of its checkpoint (a row's layers pattern), or all of it
+spectra = select_layers(pd.read_parquet(smk.input.spectra[0]), smk.params.layers)
 figure = plots.esd_figure(spectra, smk.wildcards.model)
 plots.save_figure(figure, [smk.output.png, smk.output.pdf])
 log.info(

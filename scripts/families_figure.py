@@ -7,12 +7,14 @@ import pandas as pd
 from htsr import plots
 from htsr.provenance import job_log
 from htsr.studies import headline_functions
+from htsr.trends import with_more_families
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = job_log(smk.log[0], "families_figure")
 study = smk.params.study
 headline, _ = headline_functions(study)
 models = pd.read_csv(smk.input.models, sep="\t", keep_default_na=False, na_values=[""])
+models = with_more_families(models, study["more_families"])
 trends = pd.read_csv(smk.input.trends, sep="\t", keep_default_na=False, na_values=[""])
 figure = plots.families_figure(
     models, trends=trends, headline=headline, families=study["families"],

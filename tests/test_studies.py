@@ -65,11 +65,54 @@ def test_study_table_is_the_generator_output_and_every_quality_the_shared_figure
     files = tool.SPECS[study]["files"]
     long = pd.concat([pd.read_csv(SHARED / f, sep="\t", dtype=str) for f in files])
     table = committed.set_index("model")
+    # an SD VAE's encoder and decoder rows repeat the whole VAE's quality
+    parts = table.index.str.endswith((".encoder", ".decoder"))
+    for key in table.index[parts]:
+        whole = table.loc[key.rsplit(".", 1)[0]]
+        assert table.loc[key, long["quality_metric"].unique()].equals(
+            whole[long["quality_metric"].unique()]), key  # fmt: skip
+        assert table.loc[key, "weights"] == whole["weights"]
+    table = table[~parts]
     assert len(long) == sum((table[c] != "").sum() for c in long["quality_metric"].unique())
     for rec in long.itertuples():
         ours = table.loc[rec.model.replace("@", "."), rec.quality_metric]
         assert float(ours) == float(rec.quality), (rec.model, rec.quality_metric)
         assert rec.quality_source in table.loc[rec.model.replace("@", "."), "quality_source"]
+
+
+def test_autoencoder_views_rate_aware_quality_levels_and_vae_parts() -> None:
+    """rd_gain_db is the residual of a quadratic OLS in log10 bpp (statsmodels) per training
+    distortion; level families hold every architecture at one level; the SD VAEs' parts select
+    their own layers and the whole leaves out the loss's networks."""
+    import statsmodels.api as sm
+
+    from htsr.table import select_layers
+
+    study = studies.read_study(ROOT / "config" / "studies" / "autoencoders.yaml")
+    table = study.read_table()
+    codecs = table[table["family"].str.startswith("compressai_")]
+    for objective, group in codecs.groupby(codecs["family"].str.endswith("_ms-ssim")):
+        d = (-10 * np.log10(1 - group["ms_ssim_rgb"])) if objective else group["psnr_rgb_db"]
+        x = np.log10(group["bpp"].to_numpy())
+        fit = sm.OLS(d.to_numpy(), np.column_stack([np.ones_like(x), x, x**2])).fit()
+        np.testing.assert_allclose(group["rd_gain_db"], fit.resid, atol=1e-6)
+        assert abs(group["rd_gain_db"].mean()) < 1e-6
+    level = codecs["model"].str.extract(r"_q(\d)$")[0]
+    objective = np.where(codecs["family"].str.endswith("_ms-ssim"), "ms-ssim", "mse")
+    expected = "compressai_" + pd.Series(objective, codecs.index) + "_level" + level
+    assert (codecs["level_family"] == expected).all()
+    assert (codecs.groupby("level_family").size() >= 4).all()  # cheng2020 stops at level 6
+    vae = table[table["family"].str.startswith("sd_vae")]
+    assert sorted(set(vae["family"])) == ["sd_vae_kl-f8", "sd_vae_kl-f8_decoder",
+                                          "sd_vae_kl-f8_encoder"]  # fmt: skip
+    layers = pd.DataFrame({"layer": ["encoder.conv_in", "quant_conv", "post_quant_conv",
+                                     "decoder.up.0.block.0.conv1", "loss.discriminator.main.0",
+                                     "loss.perceptual_loss.net.slice1.0"]})  # fmt: skip
+    picked = {r.family: set(select_layers(layers, r.layers)["layer"]) for r in vae.itertuples()}
+    assert picked["sd_vae_kl-f8_encoder"] == {"encoder.conv_in", "quant_conv"}
+    assert picked["sd_vae_kl-f8_decoder"] == {"decoder.up.0.block.0.conv1", "post_quant_conv"}
+    assert picked["sd_vae_kl-f8"] == picked["sd_vae_kl-f8_encoder"] | picked["sd_vae_kl-f8_decoder"]
+    assert all(study.headline_of(f).name == "psnr_coco2017_db" for f in picked)
 
 
 def test_nlp_core_set_is_a_workstation_run() -> None:

@@ -37,17 +37,24 @@ def test_answer_table_rows_signs_and_reference() -> None:
         return row
 
     trends = {
-        "imagenet": pd.DataFrame([trend("VGG", "top1", -0.9, -1.0, -0.6, 8)]),
+        "imagenet": pd.DataFrame([trend("VGG", "top1", -0.9, -1.0, -0.6, 8),
+                                  trend("ViT", "top1", -0.9, -1.0, -0.6, 8)]),
+        "autoencoders": pd.DataFrame([trend("codec", "bpp", 0.9, 0.6, 1.0, 8)]),
         "nlp": pd.DataFrame([trend("pythia", "ppl", -0.7, -0.9, -0.3, 8),
                              trend("pythia", "acc", 0.2, -0.5, 0.8, 8),
                              trend("opt", "acc", math.nan, math.nan, math.nan, 2,
                                    "too_few_models")]),
     }  # fmt: skip
     better = {("imagenet", "top1"): True, ("nlp", "ppl"): False, ("nlp", "acc"): True}
-    table = summary.answer_table(trends, better)
+    table = summary.answer_table(trends, better, non_cnn={"imagenet": ["ViT"], "nlp": "all"})
     assert list(table.columns) == list(summary.ANSWER_COLUMNS)
-    assert len(table) == 3  # the unfitted opt row is not listed
+    # the unfitted opt row is not listed, nor the rate (bpp: not among the judged qualities)
+    assert len(table) == 4 and "bpp" not in set(table["quality"])
     by = table.set_index(["study", "family", "quality"])
+    assert by["non_cnn"].to_dict() == {("imagenet", "VGG", "top1"): False,
+                                       ("imagenet", "ViT", "top1"): True,
+                                       ("nlp", "pythia", "ppl"): True,
+                                       ("nlp", "pythia", "acc"): True}  # fmt: skip
     assert by.loc[("imagenet", "VGG", "top1"), "verdict"] == "holds"
     assert bool(by.loc[("imagenet", "VGG", "top1"), "reference"])
     ppl = by.loc[("nlp", "pythia", "ppl")]
@@ -59,14 +66,18 @@ def test_answer_table_rows_signs_and_reference() -> None:
 def test_answer_text_is_generated_from_the_table() -> None:
     table = pd.DataFrame([
         {"study": "imagenet", "family": "VGG", "metric": "alpha_weighted", "verdict": "holds",
-         "reference": True},
+         "reference": True, "non_cnn": False},
+        {"study": "imagenet", "family": "ViT", "metric": "alpha_weighted", "verdict": "holds",
+         "reference": True, "non_cnn": True},
         {"study": "nlp", "family": "pythia", "metric": "alpha_weighted", "verdict": "fails",
-         "reference": False},
+         "reference": False, "non_cnn": True},
         {"study": "nlp", "family": "gpt2", "metric": "alpha_weighted", "verdict": "undecided",
-         "reference": False},
+         "reference": False, "non_cnn": True},
     ])  # fmt: skip
     text = summary.answer_text(table)
-    assert "**ImageNet (reference)**: 1 holds (VGG); 0 fails; 0 undecided." in text
+    assert "**ImageNet (reference)**: 2 holds (VGG, ViT); 0 fails; 0 undecided." in text
+    assert ("**Non-CNN architectures (transformers)** (imagenet, nlp): 1 holds (imagenet/ViT);"
+            " 1 fails (nlp/pythia); 1 undecided (nlp/gpt2).") in text  # fmt: skip
     assert "**NLP (language models)** (nlp): 0 holds; 1 fails (pythia); 1 undecided (gpt2)." in text
     assert "**Semantic segmentation**: no fitted family in this run" in text
     assert "'studies=[imagenet,segmentation]'" in text

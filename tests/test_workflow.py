@@ -32,11 +32,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from htsr import summary, zoo
+from htsr import studies, summary, zoo
 from htsr.provenance import sha256_file
 from htsr.trends import METRICS, TREND_COLUMNS, fit_trend
 
 sys.path.insert(0, str(Path(__file__).parent))
+from study_states import make_url_files, served_url_table  # noqa: E402
 from zoo_server import make_weight_files, serve_zoo, served_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +60,8 @@ FIGURES = {
         "families", "alpha_histogram", "metrics_comparison", "correlation_flow",
         "alpha_histogram/core", "trajectory/pythia-410m-trajectory",
     ),
+    **{study: ("families", "alpha_histogram", "metrics_comparison", "correlation_flow",
+               "alpha_histogram/core") for study in ("segmentation", "autoencoders")},
 }  # fmt: skip
 MODEL_COLUMNS = [
     "model", "set", "family", "label", "source", "top1", "top5", "weights", "step", *METRICS,
@@ -67,7 +70,14 @@ MODEL_COLUMNS = [
 NLP_QUALITY = ["lambada_openai_acc", "lambada_openai_ppl", "piqa_acc", "lambada_acc",
                "wikitext2_ppl"]  # fmt: skip
 
+BEYOND = ("segmentation", "autoencoders")
+
 pytestmark = pytest.mark.slow
+
+
+def _read_test_table(study: str) -> pd.DataFrame:
+    return pd.read_csv(TEST_CONFIG / "studies" / f"{study}.tsv", sep="\t", dtype=str,
+                       keep_default_na=False)  # fmt: skip
 
 
 def _env() -> dict[str, str]:
@@ -94,6 +104,7 @@ class Pipeline:
     workdir: Path
     models: pd.DataFrame
     nlp: pd.DataFrame
+    beyond: dict[str, pd.DataFrame]  # segmentation, autoencoders: the served tables
     failed_run: subprocess.CompletedProcess
     failed_log: str
     done_in_failed_run: set[str]
@@ -116,10 +127,24 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     nlp = pd.read_csv(TEST_CONFIG / "studies" / "nlp.tsv", sep="\t", dtype=str,
                       keep_default_na=False)  # fmt: skip
     files.update(make_weight_files(nlp.to_dict("records"), tmp / "served"))
+    # segmentation and autoencoders: torchvision rows as torch.hub files, url rows as files named
+    # the way their hosts name them (tests/study_states.py), pointed at once the server runs
+    beyond = {}
+    for study in BEYOND:
+        table_rows = _read_test_table(study)
+        vision = table_rows[table_rows["source"] != "url"]
+        files.update(make_weight_files(vision.to_dict("records"), tmp / "served"))
+        files.update(make_url_files(table_rows, tmp / "served"))
+        beyond[study] = pd.concat([served_table(vision, files),
+                                   table_rows[table_rows["source"] == "url"]])  # fmt: skip
     faults = {CORRUPT: "corrupt", CORRUPT_ZIP: "corrupt", FLAKY: "error_once",
               FLAKY_HF: "error_once"}  # fmt: skip
     start = time.perf_counter()
     with serve_zoo(files, faults=faults) as base:
+        for study, table_rows in beyond.items():
+            beyond[study] = served_url_table(table_rows, files, base)
+            beyond[study].to_csv(workdir / "config" / "studies" / f"{study}.tsv", sep="\t",
+                                 index=False)  # fmt: skip
         urls = [f"torchvision_url={base}", f"hf_endpoint={base}", f"pytorchcv_url={base}"]
         failed = snakemake(workdir, "--cores", "2", "--keep-going", "--config", *urls)
         spectra = workdir / "results" / "imagenet" / "spectra"
@@ -134,7 +159,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
         requests = list(base.requests)
     wall = time.perf_counter() - start
     print(f"\nend-to-end pipeline wall time (both runs): {wall:.1f} s")
-    yield Pipeline(workdir, rows, nlp, failed, failed_log, done, weights, rerun, requests, wall)
+    yield Pipeline(workdir, rows, nlp, beyond, failed, failed_log, done, weights, rerun, requests,
+                   wall)  # fmt: skip
 
 
 def test_corrupt_download_fails_naming_the_model(pipeline: Pipeline) -> None:
@@ -188,6 +214,8 @@ def test_spectra_tables(pipeline: Pipeline) -> None:
     results = pipeline.workdir / "results"
     rows = [("imagenet", r.weights, r.model) for r in pipeline.models.itertuples()]
     rows += [("nlp", r.weights, r.model) for r in pipeline.nlp.itertuples()]
+    rows += [(study, r.weights, r.model) for study, table in pipeline.beyond.items()
+             for r in table.itertuples()]  # fmt: skip
     for study, weights, model in rows:
         table = pd.read_parquet(results / study / "spectra" / f"{weights}.parquet")
         assert len(table) > 0
@@ -279,6 +307,51 @@ def test_nlp_study_tables(pipeline: Pipeline) -> None:
     assert sorted(steps) == [1000, 3000, 143000]
 
 
+def test_segmentation_and_autoencoder_studies(pipeline: Pipeline) -> None:
+    """Segmentation: torchvision's architectures and an mmengine checkpoint (read inertly) by
+    url. Autoencoders: CompressAI-shaped files (one in torch's legacy format), trends within a
+    family and across architectures at one level (more_families), and a kl-f8-shaped zip read
+    whole and by part: the parts' matrices add up to the whole, the loss's networks in none."""
+    results = pipeline.workdir / "results"
+    seg = pd.read_csv(results / "segmentation" / "models.tsv", sep="\t")
+    assert sorted(seg["model"]) == sorted(pipeline.beyond["segmentation"]["model"])
+    assert (seg["n_matrices"] > 0).all() and np.isfinite(seg["alpha_weighted"]).all()
+    segformer = pd.read_parquet(results / "segmentation" / "spectra"
+                                / "segformer_mit-b0_ade20k-512.parquet")  # fmt: skip
+    assert "backbone.layers.1.1.0.attn.attn.in_proj_weight" in set(segformer["layer"])
+    trends = pd.read_csv(results / "segmentation" / "trends.tsv", sep="\t")
+    tv = trends[trends["family"] == "torchvision_seg_coco_voc"]
+    assert (tv["status"] == "ok").all() and set(tv["quality"]) == {"miou", "pixel_acc"}
+
+    ae = pd.read_csv(results / "autoencoders" / "models.tsv", sep="\t",
+                     keep_default_na=False, na_values=[""]).set_index("model")  # fmt: skip
+    assert {"layers", "level_family", "rd_gain_db"} <= set(ae.columns)
+    table = pipeline.beyond["autoencoders"].set_index("model")
+    assert sorted(ae.index) == sorted(table.index)
+    spectra = pd.read_parquet(results / "autoencoders" / "spectra"
+                              / "sd-vae-kl-f8-original.parquet")  # fmt: skip
+    ok = spectra[spectra["status"] == "ok"]
+    whole, enc, dec = (f"sd-vae-kl-f8-original{p}" for p in ("", ".encoder", ".decoder"))
+    assert ae.loc[whole, "n_matrices"] == ae.loc[enc, "n_matrices"] + ae.loc[dec, "n_matrices"]
+    assert ok["layer"].str.startswith("loss.").sum() > 0  # analysed, but no model uses them
+    assert ae.loc[whole, "n_matrices"] == (~ok["layer"].str.startswith("loss.")).sum()
+    assert ae.loc[enc, "alpha_weighted"] != ae.loc[dec, "alpha_weighted"]
+    assert ae.loc[whole, "weights"] == ae.loc[enc, "weights"] == ae.loc[dec, "weights"]
+    trends = pd.read_csv(results / "autoencoders" / "trends.tsv", sep="\t")
+    level = trends[(trends["family"] == "compressai_mse_level1")
+                   & (trends["metric"] == "alpha_weighted")]  # fmt: skip
+    assert (level["n"] == 3).all() and (level["status"] == "ok").all()
+    members = ae[ae["level_family"] == "compressai_mse_level1"]
+    fit = level[level["quality"] == "rd_gain_db"].iloc[0]
+    expected = fit_trend(members["alpha_weighted"], members["rd_gain_db"])
+    assert fit["slope"] == pytest.approx(expected.slope)
+    family = trends[(trends["family"] == "compressai_bmshj2018-factorized_mse")]
+    assert (family["n"] == 3).all()  # q2 is the legacy-format file
+    record = pipeline.workdir / "resources" / "weights" / "sd-vae-kl-f8-original.zip.recorded.json"
+    weights = record.with_name(record.name.removesuffix(".recorded.json"))
+    assert json.loads(record.read_text())["sha256"] == sha256_file(weights)[0]
+
+
 def test_beyond_imagenet_summary(pipeline: Pipeline) -> None:
     """results/summary/: one row per study x family x quality x metric fitted on >= 3 models,
     τ inside its interval, verdicts by htsr.summary's rule, and the figure."""
@@ -286,10 +359,18 @@ def test_beyond_imagenet_summary(pipeline: Pipeline) -> None:
     table = pd.read_csv(results / "summary" / "beyond_imagenet.tsv", sep="\t",
                         keep_default_na=False, na_values=[""])  # fmt: skip
     assert list(table.columns) == list(summary.ANSWER_COLUMNS)
-    for study in ("imagenet", "nlp"):
+    for study in ("imagenet", "nlp", *BEYOND):
         trends = pd.read_csv(results / study / "trends.tsv", sep="\t")
-        fitted = trends[(trends["status"] == "ok") & (trends["n"] >= 3)]
+        fitted = trends[(trends["status"] == "ok") & (trends["n"] >= 3)
+                        & (trends["quality"] != "bpp")]  # a rate, not judged  # fmt: skip
         assert (table["study"] == study).sum() == len(fitted) > 0
+        # one row per family x quality x metric
+        assert not table[table["study"] == study].duplicated(["family", "quality", "metric"]).any()
+    assert "bpp" not in set(table["quality"])
+    assert set(table.loc[table["study"] == "autoencoders", "family"]) == {
+        "compressai_bmshj2018-factorized_mse", "compressai_mse_level1"}  # fmt: skip
+    assert table.loc[table["study"] == "nlp", "non_cnn"].all()
+    assert not table.loc[table["study"] != "nlp", "non_cnn"].any()
     assert (table["reference"] == (table["study"] == "imagenet")).all()
     assert ((table["kendall_tau_low"] <= table["kendall_tau"] + 1e-12)
             & (table["kendall_tau"] <= table["kendall_tau_high"] + 1e-12)).all()  # fmt: skip
@@ -306,7 +387,9 @@ def test_beyond_imagenet_summary(pipeline: Pipeline) -> None:
     assert (results / "summary" / "beyond_imagenet.pdf").read_bytes()[:5] == b"%PDF-"
     text = (results / "summary" / "beyond_imagenet.md").read_text()
     assert "**ImageNet (reference)**: " in text and "**NLP (language models)** (nlp): " in text
-    assert "**Semantic segmentation**: no fitted family in this run" in text
+    assert "**Semantic segmentation** (segmentation): " in text
+    assert "**Autoencoders (reconstruction quality)** (autoencoders): " in text
+    assert "**Non-CNN architectures (transformers)** (nlp): " in text
 
 
 def test_method_tables_cover_the_sets_that_name_them(pipeline: Pipeline) -> None:
@@ -377,7 +460,8 @@ def test_paper_comparison_against_the_printed_fixture(pipeline: Pipeline) -> Non
 
 
 def test_figures_are_valid_images(pipeline: Pipeline) -> None:
-    models = {"imagenet": pipeline.models["model"], "nlp": pipeline.nlp["model"]}
+    models = {"imagenet": pipeline.models["model"], "nlp": pipeline.nlp["model"],
+              **{study: table["model"] for study, table in pipeline.beyond.items()}}  # fmt: skip
     paths = [pipeline.workdir / "results" / study / "figures" / name
              for study, names in FIGURES.items()
              for name in [*names, *(f"esd/{m}" for m in models[study])]]  # fmt: skip
@@ -399,7 +483,8 @@ def test_provenance(pipeline: Pipeline) -> None:
         assert packages[name], name
     assert record["config"]["convention"] == "paper"
     assert set(record["git"]) == {"commit", "dirty"}
-    weights = {*pipeline.models["weights"], *pipeline.nlp["weights"]}
+    weights = {*pipeline.models["weights"], *pipeline.nlp["weights"],
+               *(w for table in pipeline.beyond.values() for w in table["weights"])}  # fmt: skip
     assert sorted(record["weights"]) == sorted(weights)
     for entry in record["weights"].values():
         path = pipeline.workdir / entry["path"]
@@ -408,12 +493,17 @@ def test_provenance(pipeline: Pipeline) -> None:
     hub = record["weights"]["pythia-410m.step143000"]  # a sharded hub snapshot
     assert hub["path"].endswith(".hf.json") and len(hub["commit"]) == 40
     assert hub["revision"] == "step143000" and len(hub["files"]) == 4  # index, 2 shards, config
-    assert record["config"]["studies"] == ["imagenet", "nlp"]
+    assert record["config"]["studies"] == ["imagenet", "nlp", *BEYOND]
+    how = {w: e.get("verified_by") for w, e in record["weights"].items()}
+    assert how["sd-vae-kl-f8-original"] == "recorded at first download"
+    assert how["bmshj2018-factorized_mse_q1"] == "hash in file name"
+    assert how["segformer_mit-b0_ade20k-512"] == "hash in file name"
 
 
 def test_logs_per_rule_and_model(pipeline: Pipeline) -> None:
     logs = pipeline.workdir / "logs"
-    for study, table in (("imagenet", pipeline.models), ("nlp", pipeline.nlp)):
+    for study, table in (("imagenet", pipeline.models), ("nlp", pipeline.nlp),
+                         *pipeline.beyond.items()):  # fmt: skip
         for row in table.drop_duplicates("weights").itertuples():
             text = (logs / "model_spectra" / study / f"{row.weights}.log").read_text()
             out = f"results/{study}/spectra/{row.weights}.parquet"
@@ -427,7 +517,7 @@ def test_report_names_every_figure(pipeline: Pipeline) -> None:
     assert run.returncode == 0, run.stderr[-4000:]
     html = (pipeline.workdir / "results" / "report.html").read_text()
     names = [*FIGURES["imagenet"], *FIGURES["nlp"], *pipeline.models["model"],
-             *pipeline.nlp["model"]]  # fmt: skip
+             *pipeline.nlp["model"], *pipeline.beyond["autoencoders"]["model"]]  # fmt: skip
     for name in names:
         assert f"{name.rsplit('/', 1)[-1]}.png" in html, name
     for table in ("models.tsv", "trends.tsv", "provenance.json", "paper_comparison.tsv"):
@@ -554,6 +644,24 @@ def test_every_study_plans(tmp_path: Path) -> None:
                            "studies=[imagenet,nlp,segmentation,autoencoders]")  # fmt: skip
     assert counts["aggregate"] == 4 and counts["families_figure"] == 4
     assert counts["correlation_flow_figure"] == 4
+
+
+def test_answer_table_plans_every_studys_jobs(tmp_path: Path) -> None:
+    """`snakemake -n results/summary/beyond_imagenet.tsv` with all four studies plans one
+    download and one spectrum per weight file of each study's default selection, and each
+    study's aggregate."""
+    counts, out = _dry_run(tmp_path, "results/summary/beyond_imagenet.tsv", "--config",
+                           "studies=[imagenet,nlp,segmentation,autoencoders]")  # fmt: skip
+    files = 0
+    for name in ("imagenet", "nlp", "segmentation", "autoencoders"):
+        study = studies.read_study(ROOT / "config" / "studies" / f"{name}.yaml")
+        selected, _ = study.select(study.read_table())
+        files += selected["weights"].nunique()
+        for weights in selected["weights"]:
+            assert f"results/{name}/spectra/{weights}.parquet" in out, weights
+    assert counts["model_spectra"] == counts["download_weights"] == files
+    assert counts["aggregate"] == 4 and counts["beyond_imagenet_summary"] == 1
+    assert "esd_figure" not in counts  # only what the answer table needs
 
 
 def test_bad_selection_stops_before_any_job(tmp_path: Path) -> None:

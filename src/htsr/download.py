@@ -118,6 +118,21 @@ class WeightsSource:
     git_sha1: str = ""
     record: str = ""  # a file recording the sha256 of the first download (source url)
 
+    @property
+    def verified_by(self) -> str:
+        """How the file is checked, in words (written to the sidecar and the provenance)."""
+        if self.record:
+            return "recorded at first download"
+        if self.expected_sha256:
+            return "table sha256"
+        if self.kind == "pytorchcv":
+            return "store sha1 of the zip's member"
+        if self.kind == "hub":
+            return "hub sha256" if not self.git_sha1 else "hub git blob sha1"
+        if self.hash_prefix:
+            return "hash in file name"
+        return "unverified"
+
 
 def _sidecar(dest: Path) -> Path:
     return dest.with_name(dest.name + ".sha256")
@@ -419,6 +434,7 @@ def sidecar_record(src: WeightsSource, sha: str, commit: Any, how: str) -> dict[
         "commit": commit,
         "sha256": sha,
         "verified": how,
+        "verified_by": src.verified_by,
         **({"sha1": src.sha1, "member": src.member} if src.kind == "pytorchcv" else {}),
     }
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -484,7 +485,7 @@ def families_figure(
     for ax, panel in zip(axes, panels, strict=False):
         draw_trend_panel(ax, models, panel, trends)
         ax.set_ylabel(FAMILY_YLABELS.get(metric, METRIC_LABELS.get(metric, metric)), fontsize=9)
-        ax.set_xlabel(panel.quality_label, fontsize=9)
+        ax.set_xlabel(textwrap.fill(panel.quality_label, 48), fontsize=9)  # 4 panels a row
         ax.tick_params(labelsize=8)
         legend = ax.get_legend()
         if legend is not None:

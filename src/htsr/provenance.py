@@ -61,8 +61,10 @@ def weight_record(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     The hash comes from the download's checksum sidecar ``<file>.sha256`` (JSON written by
     :func:`htsr.zoo.download_weights`) when its recorded size and mtime match the file
-    (``sha256_from: "sidecar"``, plus the sidecar's ``url`` and ``commit``), and is recomputed
-    from the file's bytes otherwise (``sha256_from: "file"``). For the manifest of a hub
+    (``sha256_from: "sidecar"``, plus the sidecar's ``url``, ``commit`` and ``verified_by``: how
+    the download was checked), and is recomputed
+    from the file's bytes otherwise (``sha256_from: "file"``); the sidecar's fields are kept
+    whenever its hash is the file's. For the manifest of a hub
     snapshot (``*.hf.json``, :mod:`htsr.sources.hf`) the record adds its ``repo``,
     ``revision``, resolved ``commit`` and ``files`` (each file's sha256 or git blob id, size).
     """
@@ -83,9 +85,11 @@ def weight_record(path: str | os.PathLike[str]) -> dict[str, Any]:
         and isinstance(side.get("sha256"), str)
     ):
         record |= {"sha256": side["sha256"], "sha256_from": "sidecar"}
-        record |= {k: side.get(k) for k in ("url", "commit")}
     else:
         record |= {"sha256": sha256_file(p)[0], "sha256_from": "file"}
+    if isinstance(side, dict) and side.get("sha256") == record["sha256"]:
+        # the file the download verified (touched since, e.g. by the workflow manager)
+        record |= {k: side.get(k) for k in ("url", "commit", "verified_by")}
     if p.name.endswith(".hf.json"):  # a hub snapshot's manifest: its commit and verified files
         try:
             manifest = json.loads(p.read_text("utf-8"))

@@ -7,6 +7,8 @@ columns mean::
     tables: [config/studies/nlp.tsv]        # default: config/studies/{study}.tsv
     model_set: [core]                       # default selection (config model_set overrides)
     group_by: [family]                      # trends per family (ImageNet: [set, family])
+    more_families: [level_family]           # columns naming further families of a model
+    non_cnn_families: all                   # transformers: the answer's non-CNN rows
     quality:                                # one entry per quality column of the table
       - {name: lambada_openai_acc, label: "LAMBADA accuracy (fraction)", headline: true}
       - {name: lambada_openai_ppl, label: "LAMBADA perplexity", higher_is_better: false,
@@ -44,6 +46,8 @@ class Study:
     headline: str
     model_set: tuple[str, ...] = ("core",)
     group_by: tuple[str, ...] = ("family",)
+    more_families: tuple[str, ...] = ()
+    non_cnn_families: tuple[str, ...] | str = ()
     family_headline: Mapping[str, str] = field(default_factory=dict)
     figure_families: tuple[str, ...] = ()
     trajectories: tuple[str, ...] = ()
@@ -68,8 +72,16 @@ class Study:
         return self.quality_of(self.family_headline.get(family, self.headline))
 
     def read_table(self) -> pd.DataFrame:
-        """The study's model table(s), validated (:func:`htsr.table.read_model_table`)."""
-        return read_model_table(list(self.tables), quality=self.quality)
+        """The study's model table(s), validated (:func:`htsr.table.read_model_table`); a
+        ``more_families`` column the tables lack is a ``ValueError`` naming it."""
+        table = read_model_table(list(self.tables), quality=self.quality)
+        missing = [c for c in self.more_families if c not in table.columns]
+        if missing:
+            raise ValueError(
+                f"study {self.name}: more_families names column(s) {missing} that its table(s)"
+                f" {', '.join(self.tables)} lack"
+            )
+        return table
 
     def select(self, table: pd.DataFrame, model_set: Any = None) -> tuple[pd.DataFrame, list[str]]:
         """``(rows of model_set, names that matched nothing)``; default the study's model_set."""
@@ -90,6 +102,7 @@ def study_from_dict(name: str, spec: Mapping[str, Any]) -> Study:
             low=q.get("low"),
             high=q.get("high"),
             required=bool(q.get("required", False)),
+            answer=bool(q.get("answer", True)),
         )  # fmt: skip
         for q in spec["quality"]
     )
@@ -113,6 +126,12 @@ def study_from_dict(name: str, spec: Mapping[str, Any]) -> Study:
             else spec.get("model_set") or ["core"]
         ),  # fmt: skip
         group_by=tuple(spec.get("group_by") or ["family"]),
+        more_families=tuple(spec.get("more_families") or []),
+        non_cnn_families=(
+            "all"
+            if spec.get("non_cnn_families") == "all"
+            else tuple(spec.get("non_cnn_families") or [])
+        ),  # fmt: skip
         family_headline=dict(spec.get("family_headline") or {}),
         figure_families=tuple(spec.get("figure_families") or []),
         trajectories=tuple(spec.get("trajectories") or []),

@@ -12,12 +12,16 @@ quality × HT-SR metric fitted on at least :data:`MIN_ROWS` models, with n, R²,
   95 % interval of τ contains 0 (the data cannot tell the sign); otherwise ``holds`` when τ has
   the claimed sign and ``fails`` when it has the opposite one.
 
-The ImageNet study's rows are the reference block (``reference`` true).
+The ImageNet study's rows are the reference block (``reference`` true). ``non_cnn`` marks the
+families a study names as non-convolutional (its ``non_cnn_families``: vision transformers in
+the ImageNet study's ``extended`` set, SegFormer, every language model): the rows that answer
+"does it hold for non-CNN architectures?".
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +36,7 @@ MIN_DECIDED = 4
 ANSWER_COLUMNS = (
     "study", "set", "family", "quality", "transform", "higher_is_better", "metric", "n", "r2",
     "kendall_tau", "kendall_tau_low", "kendall_tau_high", "kendall_p", "slope_sign",
-    "claim_tau", "agrees", "verdict", "reference",
+    "claim_tau", "agrees", "verdict", "reference", "non_cnn",
 )  # fmt: skip
 
 
@@ -55,12 +59,19 @@ def answer_table(
     higher_is_better: Mapping[tuple[str, str], bool],
     *,
     reference: str = "imagenet",
+    non_cnn: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """The answer table from each study's ``trends.tsv`` (``trends[study]``) and each quality's
-    direction (``higher_is_better[(study, quality)]``); see the module docstring."""
+    """The answer table from each study's ``trends.tsv`` (``trends[study]``) and each judged
+    quality's direction (``higher_is_better[(study, quality)]``; a quality not in it, e.g. a
+    rate, is left out); ``non_cnn[study]`` is ``"all"`` or the study's non-CNN families. See
+    the module docstring."""
     rows = []
+    non_cnn = non_cnn or {}
     for study, table in trends.items():
         fitted = table[(table["status"] == "ok") & (table["n"] >= MIN_ROWS)]
+        judged = [(study, q) in higher_is_better for q in fitted["quality"]]
+        fitted = fitted[judged]
+        others = non_cnn.get(study) or ()
         for rec in fitted.to_dict("records"):
             better = bool(higher_is_better[(study, rec["quality"])])
             tau = float(rec["kendall_tau"])
@@ -78,17 +89,24 @@ def answer_table(
                 "verdict": verdict(tau, float(rec["kendall_tau_low"]),
                                    float(rec["kendall_tau_high"]), int(rec["n"]), better),
                 "reference": study == reference,
+                "non_cnn": others == "all" or rec["family"] in others,
             })  # fmt: skip
     return pd.DataFrame(rows, columns=list(ANSWER_COLUMNS))
 
 
-#: The four questions the paper's readers ask, with the studies that answer them.
+#: The four questions the paper's readers ask: the studies that answer each, and whether only
+#: their non-CNN families (``non_cnn``) do.
 QUESTIONS = (
-    ("Non-CNN architectures (transformers)", ("nlp",)),
-    ("Autoencoders (reconstruction quality)", ("autoencoders",)),
-    ("Semantic segmentation", ("segmentation",)),
-    ("NLP (language models)", ("nlp",)),
+    ("Non-CNN architectures (transformers)", ("imagenet", "nlp", "segmentation"), True),
+    ("Autoencoders (reconstruction quality)", ("autoencoders",), False),
+    ("Semantic segmentation", ("segmentation",), False),
+    ("NLP (language models)", ("nlp",), False),
 )
+#: What a run that answers a question adds to the default configuration.
+RUN_FOR = {
+    "Non-CNN architectures (transformers)":
+        "'studies=[imagenet,nlp,segmentation]' 'model_set=[core,extended]'",
+}  # fmt: skip
 
 
 def answer_text(table: pd.DataFrame, *, metric: str = "alpha_weighted") -> str:
@@ -102,20 +120,28 @@ def answer_text(table: pd.DataFrame, *, metric: str = "alpha_weighted") -> str:
     def counts(study_rows: pd.DataFrame) -> str:
         parts = []
         for v in ("holds", "fails", "undecided"):
-            fams = study_rows.loc[study_rows["verdict"] == v, "family"].tolist()
+            fams = [f"{r.study}/{r.family}" if several else r.family
+                    for r in study_rows[study_rows["verdict"] == v].itertuples()]  # fmt: skip
             parts.append(f"{len(fams)} {v}" + (f" ({', '.join(fams)})" if fams else ""))
         return "; ".join(parts)
 
+    several = False
     ref = rows[rows["reference"].astype(bool)]
     lines.append(f"- **ImageNet (reference)**: {counts(ref) if len(ref) else 'not run'}.")
-    for question, studies in QUESTIONS:
+    for question, studies, only_non_cnn in QUESTIONS:
         part = rows[rows["study"].isin(studies)]
+        if only_non_cnn:
+            part = part[part["non_cnn"].astype(bool)]
+        several = part["study"].nunique() > 1
         if part.empty:
-            lines.append(f"- **{question}**: no fitted family in this run; it needs a run with"
-                         f" the real weights: `snakemake --cores 16 --config"
-                         f" 'studies=[imagenet,{','.join(studies)}]'`.")  # fmt: skip
+            config = RUN_FOR.get(question, f"'studies=[imagenet,{','.join(studies)}]'")
+            lines.append(
+                f"- **{question}**: no fitted family in this run; it needs a run with"
+                f" the real weights: `snakemake --cores 16 --config {config}`."
+            )
         else:
-            lines.append(f"- **{question}** ({', '.join(studies)}): {counts(part)}.")
+            found = ", ".join(dict.fromkeys(part["study"]))
+            lines.append(f"- **{question}** ({found}): {counts(part)}.")
     rule = (
         "Verdict rule: `undecided` with fewer than 4 models or when the 95 % bootstrap interval"
         " of Kendall τ contains 0; otherwise `holds` when τ has the sign the paper claims"

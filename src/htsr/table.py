@@ -1,4 +1,4 @@
-"""The model table: one row per pretrained model of a study, read, validated and selected.
+r"""The model table: one row per pretrained model of a study, read, validated and selected.
 
 A table is tab-separated with a header line, one row per model, keyed by ``model`` (letters,
 digits, ``.``, ``_``, ``-``). Columns:
@@ -12,7 +12,10 @@ digits, ``.``, ``_``, ``-``). Columns:
   sets can share one file), ``label`` (the name figures print, default the key up to its first
   '.'), ``num_params`` (sizes the pipeline's resource requests; unknown counts are
   estimated), ``step`` (a training step, for trajectory families), ``eval_res``, ``url``,
-  ``sha256``, ``sha1``, ``revision``, ``filename``, ``note``.
+  ``sha256``, ``sha1``, ``revision``, ``filename``, ``note``, and ``layers``: a regular
+  expression matched (:func:`re.match`) against layer names, so a row analyses part of its
+  checkpoint (Stable Diffusion's VAE encoder ``encoder\.|quant_conv\b``; empty: every layer;
+  several rows can read one file and each keep their own part, :func:`select_layers`).
 
 Reading and selecting need only pandas: no network, no torch.
 """
@@ -36,13 +39,14 @@ __all__ = [
     "ModelTableError",
     "Quality",
     "read_model_table",
+    "select_layers",
     "select_models",
 ]
 
 REQUIRED_COLUMNS = ("model", "family", "source", "set", "quality_source")
 OPTIONAL_COLUMNS = (
     "model_id", "weights_tag", "eval_res", "url", "sha256", "revision", "sha1", "weights",
-    "label", "note", "repo", "filename", "step", "num_params",
+    "label", "note", "repo", "filename", "step", "num_params", "layers",
 )  # fmt: skip
 #: Older tables name ``quality_source`` so.
 ALIASES = {"accuracy_source": "quality_source"}
@@ -68,7 +72,8 @@ class Quality:
     better (perplexity, bits per byte: False); ``transform`` is ``""`` or ``"log10"``: the trends
     regress ``log10(value)`` (perplexities: log perplexity is the loss, linear where perplexity
     is exponential); ``low``/``high``: the allowed range ``low < value <= high`` (None: any
-    finite value); ``required``: every row must have a value.
+    finite value); ``required``: every row must have a value; ``answer``: False for a column
+    that is regressed but not judged as a quality in the cross-study answer (a rate: bpp).
     """
 
     name: str
@@ -78,6 +83,7 @@ class Quality:
     low: float | None = None
     high: float | None = None
     required: bool = False
+    answer: bool = True
 
     def __post_init__(self) -> None:
         if self.transform not in ("", "log10"):
@@ -160,6 +166,11 @@ def _row_problems(
         problems.append(f"url {url!r} must be an absolute URL (scheme://...) or a bare file name")
     if row["sha256"] and not _SHA256.match(row["sha256"]):
         problems.append(f"sha256 must be 64 lowercase hex digits (got {row['sha256']!r})")
+    if row["layers"]:
+        try:
+            re.compile(row["layers"])
+        except re.error as err:
+            problems.append(f"layers {row['layers']!r} is not a regular expression: {err}")
     if row["source"] != "pytorchcv" and row["sha1"]:
         problems.append("sha1 is the OSMR store's checksum: only pytorchcv rows take it")
     return problems
@@ -310,3 +321,21 @@ def match_models(
             unknown.append(name)
         keep |= hit
     return keep, unknown
+
+
+def select_layers(spectra: pd.DataFrame, pattern: Any = "") -> pd.DataFrame:
+    """The rows of a per-matrix table whose ``layer`` a row's ``layers`` pattern matches.
+
+    ``pattern`` is a regular expression tried with :func:`re.match` (anchored at the start of
+    the name: ``decoder\\.`` keeps ``decoder.up.0.conv.weight``'s layer, not
+    ``post_decoder.x``); empty or missing (None, NaN) keeps every row. A model that reads part
+    of a shared checkpoint is summarised from its part alone.
+
+    >>> t = pd.DataFrame({"layer": ["encoder.conv_in", "decoder.conv_out", "loss.disc.0"]})
+    >>> select_layers(t, r"(encoder|decoder)\\.")["layer"].tolist()
+    ['encoder.conv_in', 'decoder.conv_out']
+    """
+    if pattern is None or (isinstance(pattern, float) and math.isnan(pattern)) or not pattern:
+        return spectra
+    regex = re.compile(str(pattern))
+    return spectra[[bool(regex.match(str(name))) for name in spectra["layer"]]]

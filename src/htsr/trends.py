@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from htsr.predict import loo_rmse
-from htsr.table import Quality
+from htsr.table import Quality, select_layers
 
 #: The conventions of :func:`htsr.analyze` (``htsr.metrics.CONVENTIONS``; not imported, so that
 #: tables and figures need no torch).
@@ -280,6 +280,26 @@ def family_trends(
     return pd.DataFrame(rows, columns=list(TREND_COLUMNS))
 
 
+def with_more_families(models: pd.DataFrame, columns: Sequence[str] = ()) -> pd.DataFrame:
+    """``models`` plus, for each column in ``columns``, a copy of every row whose value there is
+    set, with that value as its ``family``: a model in several families at once (a CompressAI
+    codec is in its architecture's family across quality levels, and in its level's family
+    across architectures). Rows keep their other columns; the copies follow the originals.
+
+    >>> m = pd.DataFrame({"model": ["a", "b"], "family": ["f", "f"], "level": ["q1", ""]})
+    >>> with_more_families(m, ["level"])[["model", "family"]].values.tolist()
+    [['a', 'f'], ['b', 'f'], ['a', 'q1']]
+    """
+    frames = [models]
+    for column in columns:
+        if column not in models.columns:
+            raise KeyError(f"with_more_families: the models table has no column {column!r}")
+        values = models[column]
+        named = values.notna() & (values.astype(str).str.strip() != "")
+        frames.append(models[named].assign(family=values[named].astype(str)))
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else models
+
+
 def models_table(
     model_rows: pd.DataFrame,
     spectra: Mapping[str, pd.DataFrame],
@@ -291,7 +311,8 @@ def models_table(
     """One row per model: its identity columns and the model-level metrics of its spectra.
 
     ``model_rows`` is the model table (columns ``model, family, source, top1, top5``, and
-    optionally ``set`` and ``label``);
+    optionally ``set``, ``label`` and ``layers``: a row with a ``layers`` pattern is summarised
+    from the matrices whose layer it matches, :func:`htsr.table.select_layers`);
     ``spectra`` maps each model key to its per-matrix table; ``summarize`` turns such a table
     into model-level means (:func:`summarize`). Columns: :data:`BASE_ID_COLUMNS`, the
     ``quality`` columns, the ``extra`` columns of the model table (e.g. ``step``),
@@ -307,7 +328,7 @@ def models_table(
     id_columns = [*BASE_ID_COLUMNS, *quality, *extra]
     records = []
     for row in model_rows.to_dict("records"):
-        summary = summarize(spectra[row["model"]])
+        summary = summarize(select_layers(spectra[row["model"]], row.get("layers")))
         record = {col: row.get(col, math.nan) for col in id_columns}
         for metric in METRICS:
             record[metric] = summary.get(metric, math.nan)

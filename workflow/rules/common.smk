@@ -188,12 +188,24 @@ def model_rows(models):
     study = STUDIES[models["study"].iloc[0]] if len(models) else None
     quality = study.quality_names if study else []
     columns = ["model", "set", "family", "label", "source", "weights", "step", *quality]
+    # a part of a checkpoint (layers) and further families, where the study's table has them
+    columns += [c for c in extra_columns(study) if c in models.columns]
     return (
         models[columns]
         .astype(object)
         .where(models[columns].notna(), None)
         .to_dict("records")
     )
+
+
+def extra_columns(study):
+    """The optional per-model columns a study's tables carry on: ``layers`` (where any row
+    analyses part of its checkpoint) and its ``more_families`` columns."""
+    if study is None:
+        return []
+    used = MODELS[MODELS["study"] == study.name]
+    layers = ["layers"] if (used["layers"].astype(str) != "").any() else []
+    return [*layers, *study.more_families]
 
 
 def quality_specs(study):
@@ -215,6 +227,12 @@ def study_params_of(name):
         "quality": quality_specs(name),
         "families": list(study.figure_families),
         "group_by": list(study.group_by),
+        "more_families": list(study.more_families),
+        "non_cnn_families": (
+            study.non_cnn_families
+            if isinstance(study.non_cnn_families, str)
+            else list(study.non_cnn_families)
+        ),
         "name": study.name,
     }
 

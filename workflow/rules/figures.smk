@@ -160,6 +160,8 @@ rule esd_figure:
     resources:
         mem_mb=analysis_mem_mb,
         runtime=analysis_runtime,
+    params:
+        layers=lambda wildcards: MODELS.loc[wildcards.model, "layers"],
     script:
         "../../scripts/esd_figure.py"
 

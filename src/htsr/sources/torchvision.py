@@ -101,10 +101,22 @@ download = single_file_download(resolve)
 
 
 def build(row: Mapping[str, Any]) -> Any:
-    """``torchvision.models.get_model(model_id, weights=None)``."""
+    """``torchvision.models.get_model(model_id, weights=None)``, shaped as the row's weights
+    build it: a builder that takes a backbone's weights gets ``weights_backbone=None`` (nothing
+    is downloaded), and one with ``aux_loss`` (FCN, DeepLabV3) gets ``aux_loss=True``, as
+    torchvision sets it for its pretrained segmentation weights."""
+    import inspect
+
     import torchvision.models
 
-    return torchvision.models.get_model(row["model_id"], weights=None)
+    builder = torchvision.models.get_model_builder(row["model_id"])
+    takes = inspect.signature(builder).parameters
+    kwargs: dict[str, Any] = {}
+    if "weights_backbone" in takes:
+        kwargs["weights_backbone"] = None
+    if "aux_loss" in takes and cell(row, "weights_tag"):
+        kwargs["aux_loss"] = True
+    return builder(weights=None, **kwargs)
 
 
 _HUB_DIR_LOCK = threading.Lock()

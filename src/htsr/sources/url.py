@@ -62,12 +62,8 @@ def record_path(dest: str | os.PathLike[str]) -> Path:
 
 def verified_by(row: Mapping[str, Any]) -> str:
     """How the row's file is verified: ``table sha256``, ``hash in file name`` or
-    ``recorded at first download``."""
-    if cell(row, "sha256"):
-        return "table sha256"
-    if _PREFIX.search(_name(cell(row, "url"))):
-        return "hash in file name"
-    return "recorded at first download"
+    ``recorded at first download`` (:attr:`htsr.download.WeightsSource.verified_by`)."""
+    return resolve(row).verified_by
 
 
 def resolve(
@@ -100,7 +96,7 @@ def download(
         with atomic_output(record) as tmp:
             tmp.write_text(json.dumps({"url": src.url, "sha256": result["sha256"],
                                        "size": result["size"]}, indent=2) + "\n")  # fmt: skip
-    return result | {"verified_by": verified_by(row)}
+    return result | {"verified_by": src.verified_by}
 
 
 def load(row: Mapping[str, Any], path: str | os.PathLike[str]) -> Any:

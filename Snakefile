@@ -36,6 +36,7 @@ wildcard_constraints:
 
 
 include: "workflow/rules/download.smk"
+include: "workflow/rules/experiments.smk"
 include: "workflow/rules/spectra.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"

@@ -1,8 +1,12 @@
 """Rules aggregate, method_aggregate: one row of model-level metrics per model of a study, and
 the trends of each of its quality metrics per group (set and/or family)."""
 
+import json
+from pathlib import Path
+
 import pandas as pd
 
+from htsr.experiments import quality_from_results
 from htsr.predict import leave_one_out
 from htsr.provenance import job_log, write_tsv
 from htsr.table import Quality
@@ -19,6 +23,13 @@ smk = snakemake  # noqa: F821 - injected by Snakemake
 log = job_log(smk.log[0], "aggregate")
 rows = pd.DataFrame(smk.params.models)
 quality = [Quality(**q) for q in smk.params.quality]
+# trained models (controlled experiments): their quality is what training measured
+results = {}
+for path in smk.input.training:
+    result = json.loads(Path(path).read_text(encoding="utf-8"))
+    results[Path(path).name.removesuffix(".training.json")] = result
+if results:
+    rows = quality_from_results(rows, results, [q.name for q in quality])
 columns = list(dict.fromkeys(["layer", *SUMMARY_INPUTS]))
 tables = {path: pd.read_parquet(path, columns=columns) for path in dict.fromkeys(smk.input.spectra)}
 spectra = {
@@ -29,7 +40,8 @@ more = smk.params.more_families
 models = models_table(
     rows, spectra, lambda table: summarize(table, convention=convention),
     quality=[q.name for q in quality],
-    extra=["weights", "step", *(c for c in ("layers", *more) if c in rows.columns)],
+    extra=["weights", "step",
+           *(c for c in ("layers", *more, "vary", "setting", "seed") if c in rows.columns)],
 )  # fmt: skip
 # a model also joins the families its more_families columns name (e.g. a codec's quality level)
 families = with_more_families(models, more)

@@ -22,7 +22,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ENVS = ROOT / "envs"
-ENV_NAMES = ("download", "spectra", "analysis")
+ENV_NAMES = ("download", "spectra", "analysis", "experiments")
 SRC = ROOT / "src"
 #: Conda packages an env file may hold besides pip-installed pins: the interpreter and pip.
 CONDA_BASE = {"python", "pip"}

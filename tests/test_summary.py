@@ -76,8 +76,11 @@ def test_answer_text_is_generated_from_the_table() -> None:
     ])  # fmt: skip
     text = summary.answer_text(table)
     assert "**ImageNet (reference)**: 2 holds (VGG, ViT); 0 fails; 0 undecided." in text
-    assert ("**Non-CNN architectures (transformers)** (imagenet, nlp): 1 holds (imagenet/ViT);"
-            " 1 fails (nlp/pythia); 1 undecided (nlp/gpt2).") in text  # fmt: skip
+    non_cnn = "**Non-CNN architectures (transformers, graph and capsule networks)**"
+    assert (f"{non_cnn} (imagenet, nlp): 1 holds (imagenet/ViT); 1 fails (nlp/pythia);"
+            " 1 undecided (nlp/gpt2).") in text  # fmt: skip
+    assert ("**Graph networks, trained here**: no fitted family in this run; it needs a run:"
+            " `snakemake --cores 16 --config 'studies=[gnn]'`.") in text  # fmt: skip
     assert "**NLP (language models)** (nlp): 0 holds; 1 fails (pythia); 1 undecided (gpt2)." in text
     assert "**Semantic segmentation**: no fitted family in this run" in text
     assert "'studies=[imagenet,segmentation]'" in text

@@ -389,7 +389,7 @@ def test_beyond_imagenet_summary(pipeline: Pipeline) -> None:
     assert "**ImageNet (reference)**: " in text and "**NLP (language models)** (nlp): " in text
     assert "**Semantic segmentation** (segmentation): " in text
     assert "**Autoencoders (reconstruction quality)** (autoencoders): " in text
-    assert "**Non-CNN architectures (transformers)** (nlp): " in text
+    assert "**Non-CNN architectures (transformers, graph and capsule networks)** (nlp): " in text
 
 
 def test_method_tables_cover_the_sets_that_name_them(pipeline: Pipeline) -> None:

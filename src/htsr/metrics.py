@@ -354,7 +354,7 @@ def _slice_rows(stack: MatrixStack, opts: _Options) -> list[dict[str, Any]]:
         cols = stack.matrices.shape[-1] if stack.layer_type == "linear" else m
         norms = cols >= 2  # WW 0.2.7 skips a layer with W.shape[1] < 2 outright
     else:
-        tiny = stack.layer_type in ("conv1d", "conv2d", "conv3d") and m < opts.min_dim
+        tiny = stack.layer_type in ("conv1d", "conv2d", "conv3d", "capsule") and m < opts.min_dim
         if tiny:  # no eigensolve: the row keeps its shape and status, nothing else is used
             return [
                 _empty_row(stack, label, "too_small" if st == "ok" else st)

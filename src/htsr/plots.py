@@ -951,3 +951,69 @@ def answer_figure(table: pd.DataFrame, *, metric: str = "alpha_weighted") -> Fig
     ax.set_title("Does the heavy-tailed trend hold beyond ImageNet? One line per family",
                  fontsize=10)  # fmt: skip
     return fig
+
+
+def experiment_figure(
+    models: pd.DataFrame,
+    curves: Mapping[str, Sequence[Mapping[str, float]]],
+    *,
+    family: str,
+    metric: str = "alpha_weighted",
+    quality: tuple[str, str, str] = ("test_acc", "test accuracy (%)", ""),
+    trend: pd.Series | None = None,
+) -> Figure:
+    """A controlled experiment's family: (left) each model's training curve, test accuracy
+    against epoch, coloured by the varied setting; (middle) ``metric`` against the setting,
+    every seed a point and the seeds' mean ± one standard deviation; (right) the ``quality``
+    against the setting, the same way. A note compares the spread across settings (range of
+    the setting means) with the seed noise (mean of the per-setting standard deviations), so a
+    reader sees whether a trend is larger than seed noise. ``models`` holds the family's rows
+    with ``vary``, ``setting`` and ``seed``; ``curves[model]`` the training curve
+    (``epoch``, ``test_acc``); ``trend`` (its ``trends.tsv`` row for ``metric`` and
+    ``quality``) is printed when given."""
+    rows = models[models["family"] == family].copy()
+    rows["setting"] = pd.to_numeric(rows["setting"], errors="coerce")
+    vary = str(rows["vary"].iloc[0]) if len(rows) else "setting"
+    settings = sorted(rows["setting"].dropna().unique())
+    colors = dict(zip(settings, sns.color_palette("viridis", max(len(settings), 1)), strict=False))
+    fig = new_figure(15.0, 5.2)
+    axes = fig.subplots(1, 3)
+    title = (f"{family}: {len(rows)} models, {len(settings)} settings of {vary} ×"
+             f" {rows['seed'].nunique() if len(rows) else 0} seeds")  # fmt: skip
+    ax = axes[0]
+    for rec in rows.itertuples():
+        curve = curves.get(rec.model) or []
+        if curve:
+            ax.plot([c["epoch"] for c in curve], [c["test_acc"] for c in curve], marker="o",
+                    ms=3, color=colors.get(rec.setting, "0.5"), lw=1.2, alpha=0.8)  # fmt: skip
+    ax.set_xlabel("epoch (graphs: optimisation step)")
+    ax.set_ylabel("test accuracy during training (%)")
+    ax.set_title("training curves", fontsize=10)
+    handles = [Line2D([], [], color=c, lw=2, label=f"{vary} = {s:g}") for s, c in colors.items()]
+    ax.legend(handles=handles, fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    log_x = len(settings) > 1 and min(settings) > 0 and max(settings) / min(settings) >= 8
+    notes = []
+    for ax, column, label in ((axes[1], metric, FAMILY_YLABELS.get(metric, metric)),
+                              (axes[2], quality[0], quality[1])):  # fmt: skip
+        values = pd.to_numeric(rows[column], errors="coerce")
+        ax.scatter(rows["setting"], values, s=22, color="0.35", zorder=3, label="one seed")
+        stats = values.groupby(rows["setting"]).agg(["mean", "std"]).reindex(settings)
+        ax.errorbar(stats.index, stats["mean"], yerr=stats["std"], color="C3", lw=1.5,
+                    capsize=4, marker="s", ms=5, label="mean ± sd over seeds")  # fmt: skip
+        if log_x:
+            ax.set_xscale("log", base=2)
+        ax.set_xlabel(vary)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        spread = stats["mean"].max() - stats["mean"].min()
+        noise = stats["std"].mean()
+        notes.append(f"{column}: setting means span {spread:.3g}, mean seed sd {noise:.3g}")
+        ax.set_title(f"{column} by {vary}", fontsize=10)
+    if trend is not None and np.isfinite(trend.get("kendall_tau", np.nan)):
+        notes.append(f"Kendall τ({metric}, {quality[0]}) over all models = "
+                     f"{trend['kendall_tau']:.2f} [{trend['kendall_tau_low']:.2f},"
+                     f" {trend['kendall_tau_high']:.2f}], R² = {trend['r2']:.2f}")  # fmt: skip
+    fig.suptitle(title + "\n" + "; ".join(notes), fontsize=10)
+    return fig

@@ -8,7 +8,12 @@ into one or more 2-D *matrices*, all of one shape, stacked into a ``(B, rows, co
 * conv2d ``(out, in/groups, kh, kw)``: the kh·kw matrices ``W[:, :, i, j]`` of shape
   ``(out, in/groups)`` (slice labels ``"i,j"``);
 * conv1d ``(out, in/groups, k)``: the k matrices ``W[:, :, i]`` (slice labels ``"i"``);
-* attention ``in_proj_weight (3E, E)``: the q, k, v blocks of shape ``(E, E)``.
+* attention ``in_proj_weight (3E, E)``: the q, k, v blocks of shape ``(E, E)``;
+* capsule ``capsule_weight (in_caps, out_caps, out_dim, in_dim)`` (a capsule network's
+  transforms W_ij, :class:`htsr.nets.CapsuleLayer`): one matrix per output capsule j,
+  ``W[:, j]`` reshaped to ``(in_caps, out_dim·in_dim)``, the input capsules' transforms to j as
+  its rows (slice labels ``"j"``). A single W_ij (16×8) is too small to have a spectrum worth
+  fitting; the per-output-capsule matrix is the same cut for every capsule layer.
 
 The empirical spectral density of a matrix W (N × M, N ≥ M) is the set of M eigenvalues of the
 correlation matrix ``X = WᵀW``, i.e. the squared singular values of W (units: squared weight
@@ -33,7 +38,9 @@ from torch import nn
 from htsr.checkpoints import OUTPUT_HEADS  # also orders a safetensors file's keys
 
 #: Layer types reported in the ``layer_type`` column.
-LAYER_TYPES: tuple[str, ...] = ("linear", "conv1d", "conv2d", "attention", "embedding")
+LAYER_TYPES: tuple[str, ...] = (
+    "linear", "conv1d", "conv2d", "attention", "embedding", "capsule",
+)  # fmt: skip
 
 #: Names of ``nn.MultiheadAttention`` projection parameters when q, k, v differ in size.
 _SEPARATE_PROJ = ("q_proj_weight", "k_proj_weight", "v_proj_weight")
@@ -107,6 +114,9 @@ def layers_from_module(
         elif isinstance(mod, nn.Embedding):
             if include_embeddings:
                 yield LayerWeight(name, "embedding", mod.weight)
+        elif isinstance(getattr(mod, "capsule_weight", None), torch.Tensor):
+            prefix = f"{name}." if name else ""
+            yield LayerWeight(prefix + "capsule_weight", "capsule", mod.capsule_weight)
         elif isinstance(mod, nn.MultiheadAttention):
             if not include_attention:
                 continue
@@ -167,6 +177,8 @@ def infer_layer(key: str, tensor: torch.Tensor, *, include_embeddings: bool = Fa
     if not isinstance(tensor, torch.Tensor):
         return None
     leaf = key.rsplit(".", 1)[-1]
+    if leaf == "capsule_weight":
+        return "capsule" if tensor.ndim == 4 else "unsupported"
     if leaf == "in_proj_weight":
         return "attention" if tensor.ndim == 2 and tensor.shape[0] % 3 == 0 else None
     if leaf in _SEPARATE_PROJ:
@@ -321,6 +333,10 @@ def layer_matrices(layer: LayerWeight) -> MatrixStack:
         labels = tuple(f"{t},{i},{j}" for t in range(kt) for i in range(kh) for j in range(kw))
         taps = w.permute(2, 3, 4, 0, 1).reshape(kt * kh * kw, out, inp)
         return MatrixStack(layer.name, kind, labels, taps)
+    if kind == "capsule" and w.ndim == 4:
+        in_caps, out_caps, out_dim, in_dim = w.shape
+        per_output = w.permute(1, 0, 2, 3).reshape(out_caps, in_caps, out_dim * in_dim)
+        return MatrixStack(layer.name, kind, tuple(str(j) for j in range(out_caps)), per_output)
     if kind == "conv1d" and w.ndim == 3:
         labels = tuple(str(i) for i in range(w.shape[2]))
         return MatrixStack(layer.name, kind, labels, w.permute(2, 0, 1))

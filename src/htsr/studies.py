@@ -48,6 +48,7 @@ class Study:
     group_by: tuple[str, ...] = ("family",)
     more_families: tuple[str, ...] = ()
     non_cnn_families: tuple[str, ...] | str = ()
+    experiment: Mapping[str, Any] | None = None
     family_headline: Mapping[str, str] = field(default_factory=dict)
     figure_families: tuple[str, ...] = ()
     trajectories: tuple[str, ...] = ()
@@ -71,9 +72,23 @@ class Study:
         """The quality a family's headline figures show: ``family_headline`` or the study's."""
         return self.quality_of(self.family_headline.get(family, self.headline))
 
-    def read_table(self) -> pd.DataFrame:
+    def read_table(self, grid: str = "default") -> pd.DataFrame:
         """The study's model table(s), validated (:func:`htsr.table.read_model_table`); a
-        ``more_families`` column the tables lack is a ``ValueError`` naming it."""
+        ``more_families`` column the tables lack is a ``ValueError`` naming it. An experiment
+        study's table is its ``grid`` (:func:`htsr.experiments.grid_table`), quality to come."""
+        if self.experiment is not None:
+            from htsr.experiments import grid_table
+            from htsr.table import OPTIONAL_COLUMNS
+
+            table = grid_table(self.name, self.experiment, grid)
+            for column in OPTIONAL_COLUMNS:
+                if column not in table:
+                    table[column] = ""
+            for column in ("num_params", "eval_res", "step"):
+                table[column] = pd.array([pd.NA] * len(table), dtype="Int64")
+            for q in self.quality:
+                table[q.name] = float("nan")
+            return table
         table = read_model_table(list(self.tables), quality=self.quality)
         missing = [c for c in self.more_families if c not in table.columns]
         if missing:
@@ -113,7 +128,8 @@ def study_from_dict(name: str, spec: Mapping[str, Any]) -> Study:
     for family, q in (spec.get("family_headline") or {}).items():
         if q not in names:
             raise ValueError(f"study {name}: family_headline {family}: unknown quality {q!r}")
-    tables = spec.get("tables") or [f"config/studies/{name}.tsv"]
+    tables = spec.get("tables") or ([] if spec.get("experiment") else
+                                     [f"config/studies/{name}.tsv"])  # fmt: skip
     tables = [tables] if isinstance(tables, str) else list(tables)
     return Study(
         name=name,
@@ -139,6 +155,7 @@ def study_from_dict(name: str, spec: Mapping[str, Any]) -> Study:
         set_methods={k: list(v) for k, v in (spec.get("set_methods") or {}).items()},
         paper_comparison=dict(spec.get("paper_comparison") or {}),
         caveats=str(spec.get("caveats") or "").strip(),
+        experiment=dict(spec["experiment"]) if spec.get("experiment") else None,
     )
 
 

@@ -94,19 +94,24 @@ def answer_table(
     return pd.DataFrame(rows, columns=list(ANSWER_COLUMNS))
 
 
-#: The four questions the paper's readers ask: the studies that answer each, and whether only
-#: their non-CNN families (``non_cnn``) do.
+#: The questions the paper's readers ask: the studies that answer each (empty: every study),
+#: and whether only their non-CNN families (``non_cnn``) do. The controlled experiments
+#: (studies the pipeline trains) come last.
 QUESTIONS = (
-    ("Non-CNN architectures (transformers)", ("imagenet", "nlp", "segmentation"), True),
+    ("Non-CNN architectures (transformers, graph and capsule networks)", (), True),
     ("Autoencoders (reconstruction quality)", ("autoencoders",), False),
     ("Semantic segmentation", ("segmentation",), False),
     ("NLP (language models)", ("nlp",), False),
+    ("Control: CNN batch size, trained here", ("cnn_batch_size",), False),
+    ("Graph networks, trained here", ("gnn",), False),
+    ("Capsule networks, trained here", ("capsnet",), False),
 )
 #: What a run that answers a question adds to the default configuration.
 RUN_FOR = {
-    "Non-CNN architectures (transformers)":
-        "'studies=[imagenet,nlp,segmentation]' 'model_set=[core,extended]'",
-}  # fmt: skip
+    QUESTIONS[0][0]: (
+        "'studies=[imagenet,nlp,segmentation,gnn,capsnet]' 'model_set=[core,extended]'"
+    ),
+}
 
 
 def answer_text(table: pd.DataFrame, *, metric: str = "alpha_weighted") -> str:
@@ -129,15 +134,19 @@ def answer_text(table: pd.DataFrame, *, metric: str = "alpha_weighted") -> str:
     ref = rows[rows["reference"].astype(bool)]
     lines.append(f"- **ImageNet (reference)**: {counts(ref) if len(ref) else 'not run'}.")
     for question, studies, only_non_cnn in QUESTIONS:
-        part = rows[rows["study"].isin(studies)]
+        part = rows[rows["study"].isin(studies)] if studies else rows
         if only_non_cnn:
             part = part[part["non_cnn"].astype(bool)]
         several = part["study"].nunique() > 1
         if part.empty:
             config = RUN_FOR.get(question, f"'studies=[imagenet,{','.join(studies)}]'")
+            trained = "trained here" in question  # needs a dataset, not pretrained weights
+            if trained:
+                config = f"'studies=[{','.join(studies)}]'"
+            needs = "a run" if trained else "a run with the real weights"
             lines.append(
-                f"- **{question}**: no fitted family in this run; it needs a run with"
-                f" the real weights: `snakemake --cores 16 --config {config}`."
+                f"- **{question}**: no fitted family in this run; it needs {needs}:"
+                f" `snakemake --cores 16 --config {config}`."
             )
         else:
             found = ", ".join(dict.fromkeys(part["study"]))

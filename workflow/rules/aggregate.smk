@@ -1,6 +1,8 @@
 rule aggregate:
     input:
         spectra=lambda wildcards: spectra_files(wildcards.study),
+        # controlled experiments: what training measured (none for other studies)
+        training=lambda wildcards: training_files(wildcards.study),
     output:
         models=report(
             "results/{study}/models.tsv",
@@ -47,6 +49,7 @@ use rule aggregate as method_aggregate with:
             method_models(wildcards.study, wildcards.method),
             wildcards.method,
         ),
+        training=lambda wildcards: training_files(wildcards.study),
     output:
         models=report(
             "results/{study}/methods/{method}/models.tsv",

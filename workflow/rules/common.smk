@@ -1,12 +1,13 @@
 # Shared by the workflow's .smk files -- the studies, their model tables, input and resource
 # functions.
 import dataclasses
+import json
 import math
 
 import pandas as pd
 import yaml
 
-from htsr import sources, studies, zoo
+from htsr import experiments, sources, studies, zoo
 
 WEIGHTS_DIR = "resources/weights"
 FIGURES = ("families", "alpha_histogram", "metrics_comparison", "correlation_flow")
@@ -43,7 +44,8 @@ STUDIES = {name: _read_study(name) for name in config["studies"]}
 def _select_all():
     frames, unmatched = [], None
     for name, study in STUDIES.items():
-        models, unknown = study.select(study.read_table(), config.get("model_set"))
+        table = study.read_table(config.get("experiment_grid", "default"))
+        models, unknown = study.select(table, config.get("model_set"))
         frames.append(models.assign(study=name))
         unmatched = set(unknown) if unmatched is None else unmatched & set(unknown)
     if unmatched:
@@ -166,6 +168,13 @@ def weights_params(wildcards):
     return WEIGHTS.loc[wildcards.weights, IDENTITY_COLUMNS].to_dict()
 
 
+def experiment_families(study):
+    """The families of a controlled experiment (none for other studies)."""
+    if not STUDIES[study].experiment:
+        return []
+    return list(dict.fromkeys(study_models(study)["family"]))
+
+
 def results_dir(study, method="main"):
     """Where a study's tables go: results/{study}/ for the run's convention ("main"), else
     results/{study}/methods/{method}/."""
@@ -205,7 +214,50 @@ def extra_columns(study):
         return []
     used = MODELS[MODELS["study"] == study.name]
     layers = ["layers"] if (used["layers"].astype(str) != "").any() else []
-    return [*layers, *study.more_families]
+    trained = ["vary", "setting", "seed"] if study.experiment else []
+    return [*layers, *study.more_families, *trained]
+
+
+# The controlled experiments: the prepared datasets, and each trained model's result file.
+DATASETS = {
+    experiments.dataset_key(s.experiment["dataset"]): dict(s.experiment["dataset"])
+    for s in STUDIES.values()
+    if s.experiment
+}
+TRAINED = MODELS[MODELS["source"] == "trained"].drop_duplicates("weights")
+TRAINED = TRAINED.set_index("weights", drop=False)
+
+
+def training_result(weights):
+    return f"{WEIGHTS_DIR}/{weights}.training.json"
+
+
+def training_files(study):
+    """The training results of a study's trained models (none for other studies)."""
+    models = study_models(study)
+    return [
+        training_result(w) for w in models.loc[models["source"] == "trained", "weights"]
+    ]
+
+
+def train_params(wildcards):
+    """Params function of train_model: what to train, as plain data."""
+    row = TRAINED.loc[wildcards.weights]
+    return {
+        "model": row["model"],
+        "weights": row["weights"],
+        "architecture": row["architecture"],
+        "hyperparameters": json.loads(row["hyperparameters"]),
+        "seed": int(row["seed"]),
+    }
+
+
+def train_mem_mb(wildcards, attempt):
+    return 8000 * attempt
+
+
+def train_runtime(wildcards, attempt):
+    return 60 * attempt
 
 
 def quality_specs(study):
@@ -277,6 +329,8 @@ def study_outputs(study):
         *expand("{where}/figures/trajectory/{family}.{ext}", where=where,
                 family=trajectory_families(study), ext=FORMATS),
         *expand("{where}/methods/{method}/models.tsv", where=where, method=run_methods(study)),
+        *expand("{where}/figures/experiment/{family}.{ext}", where=where,
+                family=experiment_families(study), ext=FORMATS),
     ]  # fmt: skip
     if STUDIES[study].paper_comparison:
         out += [

@@ -228,3 +228,37 @@ rule trajectory_figure:
         .tolist(),
     script:
         "../../scripts/trajectory_figure.py"
+
+
+# A controlled experiment's family: training curves, the headline metric and the quality by
+# the varied setting with the seeds' spread.
+rule experiment_figure:
+    input:
+        models="results/{study}/models.tsv",
+        trends="results/{study}/trends.tsv",
+        training=lambda wildcards: [
+            training_result(w)
+            for w in study_models(wildcards.study).query(
+                "family == @wildcards.family"
+            )["weights"]
+        ],
+    output:
+        png=report(
+            "results/{study}/figures/experiment/{family}.png",
+            caption="../report/experiment.rst",
+            category="Trends",
+            labels={"study": "{study}", "figure": "experiment {family}"},
+        ),
+        pdf="results/{study}/figures/experiment/{family}.pdf",
+    log:
+        "logs/experiment_figure/{study}/{family}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=analysis_mem_mb,
+        runtime=analysis_runtime,
+    params:
+        study=study_params,
+    script:
+        "../../scripts/experiment_figure.py"

@@ -15,7 +15,10 @@ A study's YAML may declare an ``experiment`` instead of ``tables`` (schema:
         values: {mini_alexnet_batch_size: [32, 512]}   # per family; default first and last
 
 Each setting × seed is one model (:func:`grid_table`): key ``{family}-{value}-s{seed}``,
-family ``{architecture}_{vary}``, source ``trained``, its hyperparameters as JSON. Its quality
+family ``{architecture}_{vary}``, source ``trained``, its hyperparameters as JSON; a family's
+optional ``layers`` pattern (:func:`htsr.table.select_layers`) keeps its model-level metrics to
+the matrices it names (a graph network's classes × hidden output layer has as many eigenvalues
+as classes, too few to fit a tail). Its quality
 columns (``test_acc``, ``train_acc``, ``gap``, ...) are empty until training has run: the
 pipeline's aggregate fills them from each model's ``{weights}.training.json``
 (:func:`quality_from_results`). The grid is fixed by the YAML before any run.
@@ -84,6 +87,7 @@ def grid_table(study: str, experiment: Mapping[str, Any], grid: str = "default")
                     "setting": value, "seed": seed,
                     "hyperparameters": json.dumps(hp, sort_keys=True),
                     "dataset": dataset_key(experiment["dataset"]),
+                    "layers": str(fam.get("layers") or ""),
                     "quality_source": f"trained by this pipeline (study {study}, grid {grid}):"
                                       f" resources/weights/{key}.training.json",
                 })  # fmt: skip

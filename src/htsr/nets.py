@@ -12,8 +12,8 @@ one entry in :data:`ARCHITECTURES`.
   convolutions with max-pooling and local response normalisation, then fully connected layers
   384 and 192 wide, the head). Widths ``conv_width`` (64) and ``fc_widths`` (384, 192).
 * ``gcn``, ``gat``: PyTorch Geometric's ``GCNConv`` (Kipf & Welling 2017) and ``GATConv``
-  (Veličković et al. 2018), ``layers`` graph convolutions ``hidden`` wide (the last maps to the
-  classes), ReLU/ELU and dropout between them. The default ``hidden`` is 128 and ``layers`` 3,
+  (Veličković et al. 2018), ``depth`` graph convolutions ``hidden`` wide (the last maps to the
+  classes), ReLU/ELU and dropout between them. The default ``hidden`` is 128 and ``depth`` 3,
   so every hidden weight matrix is at least 128 on its smaller side (a 16-unit GCN has a
   16-eigenvalue spectrum, too short to fit a tail), and the middle layer is a square
   ``hidden × hidden`` matrix.
@@ -76,7 +76,7 @@ def _mini_alexnet(meta: Mapping[str, Any], hp: Mapping[str, Any]) -> nn.Module:
 
 
 class GraphNet(nn.Module):
-    """``layers`` graph convolutions of one kind (GCN or GAT), dropout between them."""
+    """``depth`` graph convolutions of one kind (GCN or GAT), dropout between them."""
 
     def __init__(self, conv: Callable[[int, int, bool], nn.Module], features: int, classes: int,
                  hidden: int, layers: int, dropout: float, act: Callable) -> None:  # fmt: skip
@@ -100,7 +100,7 @@ def _gcn(meta: Mapping[str, Any], hp: Mapping[str, Any]) -> nn.Module:
     from torch_geometric.nn import GCNConv
 
     return GraphNet(lambda i, o, last: GCNConv(i, o), int(meta["features"]), int(meta["classes"]),
-                    int(hp.get("hidden", 128)), int(hp.get("layers", 3)),
+                    int(hp.get("hidden", 128)), int(hp.get("depth", 3)),
                     float(hp.get("dropout", 0.5)), F.relu)  # fmt: skip
 
 
@@ -117,7 +117,7 @@ def _gat(meta: Mapping[str, Any], hp: Mapping[str, Any]) -> nn.Module:
         return GATConv(i, o, heads=1) if last else GATConv(i, o // heads, heads=heads)
 
     return GraphNet(conv, int(meta["features"]), int(meta["classes"]), hidden,
-                    int(hp.get("layers", 3)), float(hp.get("dropout", 0.5)), F.elu)  # fmt: skip
+                    int(hp.get("depth", 3)), float(hp.get("dropout", 0.5)), F.elu)  # fmt: skip
 
 
 def squash(s: torch.Tensor, dim: int = -1) -> torch.Tensor:

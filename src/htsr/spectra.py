@@ -91,19 +91,28 @@ def _embedding_matrix(t: torch.Tensor) -> torch.Tensor | None:
     return t.reshape(shape)
 
 
+def _foreign_linear(mod: nn.Module) -> bool:
+    """A dense layer of another library named ``Linear`` (PyTorch Geometric's
+    ``torch_geometric.nn.dense.Linear`` in ``GCNConv``/``GATConv``) with a 2-D weight."""
+    w = getattr(mod, "weight", None)
+    return (type(mod).__name__ == "Linear" and isinstance(w, torch.Tensor)
+            and not isinstance(w, nn.parameter.UninitializedParameter) and w.ndim == 2)  # fmt: skip
+
+
 def layers_from_module(
     module: nn.Module, *, include_embeddings: bool = False, include_attention: bool = True
 ) -> Iterator[LayerWeight]:
     """Yield the analysable weights of ``module`` in ``named_modules`` order.
 
-    Types come from the module classes (subclasses included): ``nn.Linear`` → linear,
+    Types come from the module classes (subclasses included): ``nn.Linear`` (and another
+    library's ``Linear`` with a 2-D weight, e.g. PyTorch Geometric's) → linear,
     ``nn.Conv1d`` → conv1d, ``nn.Conv2d`` → conv2d, ``nn.MultiheadAttention`` input projections
     → attention (only when ``include_attention``), and, only when ``include_embeddings``,
     ``nn.Embedding`` weights and bare parameters whose name contains ``embed`` (e.g. ViT's
     ``pos_embedding``) → embedding. Norms, biases and buffers are skipped.
     """
     for name, mod in module.named_modules():
-        if isinstance(mod, nn.Linear):
+        if isinstance(mod, nn.Linear) or _foreign_linear(mod):
             yield LayerWeight(name, "linear", mod.weight)
         elif isinstance(mod, nn.Conv1d):
             yield LayerWeight(name, "conv1d", mod.weight)

@@ -1,0 +1,281 @@
+"""Controlled experiments: grids, architectures, deterministic and resumable training, the
+capsule layer's spectra, and the experiment studies end to end on synthetic data (offline)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+import htsr
+import htsr.table
+from htsr import datasets, experiments, nets, studies, summary, train
+from htsr.experiments import grid_table, quality_from_results
+
+sys.path.insert(0, str(Path(__file__).parent))
+import synthetic  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_CONFIG = ROOT / ".test" / "config"
+EXPERIMENTS = ("cnn_batch_size", "gnn", "capsnet")
+SMALL_CNN = {"epochs": 2, "batch_size": 32, "conv_width": 16, "fc_widths": [64, 64]}
+
+
+def _study(name: str, root: Path = ROOT / "config") -> studies.Study:
+    return studies.read_study(root / "studies" / f"{name}.yaml")
+
+
+GRIDS = [("cnn_batch_size", 18, 4), ("gnn", 36, 8), ("capsnet", 12, 4)]
+
+
+@pytest.mark.parametrize(("name", "default", "quick"), GRIDS)
+def test_grids_are_declared_in_the_study(name: str, default: int, quick: int) -> None:
+    study = _study(name)
+    full, smoke = study.read_table("default"), study.read_table("quick")
+    assert len(full) == default and len(smoke) == quick
+    assert full["model"].is_unique and (full["source"] == "trained").all()
+    assert full["test_acc"].isna().all()  # quality comes from training
+    for rec in full.itertuples():
+        hp = json.loads(rec.hyperparameters)
+        assert hp[rec.vary] == rec.setting
+        assert rec.family == f"{rec.architecture}_{rec.vary}"
+    assert (full.groupby(["family", "setting"]).size() >= 3).all()  # at least 3 seeds
+    spec = study.experiment
+    quick_fixed = (spec.get("quick") or {}).get("fixed") or {}
+    for key, value in quick_fixed.items():
+        assert all(json.loads(h)[key] == value for h in smoke["hyperparameters"])
+    with pytest.raises(ValueError, match="experiment_grid"):
+        study.read_table("huge")
+
+
+def test_gnn_widths_give_spectra_long_enough_to_fit() -> None:
+    """Every hidden GCN/GAT weight matrix of the default grid has >= 50 on its smaller side."""
+    meta = {"kind": "graph", "features": 1433, "classes": 7}  # Cora
+    for rec in _study("gnn").read_table().drop_duplicates("family").itertuples():
+        model = nets.build(rec.architecture, meta, json.loads(rec.hyperparameters))
+        for source in (model, model.state_dict()):  # PyG's own Linear, found either way
+            table = htsr.analyze(source)
+            hidden = htsr.table.select_layers(table, rec.layers)
+            assert len(hidden) == 2 and (hidden["M"] >= 128).all(), table[["layer", "N", "M"]]
+            assert len(table) == 3  # and the classes x 128 output layer (left out by `layers`)
+
+
+def test_quality_from_results() -> None:
+    rows = pd.DataFrame({"model": ["a", "b"], "weights": ["a", "b"], "test_acc": [np.nan] * 2})
+    out = quality_from_results(rows, {"a": {"test_acc": 81.5, "gap": 3.0}}, ["test_acc", "gap"])
+    assert out["test_acc"].tolist()[0] == 81.5 and np.isnan(out["test_acc"].tolist()[1])
+    assert out["gap"].tolist()[0] == 3.0
+
+
+def test_capsule_transform_is_one_matrix_per_output_capsule() -> None:
+    meta = {"kind": "images", "channels": 1, "size": 28, "classes": 10}
+    model = nets.build("capsnet", meta, {})
+    w = model.digit_caps.capsule_weight  # (in_caps, out_caps, out_dim, in_dim)
+    assert tuple(w.shape) == (576, 10, 16, 8)
+    for convention in ("paper", "ww"):
+        for source in (model, model.state_dict()):
+            table = htsr.analyze(source, convention=convention)
+            caps = table[table["layer"] == "digit_caps.capsule_weight"]
+            assert (caps["layer_type"] == "capsule").all()
+            assert len(caps) == (10 if convention == "paper" else 1)
+            assert set(zip(caps["N"], caps["M"], strict=True)) == {(576, 128)}
+    # the matrix of output capsule j holds W[:, j] with the input capsules as rows
+    from htsr.spectra import LayerWeight, layer_matrices
+
+    stack = layer_matrices(LayerWeight("digit_caps.capsule_weight", "capsule", w.detach()))
+    torch.testing.assert_close(stack.matrices[3], w.detach()[:, 3].reshape(576, 128))
+
+
+def test_nets_name_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match="unknown architecture 'resnet'.*mini_alexnet"):
+        nets.build("resnet", {"kind": "images"}, {})
+    with pytest.raises(ValueError, match="gcn trains on graph"):
+        nets.build("gcn", {"kind": "images"}, {})
+
+
+def test_dataset_files_are_validated_naming_the_file(tmp_path: Path) -> None:
+    good = tmp_path / "images.pt"
+    torch.save(synthetic.images(n=64), good)
+    out = tmp_path / "prepared.pt"
+    meta = datasets.prepare({"name": "file", "path": str(good)}, out, root=tmp_path / "raw")
+    assert meta["kind"] == "images" and out.read_bytes() == good.read_bytes()
+    bad = synthetic.images(n=64)
+    bad["y_train"] = bad["y_train"][:10]
+    torch.save(bad, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match=r"bad\.pt: x_train .* do not fit"):
+        datasets.load(tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet21k'"):
+        datasets.prepare({"name": "imagenet21k"}, tmp_path / "x.pt", root=tmp_path / "raw")
+
+
+@pytest.mark.parametrize(("arch", "data", "hp"), [
+    ("mini_alexnet", "images", SMALL_CNN),
+    ("gcn", "graph", {"epochs": 20, "optimizer": "adam", "hidden": 64}),
+    ("gat", "graph", {"epochs": 20, "optimizer": "adam", "hidden": 64, "heads": 4}),
+    ("capsnet", "images", {"epochs": 1, "batch_size": 32, "conv_channels": 16,
+                           "primary_caps": 4, "kernel": 5, "optimizer": "adam"}),
+])  # fmt: skip
+def test_same_seed_gives_bit_identical_checkpoints(arch: str, data: str, hp: dict) -> None:
+    dataset = synthetic.images(n=256) if data == "images" else synthetic.graph()
+    torch.set_num_threads(1)
+    first, result = train.train(arch, hp, dataset, seed=3)
+    again, _ = train.train(arch, hp, dataset, seed=3)
+    other, _ = train.train(arch, hp, dataset, seed=4)
+    a, b, c = first.state_dict(), again.state_dict(), other.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    assert 0 <= result["test_acc"] <= 100 and 0 <= result["train_acc"] <= 100
+    assert result["gap"] == pytest.approx(result["train_acc"] - result["test_acc"])
+    assert result["curve"] and result["curve"][-1]["epoch"] == hp["epochs"]
+
+
+KILLED_RUN = textwrap.dedent(
+    """
+    import sys, torch
+    sys.path.insert(0, sys.argv[1])
+    import synthetic
+    from htsr import train
+    torch.set_num_threads(1)
+    hp = {"epochs": 8, "batch_size": 16, "conv_width": 16, "fc_widths": [64, 64]}
+    train.train("mini_alexnet", hp, synthetic.images(n=512), seed=5, state_path=sys.argv[2])
+    """
+)
+
+
+def test_killed_training_resumes_to_the_same_result(tmp_path: Path) -> None:
+    """SIGKILL a training run after some epochs; the rerun resumes from the last epoch saved
+    and ends bit-identical to a run that was never interrupted."""
+    state = tmp_path / "model.resume.pt"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(Path(__file__).parent),
+                             str(state)], start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    saved = 0
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if state.is_file():
+                try:
+                    saved = torch.load(state, weights_only=True)["epoch"]
+                except Exception:  # noqa: BLE001 - replaced atomically, may vanish in between
+                    saved = 0
+                if saved >= 2:
+                    break
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert 2 <= saved < 8, f"the run was not caught mid-way (epoch {saved})"
+    hp = {"epochs": 8, "batch_size": 16, "conv_width": 16, "fc_widths": [64, 64]}
+    data = synthetic.images(n=512)
+    torch.set_num_threads(1)
+    messages: list[str] = []
+    resumed, result = train.train("mini_alexnet", hp, data, seed=5, state_path=state,
+                                  log=messages.append)  # fmt: skip
+    assert result["resumed_from"] >= 2 and any("resuming from epoch" in m for m in messages)
+    whole, expected = train.train("mini_alexnet", hp, data, seed=5)
+    a, b = resumed.state_dict(), whole.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert result["test_acc"] == expected["test_acc"] and result["curve"] == expected["curve"]
+
+
+def _job_counts(out: str) -> dict[str, int]:
+    import re
+
+    block = out.split("Job stats:", 1)[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
+
+
+def _snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MPLBACKEND="Agg", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+           "--directory", str(workdir), "--workflow-profile", "none", *args]  # fmt: skip
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_default_grids_plan_their_training_jobs(tmp_path: Path) -> None:
+    (tmp_path / "config").symlink_to(ROOT / "config")
+    run = _snakemake(tmp_path, "-n", "--quiet", "rules", "--config",
+                     "studies=[cnn_batch_size,gnn,capsnet]")  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    counts = _job_counts(run.stdout + run.stderr)
+    assert counts["train_model"] == 18 + 36 + 12
+    assert counts["prepare_dataset"] == 3 and counts["model_spectra"] == 66
+    assert counts["experiment_figure"] == 4  # mini_alexnet, gcn, gat, capsnet families
+    quick = _snakemake(tmp_path, "-n", "--quiet", "rules", "--config",
+                       "studies=[cnn_batch_size,gnn,capsnet]", "experiment_grid=quick")  # fmt: skip
+    assert _job_counts(quick.stdout + quick.stderr)["train_model"] == 4 + 8 + 4
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The .test experiment studies (2 settings x 2 seeds per architecture) on synthetic data,
+    through the dataset rule, training, spectra, trends, figures and the summary."""
+    work = tmp_path_factory.mktemp("experiments") / "work"
+    shutil.copytree(TEST_CONFIG, work / "config")
+    (work / "resources" / "synthetic").mkdir(parents=True)
+    torch.save(synthetic.images(), work / "resources" / "synthetic" / "images.pt")
+    torch.save(synthetic.graph(), work / "resources" / "synthetic" / "graph.pt")
+    result = _snakemake(work, "--cores", "2", "--config", f"studies=[{','.join(EXPERIMENTS)}]")
+    assert result.returncode == 0, result.stderr[-5000:]
+    yield work
+
+
+@pytest.mark.slow
+def test_experiments_end_to_end(run: Path) -> None:
+    results = run / "results"
+    for name in EXPERIMENTS:
+        study = _study(name, run / "config")
+        grid = study.read_table()
+        models = pd.read_csv(results / name / "models.tsv", sep="\t")
+        assert sorted(models["model"]) == sorted(grid["model"])
+        assert {"vary", "setting", "seed"} <= set(models.columns)
+        for rec in models.itertuples():
+            result = json.loads((run / "resources" / "weights"
+                                 / f"{rec.weights}.training.json").read_text())  # fmt: skip
+            assert rec.test_acc == pytest.approx(result["test_acc"])
+            assert rec.gap == pytest.approx(result["train_acc"] - result["test_acc"])
+            assert result["seed"] == rec.seed and result["resumed_from"] is None
+            state = torch.load(run / "resources" / "weights" / f"{rec.weights}.trained.pt",
+                               weights_only=True)  # fmt: skip
+            assert state and rec.n_matrices > 0 and np.isfinite(rec.alpha_weighted)
+        trends = pd.read_csv(results / name / "trends.tsv", sep="\t")
+        assert (trends.loc[trends["quality"] == "test_acc", "n"] == 4).all()
+        for family in dict.fromkeys(grid["family"]):
+            png = results / name / "figures" / "experiment" / f"{family}.png"
+            with Image.open(png) as image:
+                assert image.format == "PNG" and min(image.size) > 300
+    assert not list((run / "resources" / "training").glob("*.resume.pt"))  # cleaned up
+    prepared = datasets.load(run / "resources" / "datasets" / "file-images.pt")
+    assert prepared["meta"]["source"].startswith("tests/synthetic.py")
+    table = pd.read_csv(results / "summary" / "beyond_imagenet.tsv", sep="\t")
+    assert set(table["study"]) == set(EXPERIMENTS)
+    assert table.loc[table["study"] != "cnn_batch_size", "non_cnn"].all()
+    assert not table.loc[table["study"] == "cnn_batch_size", "non_cnn"].any()
+    assert "train_acc" not in set(table["quality"])  # regressed, not judged
+    for rec in table.itertuples():
+        assert rec.verdict == summary.verdict(rec.kendall_tau, rec.kendall_tau_low,
+                                              rec.kendall_tau_high, rec.n,
+                                              rec.higher_is_better)  # fmt: skip
+    text = (results / "summary" / "beyond_imagenet.md").read_text()
+    assert "**Graph networks, trained here** (gnn): " in text
+    assert "**Control: CNN batch size, trained here** (cnn_batch_size): " in text
+
+
+def test_experiments_module_exports() -> None:
+    assert experiments.dataset_key({"name": "planetoid", "dataset": "Cora"}) == "planetoid-Cora"
+    assert experiments.dataset_key({"name": "file", "path": "a/b/images.pt"}) == "file-images"
+    assert grid_table.__module__ == "htsr.experiments"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,16 @@ def test_bench_streaming_prints_memory_and_the_floor_ratio():
     assert row["rows"] == row["ok"] == "7"
     assert 0 < float(row["peak_anon_gb"]) < float(row["checkpoint_gb"])
     assert float(row["ours_s"]) > 0 and float(row["floor_s"]) > 0
+
+
+def test_bench_experiments_estimates_a_grid():
+    bench = BENCH.with_name("bench_experiments.py")
+    res = subprocess.run([sys.executable, str(bench), "--study", "gnn", "--grid", "quick",
+                          "--threads", "1", "--cores", "2"],
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    per_setting = [line for line in lines if line.startswith("gnn gcn_epochs")]
+    assert len(per_setting) == 2 and "s per 25 steps" in per_setting[0]
+    assert "gnn: 8 models" in res.stdout and "estimated wall time on 2 cores" in res.stdout
+    assert json.loads(lines[-1])["gnn"] > 0

@@ -117,6 +117,11 @@ def test_dataset_files_are_validated_naming_the_file(tmp_path: Path) -> None:
     torch.save(bad, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match=r"bad\.pt: x_train .* do not fit"):
         datasets.load(tmp_path / "bad.pt")
+    digits = datasets.prepare({"name": "digits"}, tmp_path / "digits.pt", root=tmp_path / "raw")
+    loaded = datasets.load(tmp_path / "digits.pt")
+    assert digits["size"] == 8 and digits["classes"] == 10
+    assert len(loaded["y_train"]) == 1347 and len(loaded["y_test"]) == 450
+    assert loaded["x_train"].shape[1:] == (1, 8, 8) and int(loaded["x_train"].max()) == 255
     with pytest.raises(ValueError, match="unknown dataset 'imagenet21k'"):
         datasets.prepare({"name": "imagenet21k"}, tmp_path / "x.pt", root=tmp_path / "raw")
 

@@ -15,6 +15,9 @@ Kinds (``spec["name"]``):
   PubMed) with its public split; ``x`` float32, ``edge_index``, ``y``, boolean
   ``train_mask``/``val_mask``/``test_mask``. ``meta``: ``kind: graph``, ``features``,
   ``classes``.
+* ``digits``: scikit-learn's bundled 8×8 handwritten digits (``sklearn.datasets.load_digits``:
+  1,797 images, 10 classes, 16 grey levels scaled to 0–255), split 75/25 by a permutation
+  seeded with 0. Real data that needs no download: a smoke run on a machine without network.
 * ``file``: an already prepared file at ``spec["path"]`` (the same format; e.g. the tests'
   synthetic data), checked and copied.
 
@@ -65,6 +68,20 @@ def _fetch(spec: Mapping[str, Any], root: Path) -> dict[str, Any]:
         train = cls(str(root), train=True, download=True)
         test = cls(str(root), train=False, download=True)
         return _images(train, test, f"torchvision.datasets.{cls.__name__}")
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        x = torch.as_tensor(bunch.images * 255.0 / 16.0).round().clamp(0, 255).to(torch.uint8)
+        y = torch.as_tensor(bunch.target, dtype=torch.int64)
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+        cut = int(0.75 * len(y))
+
+        class _Split:
+            def __init__(self, idx: torch.Tensor) -> None:
+                self.data, self.targets = x[idx], y[idx]
+
+        return _images(_Split(order[:cut]), _Split(order[cut:]), "sklearn.datasets.load_digits")
     if name == "planetoid":
         from torch_geometric.datasets import Planetoid
 
@@ -76,7 +93,7 @@ def _fetch(spec: Mapping[str, Any], root: Path) -> dict[str, Any]:
         return out
     if name == "file":
         return load(spec["path"])
-    raise ValueError(f"unknown dataset {name!r} (cifar10, mnist, planetoid, file)")
+    raise ValueError(f"unknown dataset {name!r} (cifar10, mnist, digits, planetoid, file)")
 
 
 def validate(data: Mapping[str, Any], where: str = "dataset") -> None:

@@ -4,7 +4,7 @@ A study's YAML may declare an ``experiment`` instead of ``tables`` (schema:
 ``workflow/schemas/study.schema.yaml``)::
 
     experiment:
-      dataset: {name: cifar10}                 # htsr.datasets: cifar10, mnist, planetoid, file
+      dataset: {name: cifar10}      # htsr.datasets: cifar10, mnist, digits, planetoid, file
       seeds: [0, 1, 2]                         # every setting is trained once per seed
       fixed: {epochs: 20, lr: 0.01}            # hyperparameters shared by every model
       families:                                # one family per varied hyperparameter

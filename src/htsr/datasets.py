@@ -18,6 +18,12 @@ Kinds (``spec["name"]``):
 * ``digits``: scikit-learn's bundled 8×8 handwritten digits (``sklearn.datasets.load_digits``:
   1,797 images, 10 classes, 16 grey levels scaled to 0–255), split 75/25 by a permutation
   seeded with 0. Real data that needs no download: a smoke run on a machine without network.
+* ``planted_partition``: a synthetic graph with planted communities (a stochastic block
+  model): ``nodes`` nodes (2708) in ``classes`` classes (7), ``10·nodes`` random edges kept
+  when both ends share a class or with probability 1 − ``within`` (0.8) otherwise, made
+  undirected; ``features`` (1433) Gaussian features around a random centre per class (0.4 × the
+  centre + unit noise); 80 training, 80 validation nodes, the rest test; ``seed`` (0). Offline
+  runs and tests; not a benchmark.
 * ``file``: an already prepared file at ``spec["path"]`` (the same format; e.g. the tests'
   synthetic data), checked and copied.
 
@@ -36,7 +42,7 @@ import torch
 
 from htsr.io import atomic_output
 
-__all__ = ["IMAGE_KEYS", "GRAPH_KEYS", "load", "prepare", "validate"]
+__all__ = ["IMAGE_KEYS", "GRAPH_KEYS", "load", "planted_partition", "prepare", "validate"]
 
 IMAGE_KEYS = ("x_train", "y_train", "x_test", "y_test")
 GRAPH_KEYS = ("x", "edge_index", "y", "train_mask", "val_mask", "test_mask")
@@ -82,6 +88,9 @@ def _fetch(spec: Mapping[str, Any], root: Path) -> dict[str, Any]:
                 self.data, self.targets = x[idx], y[idx]
 
         return _images(_Split(order[:cut]), _Split(order[cut:]), "sklearn.datasets.load_digits")
+    if name == "planted_partition":
+        keys = ("nodes", "features", "classes", "within", "seed")
+        return planted_partition(**{k: spec[k] for k in keys if k in spec})
     if name == "planetoid":
         from torch_geometric.datasets import Planetoid
 
@@ -93,7 +102,32 @@ def _fetch(spec: Mapping[str, Any], root: Path) -> dict[str, Any]:
         return out
     if name == "file":
         return load(spec["path"])
-    raise ValueError(f"unknown dataset {name!r} (cifar10, mnist, digits, planetoid, file)")
+    raise ValueError(
+        f"unknown dataset {name!r} (cifar10, mnist, digits, planetoid, planted_partition, file)"
+    )
+
+
+def planted_partition(nodes: int = 2708, features: int = 1433, classes: int = 7,
+                      within: float = 0.8, seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """The ``planted_partition`` graph (see the module docstring), as a prepared dataset."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, classes, (nodes,), generator=g)
+    centres = torch.randn(classes, features, generator=g)
+    x = 0.4 * centres[y] + torch.randn(nodes, features, generator=g)
+    src = torch.randint(0, nodes, (nodes * 10,), generator=g)
+    dst = torch.randint(0, nodes, (nodes * 10,), generator=g)
+    keep = (y[src] == y[dst]) | (torch.rand(nodes * 10, generator=g) > within)
+    edges = torch.stack([src[keep], dst[keep]])
+    edges = torch.cat([edges, edges.flip(0)], 1)
+    order = torch.randperm(nodes, generator=g)
+    masks = [torch.zeros(nodes, dtype=torch.bool) for _ in range(3)]
+    for mask, part in zip(masks, (order[:80], order[80:160], order[160:]), strict=True):
+        mask[part] = True
+    meta = {"kind": "graph", "features": features, "classes": classes,
+            "source": f"htsr.datasets.planted_partition(nodes={nodes}, features={features},"
+                      f" classes={classes}, within={within}, seed={seed})"}  # fmt: skip
+    return {"x": x, "edge_index": edges, "y": y, "train_mask": masks[0], "val_mask": masks[1],
+            "test_mask": masks[2], "meta": meta}  # fmt: skip
 
 
 def validate(data: Mapping[str, Any], where: str = "dataset") -> None:

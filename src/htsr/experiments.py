@@ -47,6 +47,10 @@ def dataset_key(spec: Mapping[str, Any]) -> str:
     """The prepared file's key: ``cifar10``, ``planetoid-Cora``, or a ``file``'s stem."""
     if spec["name"] == "planetoid":
         return f"planetoid-{spec['dataset']}"
+    if spec["name"] == "planted_partition":
+        return "planted_partition-" + "-".join(
+            f"{k}{spec[k]}" for k in ("nodes", "features", "classes", "within", "seed") if k in spec
+        )
     if spec["name"] == "file":
         stem = re.sub(r"\.pt$", "", str(spec["path"]).rsplit("/", 1)[-1])
         return f"file-{stem}"

@@ -122,12 +122,12 @@ def test_dataset_files_are_validated_naming_the_file(tmp_path: Path) -> None:
     assert digits["size"] == 8 and digits["classes"] == 10
     assert len(loaded["y_train"]) == 1347 and len(loaded["y_test"]) == 450
     assert loaded["x_train"].shape[1:] == (1, 8, 8) and int(loaded["x_train"].max()) == 255
-    # the offline configuration's graph (config/studies_offline/gnn.yaml) is the tests' generator
-    planted = datasets.planted_partition(nodes=2708, features=1433, classes=7, seed=0)
-    reference = synthetic.graph(n=2708, features=1433, classes=7, seed=0)
-    for key in datasets.GRAPH_KEYS:
-        assert torch.equal(planted[key], reference[key]), key
+    planted = datasets.planted_partition(nodes=300, features=60, classes=3, seed=2)
     datasets.validate(planted)
+    y, (src, dst) = planted["y"], planted["edge_index"]
+    assert (y[src] == y[dst]).float().mean() > 0.5  # communities: most edges within a class
+    train_nodes, test_nodes = planted["train_mask"], planted["test_mask"]
+    assert int(train_nodes.sum()) == 80 and not (train_nodes & test_nodes).any()
     with pytest.raises(ValueError, match="unknown dataset 'imagenet21k'"):
         datasets.prepare({"name": "imagenet21k"}, tmp_path / "x.pt", root=tmp_path / "raw")
 

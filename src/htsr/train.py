@@ -75,9 +75,27 @@ def _percent(correct: int | torch.Tensor, total: int) -> float:
     return 100.0 * float(correct) / max(total, 1)
 
 
-def _save_state(path: Path, state: Mapping[str, Any]) -> None:
+def _save_state(path: Path | None, model: nn.Module, opt: torch.optim.Optimizer,
+                curve: list[dict[str, float]], epoch: int) -> None:  # fmt: skip
+    """The resume point after ``epoch`` (nothing without a ``path``), written atomically."""
+    if path is None:
+        return
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+             "rng": torch.get_rng_state(), "curve": curve, "epoch": epoch}  # fmt: skip
     with atomic_output(path) as tmp:
-        torch.save(dict(state), tmp)
+        torch.save(state, tmp)
+
+
+def _resume(model: nn.Module, opt: torch.optim.Optimizer,
+            state: Mapping[str, Any] | None) -> tuple[list[dict[str, float]], int]:  # fmt: skip
+    """Restore a resume point into ``model`` and ``opt`` (and the global RNG); ``(curve so
+    far, epochs done)``, ``([], 0)`` without one."""
+    if state is None:
+        return [], 0
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    return list(state["curve"]), int(state["epoch"])
 
 
 def _load_state(path: Path | None) -> dict[str, Any] | None:
@@ -118,13 +136,7 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) ->
 def _train_images(model, data, hp, seed, state_path, log, start_state):
     x_train, y_train, x_test, y_test = _image_tensors(data, hp, seed)
     opt = _optimizer(model, hp)
-    curve: list[dict[str, float]] = []
-    first = 0
-    if start_state is not None:
-        model.load_state_dict(start_state["model"])
-        opt.load_state_dict(start_state["optimizer"])
-        torch.set_rng_state(start_state["rng"])
-        curve, first = list(start_state["curve"]), int(start_state["epoch"])
+    curve, first = _resume(model, opt, start_state)
     batch, n = int(hp["batch_size"]), len(y_train)
     for epoch in range(first, int(hp["epochs"])):
         model.train()
@@ -143,10 +155,7 @@ def _train_images(model, data, hp, seed, state_path, log, start_state):
                       "test_acc": test_acc})  # fmt: skip
         log(f"epoch {epoch + 1}/{hp['epochs']}: loss {total / max(steps, 1):.4f}, test"
             f" accuracy {test_acc:.2f} %")  # fmt: skip
-        if state_path is not None:
-            _save_state(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                     "rng": torch.get_rng_state(), "curve": curve,
-                                     "epoch": epoch + 1})  # fmt: skip
+        _save_state(state_path, model, opt, curve, epoch + 1)
     eval_batch = int(hp["eval_batch"])
     return {"train_acc": _accuracy(model, x_train, y_train, eval_batch),
             "test_acc": _accuracy(model, x_test, y_test, eval_batch), "curve": curve}  # fmt: skip
@@ -158,13 +167,7 @@ def _train_graph(model, data, hp, seed, state_path, log, start_state):
     opt = _optimizer(model, hp)
     steps = int(hp["epochs"])
     every = int(hp["eval_every"]) or max(1, steps // 50)
-    curve: list[dict[str, float]] = []
-    first = 0
-    if start_state is not None:
-        model.load_state_dict(start_state["model"])
-        opt.load_state_dict(start_state["optimizer"])
-        torch.set_rng_state(start_state["rng"])
-        curve, first = list(start_state["curve"]), int(start_state["epoch"])
+    curve, first = _resume(model, opt, start_state)
 
     @torch.no_grad()
     def accuracy() -> dict[str, float]:
@@ -183,11 +186,7 @@ def _train_graph(model, data, hp, seed, state_path, log, start_state):
             curve.append({"epoch": step + 1, "train_loss": loss.item(), "test_acc": acc["test"]})
             log(f"step {step + 1}/{steps}: loss {loss.item():.4f}, test accuracy"
                 f" {acc['test']:.2f} %")  # fmt: skip
-            if state_path is not None:
-                _save_state(state_path, {"model": model.state_dict(),
-                                         "optimizer": opt.state_dict(),
-                                         "rng": torch.get_rng_state(), "curve": curve,
-                                         "epoch": step + 1})  # fmt: skip
+            _save_state(state_path, model, opt, curve, step + 1)
     acc = accuracy()
     return {"train_acc": acc["train"], "test_acc": acc["test"], "val_acc": acc["val"],
             "curve": curve}  # fmt: skip

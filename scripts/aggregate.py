@@ -1,16 +1,14 @@
 """Rules aggregate, method_aggregate: one row of model-level metrics per model of a study, and
 the trends of each of its quality metrics per group (set and/or family)."""
 
-import json
-from pathlib import Path
-
 import pandas as pd
 
-from htsr.experiments import quality_from_results
+from htsr.experiments import quality_from_results, read_results
 from htsr.predict import leave_one_out
 from htsr.provenance import job_log, write_tsv
 from htsr.table import Quality
 from htsr.trends import (
+    BASE_ID_COLUMNS,
     METRICS,
     SUMMARY_INPUTS,
     family_trends,
@@ -24,10 +22,7 @@ log = job_log(smk.log[0], "aggregate")
 rows = pd.DataFrame(smk.params.models)
 quality = [Quality(**q) for q in smk.params.quality]
 # trained models (controlled experiments): their quality is what training measured
-results = {}
-for path in smk.input.training:
-    result = json.loads(Path(path).read_text(encoding="utf-8"))
-    results[Path(path).name.removesuffix(".training.json")] = result
+results = read_results(smk.input.training)
 if results:
     rows = quality_from_results(rows, results, [q.name for q in quality])
 columns = list(dict.fromkeys(["layer", *SUMMARY_INPUTS]))
@@ -40,8 +35,8 @@ more = smk.params.more_families
 models = models_table(
     rows, spectra, lambda table: summarize(table, convention=convention),
     quality=[q.name for q in quality],
-    extra=["weights", "step",
-           *(c for c in ("layers", *more, "vary", "setting", "seed") if c in rows.columns)],
+    # the further columns the rule's model rows carry (weights, step, layers, more families...)
+    extra=[c for c in rows.columns if c not in {*BASE_ID_COLUMNS, *(q.name for q in quality)}],
 )  # fmt: skip
 # a model also joins the families its more_families columns name (e.g. a codec's quality level)
 families = with_more_families(models, more)

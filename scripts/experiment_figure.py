@@ -1,12 +1,10 @@
 """Rule experiment_figure: one family of a controlled experiment, its training curves and its
 metric and quality by the varied hyperparameter with the seeds' spread (htsr.plots)."""
 
-import json
-from pathlib import Path
-
 import pandas as pd
 
 from htsr import plots
+from htsr.experiments import read_results
 from htsr.provenance import job_log
 from htsr.studies import headline_functions
 
@@ -16,10 +14,7 @@ log = job_log(smk.log[0], f"experiment_figure {family}")
 headline, _ = headline_functions(smk.params.study)
 models = pd.read_csv(smk.input.models, sep="\t", keep_default_na=False, na_values=[""])
 trends = pd.read_csv(smk.input.trends, sep="\t", keep_default_na=False, na_values=[""])
-curves = {}
-for path in smk.input.training:
-    result = json.loads(Path(path).read_text(encoding="utf-8"))
-    curves[result["model"]] = result["curve"]
+curves = {r["model"]: r["curve"] for r in read_results(smk.input.training).values()}
 quality = headline(family)
 hit = trends[(trends["family"] == family) & (trends["quality"] == quality[0])
              & (trends["metric"] == "alpha_weighted")]  # fmt: skip

@@ -255,10 +255,9 @@ def make_url_files(rows: pd.DataFrame, root: str | Path) -> dict[str, Path]:
             url = row["url"]
             name = _real_name(url)
             if "compressai" in url:
-                arch = "-".join(name.split("-")[:2]).replace("-prior", "")
-                arch = {"bmshj2018-factorized": "bmshj2018-factorized",
-                        "bmshj2018-hyperprior": "bmshj2018-hyperprior",
-                        "mbt2018-mean": "mbt2018-mean"}[arch]  # fmt: skip
+                # bmshj2018-factorized-prior-1-…, bmshj2018-hyperprior-1-…, mbt2018-mean-1-…;
+                # compressai_state refuses any other architecture
+                arch = "-".join(name.split("-")[:2])
                 buffer = io.BytesIO()
                 legacy = str(row.get("note", "")).startswith("legacy")
                 torch.save(compressai_state(arch, seed=i), buffer,

@@ -27,15 +27,22 @@ pipeline's aggregate fills them from each model's ``{weights}.training.json``
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["GRIDS", "dataset_key", "family_name", "grid_table", "quality_from_results"]
+__all__ = [
+    "GRIDS", "RESULT_SUFFIX", "dataset_key", "family_name", "grid_table", "quality_from_results",
+    "read_results",
+]  # fmt: skip
 
 GRIDS = ("default", "quick")
+#: A trained model's result file is ``{weights}{RESULT_SUFFIX}`` beside its checkpoint.
+RESULT_SUFFIX = ".training.json"
 
 
 def family_name(family: Mapping[str, Any]) -> str:
@@ -93,13 +100,21 @@ def grid_table(study: str, experiment: Mapping[str, Any], grid: str = "default")
                     "dataset": dataset_key(experiment["dataset"]),
                     "layers": str(fam.get("layers") or ""),
                     "quality_source": f"trained by this pipeline (study {study}, grid {grid}):"
-                                      f" resources/weights/{key}.training.json",
+                                      f" resources/weights/{key}{RESULT_SUFFIX}",
                 })  # fmt: skip
     table = pd.DataFrame(rows)
     twice = table["model"][table["model"].duplicated()].tolist()
     if twice:
         raise ValueError(f"study {study}: the experiment grid repeats model(s) {twice}")
     return table
+
+
+def read_results(paths: Sequence[str | os.PathLike[str]]) -> dict[str, dict[str, Any]]:
+    """The training results in ``paths`` (``{weights}.training.json`` files), by weights key."""
+    results = {}
+    for path in map(Path, paths):
+        results[path.name.removesuffix(RESULT_SUFFIX)] = json.loads(path.read_text("utf-8"))
+    return results
 
 
 def quality_from_results(

@@ -78,15 +78,15 @@ class Study:
         study's table is its ``grid`` (:func:`htsr.experiments.grid_table`), quality to come."""
         if self.experiment is not None:
             from htsr.experiments import grid_table
-            from htsr.table import OPTIONAL_COLUMNS
+            from htsr.table import OPTIONAL_COLUMNS, layers_problem
 
             table = grid_table(self.name, self.experiment, grid)
             for column in OPTIONAL_COLUMNS:
                 if column not in table:
                     table[column] = ""
-            bad = [p for p in dict.fromkeys(table["layers"]) if p and not _compiles(p)]
-            if bad:
-                raise ValueError(f"study {self.name}: layers {bad} not regular expressions")
+            bad = [layers_problem(p) for p in dict.fromkeys(table["layers"]) if p]
+            if any(bad):
+                raise ValueError(f"study {self.name}: {'; '.join(b for b in bad if b)}")
             for column in ("num_params", "eval_res", "step"):
                 table[column] = pd.array([pd.NA] * len(table), dtype="Int64")
             for q in self.quality:
@@ -106,16 +106,6 @@ class Study:
         chosen = model_set or self.model_set
         keep, unknown = match_models(table, [chosen] if isinstance(chosen, str) else list(chosen))
         return table[keep].reset_index(drop=True), unknown
-
-
-def _compiles(pattern: str) -> bool:
-    import re
-
-    try:
-        re.compile(pattern)
-    except re.error:
-        return False
-    return True
 
 
 def study_from_dict(name: str, spec: Mapping[str, Any]) -> Study:

@@ -21,7 +21,7 @@ the ImageNet study's ``extended`` set, SegFormer, every language model): the row
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -94,24 +94,39 @@ def answer_table(
     return pd.DataFrame(rows, columns=list(ANSWER_COLUMNS))
 
 
-#: The questions the paper's readers ask: the studies that answer each (empty: every study),
-#: and whether only their non-CNN families (``non_cnn``) do. The controlled experiments
-#: (studies the pipeline trains) come last.
+class Question(NamedTuple):
+    """One question the answer text states: the ``studies`` that answer it (empty: every
+    study), whether only their non-CNN families do, whether the pipeline trains their models
+    (``trained``: a run needs data, not pretrained weights), and the ``--config`` of a run
+    that answers it (default ``'studies=[imagenet,<studies>]'``, trained ones without
+    imagenet)."""
+
+    title: str
+    studies: tuple[str, ...]
+    non_cnn_only: bool = False
+    trained: bool = False
+    config: str = ""
+
+    def run_config(self) -> str:
+        if self.config:
+            return self.config
+        names = ",".join(self.studies)
+        return f"'studies=[{names}]'" if self.trained else f"'studies=[imagenet,{names}]'"
+
+
+#: The questions the paper's readers ask, the controlled experiments (studies the pipeline
+#: trains) last.
 QUESTIONS = (
-    ("Non-CNN architectures (transformers, graph and capsule networks)", (), True),
-    ("Autoencoders (reconstruction quality)", ("autoencoders",), False),
-    ("Semantic segmentation", ("segmentation",), False),
-    ("NLP (language models)", ("nlp",), False),
-    ("Control: CNN batch size, trained here", ("cnn_batch_size",), False),
-    ("Graph networks, trained here", ("gnn",), False),
-    ("Capsule networks, trained here", ("capsnet",), False),
-)
-#: What a run that answers a question adds to the default configuration.
-RUN_FOR = {
-    QUESTIONS[0][0]: (
-        "'studies=[imagenet,nlp,segmentation,gnn,capsnet]' 'model_set=[core,extended]'"
-    ),
-}
+    Question("Non-CNN architectures (transformers, graph and capsule networks)", (), True,
+             config="'studies=[imagenet,nlp,segmentation,gnn,capsnet]'"
+                    " 'model_set=[core,extended]'"),
+    Question("Autoencoders (reconstruction quality)", ("autoencoders",)),
+    Question("Semantic segmentation", ("segmentation",)),
+    Question("NLP (language models)", ("nlp",)),
+    Question("Control: CNN batch size, trained here", ("cnn_batch_size",), trained=True),
+    Question("Graph networks, trained here", ("gnn",), trained=True),
+    Question("Capsule networks, trained here", ("capsnet",), trained=True),
+)  # fmt: skip
 
 
 def answer_text(table: pd.DataFrame, *, metric: str = "alpha_weighted") -> str:
@@ -123,6 +138,7 @@ def answer_text(table: pd.DataFrame, *, metric: str = "alpha_weighted") -> str:
     lines = [f"# Beyond ImageNet: what this run found ({metric})", ""]
 
     def counts(study_rows: pd.DataFrame) -> str:
+        several = study_rows["study"].nunique() > 1  # then families are named with their study
         parts = []
         for v in ("holds", "fails", "undecided"):
             fams = [f"{r.study}/{r.family}" if several else r.family
@@ -130,27 +146,21 @@ def answer_text(table: pd.DataFrame, *, metric: str = "alpha_weighted") -> str:
             parts.append(f"{len(fams)} {v}" + (f" ({', '.join(fams)})" if fams else ""))
         return "; ".join(parts)
 
-    several = False
     ref = rows[rows["reference"].astype(bool)]
     lines.append(f"- **ImageNet (reference)**: {counts(ref) if len(ref) else 'not run'}.")
-    for question, studies, only_non_cnn in QUESTIONS:
-        part = rows[rows["study"].isin(studies)] if studies else rows
-        if only_non_cnn:
+    for q in QUESTIONS:
+        part = rows[rows["study"].isin(q.studies)] if q.studies else rows
+        if q.non_cnn_only:
             part = part[part["non_cnn"].astype(bool)]
-        several = part["study"].nunique() > 1
         if part.empty:
-            config = RUN_FOR.get(question, f"'studies=[imagenet,{','.join(studies)}]'")
-            trained = "trained here" in question  # needs a dataset, not pretrained weights
-            if trained:
-                config = f"'studies=[{','.join(studies)}]'"
-            needs = "a run" if trained else "a run with the real weights"
+            needs = "a run" if q.trained else "a run with the real weights"
             lines.append(
-                f"- **{question}**: no fitted family in this run; it needs {needs}:"
-                f" `snakemake --cores 16 --config {config}`."
+                f"- **{q.title}**: no fitted family in this run; it needs {needs}:"
+                f" `snakemake --cores 16 --config {q.run_config()}`."
             )
         else:
             found = ", ".join(dict.fromkeys(part["study"]))
-            lines.append(f"- **{question}** ({found}): {counts(part)}.")
+            lines.append(f"- **{q.title}** ({found}): {counts(part)}.")
     rule = (
         "Verdict rule: `undecided` with fewer than 4 models or when the 95 % bootstrap interval"
         " of Kendall τ contains 0; otherwise `holds` when τ has the sign the paper claims"

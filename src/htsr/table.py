@@ -129,6 +129,15 @@ def _quality_problems(row: Mapping[str, str], quality: Sequence[Quality]) -> lis
     return problems
 
 
+def layers_problem(pattern: str) -> str:
+    """'' if ``pattern`` (a row's ``layers``) is a regular expression, else what is wrong."""
+    try:
+        re.compile(pattern)
+    except re.error as err:
+        return f"layers {pattern!r} is not a regular expression: {err}"
+    return ""
+
+
 def _row_problems(
     row: Mapping[str, str], sets: Iterable[str] | None, quality: Sequence[Quality]
 ) -> list[str]:
@@ -166,11 +175,8 @@ def _row_problems(
         problems.append(f"url {url!r} must be an absolute URL (scheme://...) or a bare file name")
     if row["sha256"] and not _SHA256.match(row["sha256"]):
         problems.append(f"sha256 must be 64 lowercase hex digits (got {row['sha256']!r})")
-    if row["layers"]:
-        try:
-            re.compile(row["layers"])
-        except re.error as err:
-            problems.append(f"layers {row['layers']!r} is not a regular expression: {err}")
+    if row["layers"] and layers_problem(row["layers"]):
+        problems.append(layers_problem(row["layers"]))
     if row["source"] != "pytorchcv" and row["sha1"]:
         problems.append("sha1 is the OSMR store's checksum: only pytorchcv rows take it")
     return problems

@@ -229,7 +229,7 @@ TRAINED = TRAINED.set_index("weights", drop=False)
 
 
 def training_result(weights):
-    return f"{WEIGHTS_DIR}/{weights}.training.json"
+    return f"{WEIGHTS_DIR}/{weights}{experiments.RESULT_SUFFIX}"
 
 
 def training_files(study):

@@ -20,19 +20,25 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_bench_analyze_prints_its_table():
-    res = _run("--models", "resnet18", "--conventions", "ww", "--skip-ww", "--threads", "1")
+    res = _run(
+        "--models", "resnet18", "--conventions", "ww", "--skip-ww", "--threads", "1",
+        "--repeat", "2",
+    )  # fmt: skip
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     header = lines[lines.index("analyze vs WeightWatcher 0.7.7 vs svdvals floor (seconds)") + 1]
     assert header.split() == [
         "model", "convention", "rows", "ours_s", "ww_s", "floor_s", "eig_s",
-        "ours_over_ww", "ours_over_floor", "eig_over_ww",
+        "ours_over_ww", "ours_over_floor", "ours_over_eig", "eig_over_ww",
     ]  # fmt: skip
     row = dict(zip(header.split(), lines[-1].split(), strict=True))
     assert row["model"] == "resnet18" and row["convention"] == "ww"
     assert int(row["rows"]) == 21  # resnet18's 21 weight layers, one pooled row each
     for col in ("ours_s", "floor_s", "eig_s"):
         assert float(row[col]) > 0
+    assert float(row["ours_over_eig"]) == pytest.approx(
+        float(row["ours_s"]) / float(row["eig_s"]), rel=0.05, abs=2e-3
+    )  # the printed ratio is of the printed (rounded) times
     assert row["ww_s"] == "NaN"  # --skip-ww: no WeightWatcher time, and no ratio pretending one
 
 

@@ -103,6 +103,23 @@ def test_bad_layers_get_a_status_and_the_rest_is_analysed(convention: str) -> No
     assert htsr.summarize(table.reset_index())["n_matrices"] >= 1
 
 
+def test_below_min_dim_taps_keep_their_own_status() -> None:
+    """A conv below ``min_dim`` gets no eigensolve, but each tap still gets its status: the
+    whole-stack check settles the usual case; a stack with a NaN or a 0 anywhere is scanned tap
+    by tap (a single 0 entry leaves its tap ``too_small``)."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(32, 16, 3)
+    with torch.no_grad():
+        conv.weight[:, :, 0, 0] = 0.0  # a zero matrix
+        conv.weight[3, 5, 1, 1] = float("nan")  # one NaN
+        conv.weight[2, 2, 2, 2] = 0.0  # one zero entry: still a nonzero matrix
+    status = htsr.analyze(nn.Sequential(conv), "paper").set_index("slice")["status"]
+    assert status["0,0"] == "zero" and status["1,1"] == "nonfinite"
+    assert status.drop(["0,0", "1,1"]).eq("too_small").all() and len(status) == 9
+    clean = htsr.analyze(nn.Sequential(nn.Conv2d(32, 16, 3)), "paper")
+    assert clean["status"].eq("too_small").all()
+
+
 @pytest.mark.parametrize("convention", ["paper", "ww"])
 def test_extreme_finite_weights_fall_back_to_float64_then_get_a_status(convention: str) -> None:
     """float32 squares overflow above ~1.8e19 and are subnormal or 0 below ~1e-19: such a

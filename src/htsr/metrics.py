@@ -263,10 +263,16 @@ def _slice_status(matrices: torch.Tensor) -> list[str]:
 
     On the CPU the scan runs in numpy (single-threaded): torch's intra-op threads contend with
     the BLAS threads that the eigensolves of neighbouring layers leave spinning, which made the
-    same scan 20x slower than the eigensolves it stands in for."""
+    same scan 20x slower than the eigensolves it stands in for. The common case, every entry
+    finite and nonzero, is settled by two whole-stack reductions; only a stack with a NaN, Inf
+    or 0 somewhere is scanned matrix by matrix (per-matrix reductions over a strided conv view
+    cost 15x more)."""
     m = matrices.detach()
     if m.device.type == "cpu":
-        flat = (m.float() if m.dtype == torch.bfloat16 else m).numpy().reshape(m.shape[0], -1)
+        arr = (m.float() if m.dtype == torch.bfloat16 else m).numpy()
+        if np.isfinite(arr).all() and arr.all():
+            return ["ok"] * m.shape[0]
+        flat = arr.reshape(m.shape[0], -1)
         finite, nonzero = np.isfinite(flat).all(axis=1), (flat != 0).any(axis=1)
     else:
         flat = m.reshape(m.shape[0], -1)

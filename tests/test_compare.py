@@ -109,6 +109,7 @@ def test_track_orders_checkpoints_by_step(run: Path, tmp_path: Path) -> None:
     assert {"alpha_weighted", "log_norm", "alpha", "n_matrices"} <= set(track.columns)
     ref = analyze(run / "ckpt-step300.pth")
     assert track["n_matrices"].iloc[-1] == (ref["status"] == "ok").sum()
+    assert "\t{}\t{}\n".format(*track[["n_matrices", "n_rows"]].iloc[-1]) in out.read_text()
     with Image.open(fig) as image:
         assert image.format == "PNG" and min(image.size) > 300
     bad = _htsr("track", str(run / "ckpt-step0.pth"), str(tmp_path / "final.pth"), "-o", str(out))

@@ -152,6 +152,8 @@ def track_table(
         keep = summary if metrics is None else summary[list(metrics)]
         records.append({"checkpoint": name, "step": step, **keep.to_dict()})
     table = pd.DataFrame(records)
+    counts = {c: "int64" for c in ("n_matrices", "n_rows") if c in table.columns}
+    table = table.astype(counts)  # counts, not measurements: written as 28, not 28.0
     return table.sort_values("step", kind="stable").reset_index(drop=True) if len(table) else table
 
 

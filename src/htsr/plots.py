@@ -39,11 +39,11 @@ TOP1_LABEL = "top-1 accuracy (%)"
 DPI = 150
 METRIC_SHORT: dict[str, str] = {
     "alpha_weighted": "α̂ (weighted α)",
-    "log_norm": "log ‖W‖_F",
-    "log_spectral_norm": "log λ_max",
-    "log_alpha_norm": "log ‖X‖_α^α",
+    "log_norm": "log₁₀ ‖W‖_F",
+    "log_spectral_norm": "log₁₀ λ_max",
+    "log_alpha_norm": "log₁₀ ‖X‖_α^α",
     "alpha": "ᾱ (mean α)",
-    "log_mean_spectral_norm": "log mean λ_max",
+    "log_mean_spectral_norm": "log₁₀ mean λ_max",
 }
 #: Compact y-axis labels (with units) for the small panels of :func:`families_figure`; other
 #: metrics use :data:`htsr.trends.METRIC_LABELS`.

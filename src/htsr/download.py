@@ -117,6 +117,7 @@ class WeightsSource:
     member: str = ""
     git_sha1: str = ""
     record: str = ""  # a file recording the sha256 of the first download (source url)
+    pin: str = "table column sha256"  # where expected_sha256 comes from, for messages
 
     @property
     def verified_by(self) -> str:
@@ -124,7 +125,7 @@ class WeightsSource:
         if self.record:
             return "recorded at first download"
         if self.expected_sha256:
-            return "table sha256"
+            return "table sha256" if self.pin == "table column sha256" else self.pin
         if self.kind == "pytorchcv":
             return "store sha1 of the zip's member"
         if self.kind == "hub":
@@ -208,7 +209,7 @@ def _expected_text(src: WeightsSource, reference: str = "") -> str:
         )
         return f"a zip whose {src.member} has sha1 {src.sha1}{extra}"
     if src.expected_sha256 and not src.record:
-        return f"sha256 {src.expected_sha256} (table column sha256)"
+        return f"sha256 {src.expected_sha256} ({src.pin})"
     if src.git_sha1:
         return f"git blob sha1 {src.git_sha1} (as the hub reports it)"
     if src.record and src.expected_sha256:

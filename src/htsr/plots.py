@@ -994,6 +994,7 @@ def experiment_figure(
     ax.grid(alpha=0.3)
     log_x = len(settings) > 1 and min(settings) > 0 and max(settings) / min(settings) >= 8
     notes = []
+    names = {metric: METRIC_SHORT.get(metric, metric), quality[0]: quality[1]}
     for ax, column, label in ((axes[1], metric, FAMILY_YLABELS.get(metric, metric)),
                               (axes[2], quality[0], quality[1])):  # fmt: skip
         values = pd.to_numeric(rows[column], errors="coerce")
@@ -1003,17 +1004,19 @@ def experiment_figure(
                     capsize=4, marker="s", ms=5, label="mean ± sd over seeds")  # fmt: skip
         if log_x:
             ax.set_xscale("log", base=2)
+            ax.set_xticks(settings, [f"{v:g}" for v in settings])  # the grid's own values
+            ax.minorticks_off()
         ax.set_xlabel(vary)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         spread = stats["mean"].max() - stats["mean"].min()
         noise = stats["std"].mean()
-        notes.append(f"{column}: setting means span {spread:.3g}, mean seed sd {noise:.3g}")
-        ax.set_title(f"{column} by {vary}", fontsize=10)
+        notes.append(f"{names[column]}: setting means span {spread:.3g}, mean seed sd {noise:.3g}")
+        ax.set_title(f"{names[column]} by {vary}", fontsize=10)
     if trend is not None and np.isfinite(trend.get("kendall_tau", np.nan)):
-        notes.append(f"Kendall τ({metric}, {quality[0]}) over all models = "
+        notes.append(f"Kendall τ({names[metric]}, {names[quality[0]]}) over all models = "
                      f"{trend['kendall_tau']:.2f} [{trend['kendall_tau_low']:.2f},"
                      f" {trend['kendall_tau_high']:.2f}], R² = {trend['r2']:.2f}")  # fmt: skip
-    fig.suptitle(title + "\n" + "; ".join(notes), fontsize=10)
+    fig.suptitle("\n".join([title, *notes]), fontsize=10)
     return fig

@@ -117,7 +117,7 @@ class WeightsSource:
     member: str = ""
     git_sha1: str = ""
     record: str = ""  # a file recording the sha256 of the first download (source url)
-    pin: str = "table column sha256"  # where expected_sha256 comes from, for messages
+    pin: str = ""  # where expected_sha256 comes from, if not the table's sha256 column
 
     @property
     def verified_by(self) -> str:
@@ -125,7 +125,7 @@ class WeightsSource:
         if self.record:
             return "recorded at first download"
         if self.expected_sha256:
-            return "table sha256" if self.pin == "table column sha256" else self.pin
+            return self.pin or "table sha256"
         if self.kind == "pytorchcv":
             return "store sha1 of the zip's member"
         if self.kind == "hub":
@@ -209,7 +209,7 @@ def _expected_text(src: WeightsSource, reference: str = "") -> str:
         )
         return f"a zip whose {src.member} has sha1 {src.sha1}{extra}"
     if src.expected_sha256 and not src.record:
-        return f"sha256 {src.expected_sha256} ({src.pin})"
+        return f"sha256 {src.expected_sha256} ({src.pin or 'table column sha256'})"
     if src.git_sha1:
         return f"git blob sha1 {src.git_sha1} (as the hub reports it)"
     if src.record and src.expected_sha256:

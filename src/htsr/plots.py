@@ -29,6 +29,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Bbox
 
 from htsr.provenance import atomic_output
@@ -986,6 +987,7 @@ def experiment_figure(
         if curve:
             ax.plot([c["epoch"] for c in curve], [c["test_acc"] for c in curve], marker="o",
                     ms=3, color=colors.get(rec.setting, "0.5"), lw=1.2, alpha=0.8)  # fmt: skip
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_xlabel("epoch (graphs: optimisation step)")
     ax.set_ylabel("test accuracy during training (%)")
     ax.set_title("training curves", fontsize=10)
@@ -1004,8 +1006,8 @@ def experiment_figure(
                     capsize=4, marker="s", ms=5, label="mean ± sd over seeds")  # fmt: skip
         if log_x:
             ax.set_xscale("log", base=2)
-            ax.set_xticks(settings, [f"{v:g}" for v in settings])  # the grid's own values
-            ax.minorticks_off()
+        ax.set_xticks(settings, [f"{v:g}" for v in settings])  # the grid's own values
+        ax.minorticks_off()
         ax.set_xlabel(vary)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

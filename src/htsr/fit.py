@@ -405,6 +405,7 @@ def fit_power_law(
     min_tail: int = 2,
     alpha_range: tuple[float, float] = (1.0, 100.0),
     truncated_mle: bool = False,
+    xmin_range: tuple[float, float] | None = None,
 ) -> PowerLawFit:
     """Fit ``p(x) ∝ x**-alpha`` to the tail ``x >= xmin`` of eigenvalues (Clauset et al. 2009).
 
@@ -447,6 +448,10 @@ def fit_power_law(
         Only with ``xmax``: use the true MLE of the power law truncated to ``[xmin, xmax]``
         (root of its score equation, see :func:`truncated_power_law_mle`) instead of
         powerlaw 1.4.6's untruncated closed form. Candidates then are valid when ``alpha > 1``.
+    xmin_range : (float, float) or None, default None
+        Only with ``xmax=None``: ``powerlaw.Fit(evals, xmin=(lo, hi))`` of powerlaw 2.0.0, the
+        candidates are the distinct values in ``[min(lo, hi), max(lo, hi))`` except the largest
+        of them (eigenvalue units). None: the whole range (the rule above).
 
     Returns
     -------
@@ -471,9 +476,13 @@ def fit_power_law(
 
     uniq, first = np.unique(x, return_index=True)  # first: # of points strictly below uniq[k]
     n_cand = uniq.size - 1 if xmax is not None else uniq.size - 2
+    cand = np.arange(max(n_cand, 0), dtype=np.int64)
+    if xmin_range is not None and xmax is None:  # powerlaw 2.0's find_xmin with a range
+        lo, hi = min(xmin_range), max(xmin_range)
+        cand = np.nonzero((uniq >= lo) & (uniq < hi))[0][:-1]
+        n_cand = cand.size
     if xmax is None and n_cand < 2:
         return _failed("no_candidates", n, xmax)  # powerlaw 2.0: "Less than 2 unique values"
-    cand = np.arange(max(n_cand, 0), dtype=np.int64)
     n_tail_all = (x.size - first[cand]).astype(np.float64)
     cand = cand[n_tail_all >= min_tail]
     if cand.size == 0:

@@ -33,6 +33,7 @@ The metric formulas are the small pure functions below; all logarithms are base 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import warnings
@@ -160,6 +161,7 @@ class _Options:
     tsvd_seed: int = 42
     bootstrap: int = 0
     bootstrap_seed: int = 0
+    diag: Any = None  # htsr.spectral.diagnostics.Diagnostics, when any is asked for
 
 
 def _blank_row(
@@ -386,6 +388,12 @@ def _slice_rows(stack: MatrixStack, opts: _Options) -> list[dict[str, Any]]:
         if tiny and not norms:
             continue
         _fill_row(row, evals, opts, frob_sq)  # norms for every row; a fit only for ok rows
+        if opts.diag is not None and row["status"] == "ok":
+            from htsr.spectral.diagnostics import diagnostic_columns, ww_matrices
+
+            w = ww_matrices(stack.matrices[len(rows) - 1 : len(rows)], "conv2d")  # long side first
+            n, m = stack.shape
+            diagnostic_columns(row, np.sort(evals), w, opts.diag, N=n, M=m, rf=1, scale=scale)
         if opts.keep_evals:
             row["evals"] = evals
     return rows
@@ -470,6 +478,16 @@ def analyze(
     tsvd_seed: int | None = None,
     bootstrap: int = 0,
     bootstrap_seed: int = 0,
+    randomize: bool = False,
+    mp_fit: bool = False,
+    detX: bool = False,
+    fix_fingers: str | None = None,
+    vectors: bool = False,
+    distribution_compare: bool = False,
+    xmin_max: float | None = None,
+    max_fingers: int = 10,
+    finger_thresh: float = 1.0,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Spectral metrics of every weight matrix of a model, one row per matrix (see ``COLUMNS``).
 
@@ -493,7 +511,10 @@ def analyze(
     fit
         ``"truncated"`` (xmax = λmax, the ``paper`` and ``ww2020`` default: powerlaw 1.4.6's
         ``Fit(evals, xmax=max(evals))``), ``"untruncated"``, or ``"ww"`` (WeightWatcher
-        0.7.7's fit, the ``ww`` default).
+        0.7.7's fit, the ``ww`` default). WeightWatcher's names: ``"PL"`` (the convention's
+        power law), ``"TPL"`` (a truncated power law ``x^-α e^-Λx`` fitted on the power law's
+        tail: ``alpha`` becomes its α, column ``Lambda``), ``"E_TPL"`` (the same with
+        ``fix_fingers="xmin_peak"``), see :mod:`htsr.spectral.altfits`.
     dtype
         ``"float32"`` or ``"float64"``: precision of the Gram matrix and eigenvalues. Default
         (None): ``"float32"`` on CPU (2-3× faster; α stays within 0.01 of a float64 SVD in the
@@ -518,6 +539,22 @@ def analyze(
         With N > 0, add columns ``alpha_low`` and ``alpha_high``: a 95 % percentile bootstrap
         interval of each fitted α from N resamples of its eigenvalues, xmin held at its fit
         (:func:`bootstrap_alpha_interval`, seed ``bootstrap_seed``).
+    randomize, mp_fit, detX, fix_fingers, vectors, xmin_max, max_fingers, finger_thresh
+        WeightWatcher 0.7.7's diagnostics, under its keyword names; each adds WW's columns
+        under WW's names (``docs/weightwatcher.md``; :mod:`htsr.spectral.diagnostics`):
+        ``randomize`` correlation traps (``rand_distance``, ``num_traps``, ...), ``mp_fit``
+        the Marchenko-Pastur fit (``num_spikes``, ``sigma_mp``, ...), ``detX`` the det X = 1
+        tail (``detX_num``, ``ERG_gap``, ...), ``fix_fingers`` ``"xmin_peak"`` or
+        ``"clip_xmax"`` (``num_fingers``, ``raw_alpha``; replaces the fit), ``vectors``
+        eigenvector localization (``bulk_mean_vec_entropy``, ...).
+    distribution_compare
+        Likelihood-ratio tests of the fitted power law against the lognormal and the
+        exponential on its tail (columns ``R_lognormal``, ``p_lognormal``, ``R_exponential``,
+        ``p_exponential``; Clauset, Shalizi & Newman 2009, as ``powerlaw``'s
+        ``distribution_compare``).
+    seed
+        Seed of the ``numpy.random.RandomState`` that ``randomize`` shuffles with (one
+        generator for the whole model, layer after layer, as WW draws from ``np.random``).
 
     A bad layer never stops the run: it gets a row whose ``status`` says why (``nonfinite``,
     ``overflow``/``underflow`` (finite nonzero weights whose spectrum over- or underflows even in
@@ -527,6 +564,9 @@ def analyze(
     """
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+    ww_fit = "PL"
+    if fit in ("PL", "TPL", "E_TPL"):  # WeightWatcher's names: on top of the power-law fit
+        ww_fit, fit = fit, None
     fit = fit if fit is not None else ("ww" if convention == "ww" else "truncated")
     if fit not in FITS:
         raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
@@ -557,6 +597,16 @@ def analyze(
     )
     if bootstrap < 0:
         raise ValueError(f"bootstrap must be >= 0 resamples, got {bootstrap}")
+    from htsr.spectral.diagnostics import Diagnostics, columns_for
+
+    diag = Diagnostics(
+        randomize=randomize, mp_fit=mp_fit, detX=detX, fix_fingers=fix_fingers or None,
+        vectors=vectors, fit=ww_fit, distribution_compare=distribution_compare,
+        xmin_max=xmin_max, max_fingers=max_fingers,
+        finger_thresh=finger_thresh, ww_range=convention == "ww", seed=seed,
+    )  # fmt: skip
+    if diag.any:
+        opts = dataclasses.replace(opts, diag=diag)
     source = _source(model_or_path)
     # WeightWatcher (0.7.7, and 0.2.7) does not see MultiheadAttention's bare in_proj_weight.
     # one tensor at a time: a checkpoint file is read as the layers are analysed
@@ -570,6 +620,7 @@ def analyze(
         for layer in tqdm(layers, desc="layers", disable=not progress, file=sys.stderr):
             rows.extend(_layer_rows(layer, opts))
     columns = list(COLUMNS) + (["alpha_low", "alpha_high"] if bootstrap else [])
+    columns += columns_for(diag)
     columns += ["evals"] if keep_evals else []
     table = pd.DataFrame(rows, columns=columns)
     table["warning"] = alpha_warnings(table["alpha"].to_numpy(float), table["status"])

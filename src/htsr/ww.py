@@ -81,6 +81,12 @@ def ww_row(stack: MatrixStack, opts: Any) -> dict[str, Any]:
     if stack.layer_type == "conv2d":
         evals = evals * WW_CONV2D_EVAL_SCALE
     _m._fill_row(row, evals, opts)
+    if opts.diag is not None and row["status"] == "ok":
+        from htsr.spectral.diagnostics import diagnostic_columns, ww_matrices
+
+        scale = WW_CONV2D_EVAL_SCALE if stack.layer_type == "conv2d" else 1.0
+        mats = ww_matrices(stack.matrices, stack.layer_type)
+        diagnostic_columns(row, evals, mats, opts.diag, N=ww_n, M=ww_m, rf=rf, scale=scale)
     if opts.keep_evals:
         row["evals"] = evals
     return row

@@ -243,3 +243,40 @@ def test_truncated_power_law_is_the_mle(name: str, models) -> None:
                                                             ref.Lambda).sum()  # fmt: skip
         assert ours >= theirs - 1e-6 * abs(theirs), (row.layer, ours, theirs)
         assert np.isfinite(alpha_pl)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_intra_matches_weightwatcher(name: str, models) -> None:
+    """Pairs of consecutive layers: same pairs, same random S (seeded), same singular-value
+    ESD and fit. WW computes the Frobenius norms in float32 (its weights' dtype), hence 1e-6."""
+    np.random.seed(SEED)  # noqa: NPY002
+    ref = ww.WeightWatcher(model=models[name]).analyze(intra=True)
+    ours = htsr.analyze(models[name], "ww", dtype="float64", intra=True, seed=SEED)
+    assert len(ours) == len(ref) >= 1 and (ours.status == "ok").all()
+    assert list(ours.N) == list(ref.N) and list(ours.M) == list(ref.M)
+    rel = {}
+    for col in ("alpha", "lambda_max", "xmin", "log_norm", "alpha_weighted", "num_evals"):
+        np.testing.assert_allclose(ours[col].to_numpy(float), ref[col].to_numpy(float),
+                                   rtol=1e-6, err_msg=f"{name} {col}")  # fmt: skip
+        rel[col] = float(np.max(np.abs(ours[col].to_numpy(float) / ref[col].to_numpy(float) - 1)))
+    print(f"\n{name} intra {list(ours.layer)}: largest relative difference from WW 0.7.7: {rel}")
+
+
+def test_cli_analyze_adds_the_diagnostics_columns(tmp_path, models) -> None:
+    """``htsr analyze --randomize --mp-fit --detX --vectors --fix-fingers clip_xmax`` writes
+    WW's columns, equal to the library's table."""
+    from htsr.cli import main
+
+    path = tmp_path / "mlp.pt"
+    torch.save(models["digits_mlp"].state_dict(), path)
+    out = tmp_path / "t.tsv"
+    args = ["--randomize", "--mp-fit", "--detX", "--vectors", "--fix-fingers", "clip_xmax"]
+    assert main(["analyze", str(path), "-o", str(out), "--convention", "ww", "--dtype",
+                 "float64", "--seed", str(SEED), *args]) == 0  # fmt: skip
+    table = pd.read_csv(out, sep="\t")
+    lib = htsr.analyze(path, "ww", dtype="float64", seed=SEED, randomize=True, mp_fit=True,
+                       detX=True, vectors=True, fix_fingers="clip_xmax")  # fmt: skip
+    for col in ("num_traps", "rand_distance", "num_spikes", "detX_num", "ERG_gap",
+                "tail_mean_loc_ratio", "num_fingers", "raw_alpha"):  # fmt: skip
+        np.testing.assert_allclose(table[col].to_numpy(float), lib[col].to_numpy(float),
+                                   rtol=1e-9, err_msg=col)  # fmt: skip

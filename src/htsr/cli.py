@@ -6,6 +6,8 @@
                  [--dtype float32|float64]
                  [--device cpu|cuda] [--min-dim N] [--fit truncated|untruncated|ww]
                  [--include-embeddings] [--progress]
+                 [--randomize] [--mp-fit] [--detX] [--vectors] [--fix-fingers xmin_peak|clip_xmax]
+                 [--fit PL|TPL|E_TPL] [--distribution-compare] [--intra] [--seed S]
     htsr summarize table.tsv [table2.tsv ...]
     htsr predict MODEL.pth --models results/models.tsv --family FAMILY [--set SET]
                  [--metric alpha_weighted] [--quality top1] [--json]
@@ -79,12 +81,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     a.add_argument("--device", default="cpu", help="cpu or cuda (falls back to cpu with a warning)")
     a.add_argument("--min-dim", type=int, default=None, help="paper: min(N,M); ww: min_evals")
-    a.add_argument("--fit", choices=("truncated", "untruncated", "ww"), default=None)
+    a.add_argument(
+        "--fit",
+        choices=("truncated", "untruncated", "ww", "PL", "TPL", "E_TPL"),
+        default=None,
+        help="power-law fit; TPL/E_TPL: WeightWatcher's truncated power law (adds Lambda)",
+    )
     a.add_argument("--include-embeddings", action="store_true")
     a.add_argument("--progress", action="store_true", help="progress bar on stderr")
     a.add_argument(
         "--bootstrap", type=int, default=0, metavar="N", help="95%% interval of each alpha (N)"
     )
+    d = a.add_argument_group("WeightWatcher's diagnostics (docs/weightwatcher.md)")
+    d.add_argument("--randomize", action="store_true", help="correlation traps (shuffled ESD)")
+    d.add_argument("--mp-fit", action="store_true", help="Marchenko-Pastur fit and its spikes")
+    d.add_argument("--detX", "--detx", action="store_true", dest="detX", help="det X = 1 tail")
+    d.add_argument("--vectors", action="store_true", help="eigenvector localization")
+    d.add_argument("--fix-fingers", choices=("xmin_peak", "clip_xmax"), default=None)
+    d.add_argument(
+        "--distribution-compare",
+        action="store_true",
+        help="likelihood ratio of the power law vs lognormal and exponential",
+    )
+    d.add_argument("--intra", action="store_true", help="between consecutive layers")
+    d.add_argument("--seed", type=int, default=0, help="seed of --randomize/--intra draws")
     s = sub.add_parser("summarize", help="model-level means of analyze tables")
     s.add_argument("tables", nargs="+", help="TSV files written by 'htsr analyze'")
     r = sub.add_parser(
@@ -136,6 +156,14 @@ def _analyze(args: argparse.Namespace) -> int:
         include_embeddings=args.include_embeddings,
         progress=args.progress,
         bootstrap=args.bootstrap,
+        randomize=args.randomize,
+        mp_fit=args.mp_fit,
+        detX=args.detX,
+        vectors=args.vectors,
+        fix_fingers=args.fix_fingers,
+        distribution_compare=args.distribution_compare,
+        intra=args.intra,
+        seed=args.seed,
     )
     write_tsv(args.output, table)
     _require_some(args.checkpoint, table)  # the table is written either way, for its statuses

@@ -484,6 +484,8 @@ def analyze(
     fix_fingers: str | None = None,
     vectors: bool = False,
     distribution_compare: bool = False,
+    intra: bool = False,
+    sparsify: bool = True,
     xmin_max: float | None = None,
     max_fingers: int = 10,
     finger_thresh: float = 1.0,
@@ -552,9 +554,14 @@ def analyze(
         exponential on its tail (columns ``R_lognormal``, ``p_lognormal``, ``R_exponential``,
         ``p_exponential``; Clauset, Shalizi & Newman 2009, as ``powerlaw``'s
         ``distribution_compare``).
+    intra, sparsify
+        WeightWatcher's ``intra``: instead of the layers, rows for each pair of consecutive
+        analysed layers (``layer`` = ``"A X B"``), the singular values of
+        ``W_A S W_B / (‖W_A‖‖W_B‖ + √‖S‖)`` with S a random 0/1 matrix (``sparsify``) or I;
+        ``convention="ww"`` only (:mod:`htsr.spectral.intra`).
     seed
-        Seed of the ``numpy.random.RandomState`` that ``randomize`` shuffles with (one
-        generator for the whole model, layer after layer, as WW draws from ``np.random``).
+        Seed of the ``numpy.random.RandomState`` that ``randomize`` (and ``intra``) draw from
+        (one generator for the whole model, layer after layer, as WW draws from ``np.random``).
 
     A bad layer never stops the run: it gets a row whose ``status`` says why (``nonfinite``,
     ``overflow``/``underflow`` (finite nonzero weights whose spectrum over- or underflows even in
@@ -607,6 +614,11 @@ def analyze(
     )  # fmt: skip
     if diag.any:
         opts = dataclasses.replace(opts, diag=diag)
+    if intra:
+        if convention != "ww":
+            raise ValueError(f"intra needs convention='ww', not {convention!r}")
+        if diag.any:
+            raise ValueError("intra cannot be combined with the other diagnostics")
     source = _source(model_or_path)
     # WeightWatcher (0.7.7, and 0.2.7) does not see MultiheadAttention's bare in_proj_weight.
     # one tensor at a time: a checkpoint file is read as the layers are analysed
@@ -616,9 +628,14 @@ def analyze(
     from tqdm.auto import tqdm
 
     rows: list[dict[str, Any]] = []
+    pairs = ww.IntraPairs(opts, sparsify=sparsify, seed=seed) if intra else None
     with torch.no_grad():
         for layer in tqdm(layers, desc="layers", disable=not progress, file=sys.stderr):
-            rows.extend(_layer_rows(layer, opts))
+            layer_rows = _layer_rows(layer, opts)
+            if pairs is None:
+                rows.extend(layer_rows)
+            else:
+                rows.extend(pairs.add(layer, layer_rows))
     columns = list(COLUMNS) + (["alpha_low", "alpha_high"] if bootstrap else [])
     columns += columns_for(diag)
     columns += ["evals"] if keep_evals else []

@@ -53,6 +53,49 @@ def ww_dims(stack: MatrixStack) -> tuple[int, int, int]:
     return max(rows, cols), min(rows, cols), rf
 
 
+#: Statuses of layers that WeightWatcher does not analyse (its filters and unusable weights).
+_NOT_ANALYSED = ("too_small", "too_large", "empty", "unsupported", "non_float", "error")
+
+
+class IntraPairs:
+    """``analyze(intra=True)``: one row per pair of consecutive analysed layers
+    (:mod:`htsr.spectral.intra`), as WeightWatcher's ``WWIntraLayerIterator`` forms them."""
+
+    def __init__(self, opts: Any, *, sparsify: bool, seed: int) -> None:
+        import numpy as _np
+
+        self.opts, self.sparsify = opts, sparsify
+        self.rng = _np.random.RandomState(seed)
+        self.prev: tuple[str, np.ndarray] | None = None
+
+    def add(self, layer: Any, layer_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The pair row of ``layer`` with the previous analysed layer (none for the first, for
+        a layer WW skips, or for two matrices that share no dimension)."""
+        from htsr.spectra import layer_matrices
+        from htsr.spectral.diagnostics import ww_matrices
+        from htsr.spectral.intra import intra_matrix
+
+        if len(layer_rows) != 1 or layer_rows[0]["status"] in _NOT_ANALYSED:
+            return []
+        stack = layer_matrices(layer)
+        w = ww_matrices(stack.matrices[:1], stack.layer_type)[0]
+        prev, self.prev = self.prev, (layer.name, w)
+        if prev is None:
+            return []
+        x = intra_matrix(prev[1], w, self.rng, sparsify=self.sparsify)
+        if x is None:
+            return []
+        _, ww_m, rf = ww_dims(stack)
+        n_comp = ww_m * rf if stack.layer_type == "conv2d" else ww_m
+        sv = np.sort(np.linalg.svd(x, compute_uv=False))[-n_comp:]
+        if stack.layer_type == "conv2d":  # WW scales the conv2d "layer" by √(1/2)
+            sv = sv * np.sqrt(WW_CONV2D_EVAL_SCALE)
+        shape = (max(x.shape), min(x.shape))
+        row = _m._blank_row(f"{prev[0]} X {layer.name}", "intra", "", shape, "ok")
+        _m._fill_row(row, sv, self.opts)  # WW analyses the singular values as its "evals"
+        return [row]
+
+
 def ww_row(stack: MatrixStack, opts: Any) -> dict[str, Any]:
     """One pooled row for the whole layer (WeightWatcher convention)."""
     row = _m._empty_row(stack, "", "ok")

@@ -116,20 +116,22 @@ def _kde(values: np.ndarray, bw: float) -> tuple[np.ndarray, np.ndarray]:
     return xde, yde
 
 
-def _residual(sigma: np.ndarray, xde: np.ndarray, yde: np.ndarray, Q: float, n_bad: int) -> float:
+def _residual(
+    sigma: np.ndarray, xde: np.ndarray, yde: np.ndarray, Q: float, peak: float, top: float
+) -> float:
     """``RMT_Util.resid_mp(allresid=False)``: Σ (ρ_MP − ρ_KDE)² over the points with density
-    above the floor; 1000 per point when the MP edges are implausible."""
+    above the floor; 1000 per point when the MP edges are implausible (λ₊ below the KDE's
+    peak ``peak`` or beyond its last point ``top``, λ₋ above the peak)."""
     s = float(np.asarray(sigma).ravel()[0])
     if Q == 1:
         resid = quarter_circle(xde, s) - yde
     else:
         lo, hi = mp_edges(Q, s)
-        peak = xde[np.where(yde == max(yde))][0]
-        if (hi < peak) | (hi > max(xde)) | (lo > peak):
+        if (hi < peak) | (hi > top) | (lo > peak):
             resid = np.zeros(len(yde)) + 1000
         else:
             resid = mp_density(xde, Q, s) - yde
-    return float(np.sum(resid**2))  # the n_bad floored points add zeros
+    return float(np.sum(resid**2))  # the floored points add zeros
 
 
 def mp_fit(evals: np.ndarray, N: int, M: int, *, bw: float = KDE_BANDWIDTH) -> MPFit:
@@ -173,13 +175,12 @@ def mp_fit(evals: np.ndarray, N: int, M: int, *, bw: float = KDE_BANDWIDTH) -> M
     to_fit = np.sqrt(scaled) if Q == 1 else scaled
     xde, yde = _kde(to_fit, bw)
     good = yde > DENSITY_FLOOR
-    n_bad = int(np.count_nonzero(yde < DENSITY_FLOOR))
+    xde, yde = xde[good], yde[good]
+    peak, top = float(xde[np.where(yde == np.max(yde))][0]), float(np.max(xde))
     grid = (slice(0.05 * s0, 2.0 * s0, 0.01 * s0),)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        sigma = float(
-            optimize.brute(_residual, grid, args=(xde[good], yde[good], Q, n_bad))[0]
-        )
+        sigma = float(optimize.brute(_residual, grid, args=(xde, yde, Q, peak, top))[0])
     lo, hi = mp_edges(Q, sigma)
     tw = 1 / np.sqrt(Q) * np.power(hi, 2 / 3) * np.power(M, -2 / 3)
     num_spikes = int(np.count_nonzero(scaled > hi + np.sqrt(tw)))

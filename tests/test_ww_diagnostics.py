@@ -280,3 +280,29 @@ def test_cli_analyze_adds_the_diagnostics_columns(tmp_path, models) -> None:
                 "tail_mean_loc_ratio", "num_fingers", "raw_alpha"):  # fmt: skip
         np.testing.assert_allclose(table[col].to_numpy(float), lib[col].to_numpy(float),
                                    rtol=1e-9, err_msg=col)  # fmt: skip
+
+
+def test_diagnostics_under_the_per_matrix_conventions() -> None:
+    """Under ``paper`` each kernel tap is its own "layer": the columns are there, per row, and
+    the per-row MP fit equals a direct ``mp_fit`` of that row's eigenvalues."""
+    from htsr.spectral.mp import mp_fit
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(60, 80, 2), nn.Flatten(), nn.Linear(80, 64))
+    t = htsr.analyze(net, "paper", dtype="float64", mp_fit=True, detX=True, randomize=True,
+                     keep_evals=True)  # fmt: skip
+    assert len(t) == 5 and (t.status == "ok").all()
+    for _, row in t.iterrows():
+        fit = mp_fit(row["evals"], row["N"], row["M"])
+        assert row["num_spikes"] == fit.num_spikes and row["sigma_mp"] == fit.sigma_mp
+    assert t[["num_traps", "detX_num", "rand_distance"]].notna().all().all()
+
+
+def test_bad_diagnostic_options_are_refused() -> None:
+    net = nn.Sequential(nn.Linear(40, 30))
+    with pytest.raises(ValueError, match="fix_fingers"):
+        htsr.analyze(net, "ww", fix_fingers="peak")
+    with pytest.raises(ValueError, match="intra needs"):
+        htsr.analyze(net, "paper", intra=True)
+    with pytest.raises(ValueError, match="E_TPL"):
+        htsr.analyze(net, "ww", fit="E_TPL", fix_fingers="clip_xmax")

@@ -31,7 +31,7 @@ class DetX:
         That eigenvalue in the input's units (squared weight units).
     detX_val_unrescaled : float
         The same eigenvalue in the rescaled units (ESD mean 1). WeightWatcher
-        (weightwatcher.py:3119-3124) names them this way round, although "unrescaled" holds
+        (weightwatcher.py:3121-3127) names them this way round, although "unrescaled" holds
         the rescaled value; kept, so its tables and ours read the same.
     """
 

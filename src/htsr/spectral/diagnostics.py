@@ -2,7 +2,7 @@
 
 :func:`diagnostic_columns` runs, for one row (a pooled layer under ``convention="ww"``, a
 matrix otherwise), the diagnostics that :class:`Diagnostics` asks for, in WeightWatcher
-0.7.7's order (``analyze``, weightwatcher.py:3620-3660): the finger fix replaces the power-law
+0.7.7's order (``analyze``, weightwatcher.py:3636-3662): the finger fix replaces the power-law
 fit first, then ``mp_fit``, ``vectors``, ``randomize``, ``detX``. Each adds WeightWatcher's
 columns under its names (:func:`columns_for`).
 """

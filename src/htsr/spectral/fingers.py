@@ -19,13 +19,13 @@ spuriously large α (a finite-size effect). WeightWatcher offers two remedies:
 Differences from WeightWatcher 0.7.7 (``weightwatcher.py``, ``RMT_Util.py``):
 
 * ``xmin_peak`` with WW's default ``pl_package='ww'`` always fails there: ``WWFit`` cannot take
-  an xmin range (``WW_powerlaw.py:40`` subtracts the tuple from the data), so every layer gets
+  an xmin range (``WW_powerlaw.py:41`` subtracts the tuple from the data), so every layer gets
   ``alpha = -1``; only ``pl_package='powerlaw'`` runs it. That path passes the lower bound as
-  ``log10(0.95 p)`` (``weightwatcher.py:4257``: a log next to a linear upper bound) so the
+  ``log10(0.95 p)`` (``weightwatcher.py:4264``: a log next to a linear upper bound) so the
   range starts far below the peak. ``fit_xmin_peak(ww_range=True)`` reproduces that range
   (used under ``convention="ww"``); the default uses ``0.95 p`` as the method describes.
 * ``clip_xmax``: WW resets any ``max_fingers`` below half the number of eigenvalues to 10
-  (``weightwatcher.py:4273``); here ``max_fingers`` is used as given (default 10, the same).
+  (``weightwatcher.py:4280``); here ``max_fingers`` is used as given (default 10, the same).
 """
 
 from __future__ import annotations

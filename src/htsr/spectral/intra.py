@@ -9,7 +9,7 @@ For two consecutive analysed layers with matrices W₀, W₁ sharing a dimension
 where S is a random 0/1 matrix of the shared size (``sparsify=True``: it stands in for the
 ReLU between the layers; ``sparsify=False``: S = I and the norm is ``‖W₀‖_F ‖W₁‖_F``), and
 analyses the *singular values* of X as its "eigenvalues" (``combined_eigenvalues`` with
-``intra``: ``evals = sv``, weightwatcher.py:2830). Only the first matrix of a layer is used (the
+``intra``: ``evals = sv``, weightwatcher.py:2834). Only the first matrix of a layer is used (the
 kernel tap (0, 0) of a conv). WeightWatcher's own comments call the normalisation "probably
 wrong"; it is reproduced as is, so the numbers compare.
 """

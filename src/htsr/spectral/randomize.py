@@ -79,7 +79,7 @@ def jensen_shannon_distance(p: np.ndarray, q: np.ndarray) -> float:
 
     ``JSD = ½ KL(p ‖ m) + ½ KL(q ‖ m)``, ``m = (p + q)/2``, natural log, each vector normalised
     to sum 1 (``scipy.stats.entropy``); in [0, √ln 2]. WeightWatcher (``RMT_Util.py:1078``,
-    called at ``weightwatcher.py:3004``) passes the two *sorted eigenvalue vectors* themselves,
+    called at ``weightwatcher.py:3008``) passes the two *sorted eigenvalue vectors* themselves,
     so this compares how the mass Σλ is spread over the ranks, not two histograms of the ESDs;
     reproduced as is.
 

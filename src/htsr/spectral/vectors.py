@@ -99,7 +99,7 @@ def vector_columns(
     ``xmin`` is the layer's power-law xmin (eigenvalue units); NaN for an empty part. The
     tail is ``λ ≥ xmin·(1 − rtol)``: the eigenvector of the xmin eigenvalue itself belongs to
     the tail (as in the fit). WeightWatcher compares the eigenvalues of ``eig(WWᵀ)`` with the
-    xmin of its SVD (weightwatcher.py:5318-5319), so that one vector falls in the bulk or the
+    xmin of its SVD (weightwatcher.py:5322-5323), so that one vector falls in the bulk or the
     tail by round-off (in the bulk for 4 of the 5 layers of the random test model);
     ``rtol=-1e-9`` puts it in the bulk.
 

@@ -9,6 +9,7 @@ columns under its names (:func:`columns_for`).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,12 +141,12 @@ def _refit(row: dict[str, Any], evals: np.ndarray, diag: Diagnostics) -> None:
     )
 
 
-def _tpl(row: dict[str, Any], evals: np.ndarray) -> None:
-    """Replace the row's α by the truncated power law's, fitted on the same tail."""
+def _tpl(row: dict[str, Any], evals: np.ndarray) -> dict[str, Any]:
+    """The row's α replaced by the truncated power law's, fitted on the same tail."""
     from htsr import metrics as _m
 
     tpl = fit_truncated_power_law(evals[evals > EVALS_THRESH], float(row["xmin"]))
-    row.update(
+    return dict(
         alpha=tpl.alpha,
         Lambda=tpl.Lambda,
         alpha_weighted=_m.alpha_weighted(tpl.alpha, row["lambda_max"]),
@@ -175,26 +176,45 @@ def diagnostic_columns(
         _refit(row, evals, diag)
         if row["status"] != "ok":
             return
+    steps = []
     if diag.distribution_compare:  # of the power law, before a TPL replaces it
-        row.update(compare_power_law(evals[evals > EVALS_THRESH], row["xmin"], row["alpha"]))
+        steps.append(("distribution_compare", lambda: compare_power_law(
+            evals[evals > EVALS_THRESH], row["xmin"], row["alpha"])))  # fmt: skip
     if diag.fit != "PL":
-        _tpl(row, evals)
+        steps.append(("fit", lambda: _tpl(row, evals)))
     if diag.mp_fit:
-        fit = mp_fit(evals, N, M)
-        row.update({c: getattr(fit, c) for c in MP_COLUMNS})
+        steps.append(("mp_fit", lambda: _mp_columns(evals, N, M)))
     if diag.vectors:
-        row.update(vector_columns(matrices, float(row["xmin"]), scale=scale))
+        steps.append(("vectors", lambda: vector_columns(matrices, float(row["xmin"]), scale=scale)))
     if diag.randomize:
-        n_comp = M * rf
-        row.update(randomize_columns(matrices, evals, N, M, n_comp, diag.rng, scale=scale))
+        steps.append(("randomize", lambda: randomize_columns(
+            matrices, evals, N, M, M * rf, diag.rng, scale=scale)))  # fmt: skip
     if diag.detX:
-        d = detx_condition(evals)
-        num_pl = int(np.count_nonzero(evals >= row["xmin"]))
-        row.update(
-            num_pl_spikes=num_pl,
-            detX_num=d.detX_num,
-            num_ERG_spikes=d.detX_num,
-            ERG_gap=d.detX_num - num_pl,
-            detX_val=d.detX_val,
-            detX_val_unrescaled=d.detX_val_unrescaled,
-        )
+        steps.append(("detX", lambda: _detx_columns(evals, float(row["xmin"]))))
+    for name, step in steps:
+        try:
+            row.update(step())
+        except Exception as err:  # one failed diagnostic leaves its columns NaN, not the row
+            msg = f"analyze: layer {row['layer']}: {name} failed ({type(err).__name__}: {err})"
+            warnings.warn(f"{msg}; its columns are NaN", RuntimeWarning, stacklevel=2)
+            if name == "fit":  # no TPL α: the row must not show the power law's as if it were
+                row.update(status="tpl_failed", alpha=np.nan, alpha_weighted=np.nan,
+                           log_alpha_norm=np.nan)  # fmt: skip
+
+
+def _mp_columns(evals: np.ndarray, N: int, M: int) -> dict[str, Any]:
+    fit = mp_fit(evals, N, M)
+    return {c: getattr(fit, c) for c in MP_COLUMNS}
+
+
+def _detx_columns(evals: np.ndarray, xmin: float) -> dict[str, Any]:
+    d = detx_condition(evals)
+    num_pl = int(np.count_nonzero(evals >= xmin))
+    return {
+        "num_pl_spikes": num_pl,
+        "detX_num": d.detX_num,
+        "num_ERG_spikes": d.detX_num,
+        "ERG_gap": d.detX_num - num_pl,
+        "detX_val": d.detX_val,
+        "detX_val_unrescaled": d.detX_val_unrescaled,
+    }

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "tests" / "reference"))
 
 from powerlaw_refs import extract_powerlaw_146, run_powerlaw  # noqa: E402
 
-from htsr.fit import fit_power_law, fit_power_law_ww  # noqa: E402
+from htsr.spectral.fit import fit_power_law, fit_power_law_ww  # noqa: E402
 
 
 def bulk_tail_spectrum(n: int, alpha: float, seed: int) -> np.ndarray:

@@ -6,8 +6,8 @@ live in htsr.zoo; this script only passes the configuration through and logs the
 
 import json
 
-from htsr import zoo
-from htsr.provenance import job_log
+from htsr.io import job_log
+from htsr.weights import zoo
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = job_log(smk.log[0], "download_weights")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from htsr import datasets, train
-from htsr.provenance import atomic_output, job_log
+from htsr.experiments import datasets, train
+from htsr.io import atomic_output, job_log
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = job_log(smk.log[0], "train_model")

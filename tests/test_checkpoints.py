@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import htsr
-from htsr.checkpoints import CheckpointError, load_state_dict
+from htsr.weights.checkpoints import CheckpointError, load_state_dict
 
 
 def _model() -> nn.Module:

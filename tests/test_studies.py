@@ -15,8 +15,9 @@ import yaml
 from scipy import stats
 from snakemake.utils import validate
 
-from htsr import studies, trends
-from htsr.table import ModelTableError, Quality, read_model_table
+from htsr.studies import study as studies
+from htsr.studies import trends
+from htsr.studies.table import ModelTableError, Quality, read_model_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "studies"
@@ -89,7 +90,7 @@ def test_autoencoder_views_rate_aware_quality_levels_and_vae_parts() -> None:
     their own layers and the whole leaves out the loss's networks."""
     import statsmodels.api as sm
 
-    from htsr.table import select_layers
+    from htsr.studies.table import select_layers
 
     study = studies.read_study(ROOT / "config" / "studies" / "autoencoders.yaml")
     table = study.read_table()

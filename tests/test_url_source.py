@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import htsr
-from htsr import zoo
-from htsr.download import DownloadError
-from htsr.sources import url as url_source
+from htsr.weights import zoo
+from htsr.weights.download import DownloadError
+from htsr.weights.sources import url as url_source
 
 sys.path.insert(0, str(Path(__file__).parent))
 from zoo_server import serve_zoo  # noqa: E402
@@ -94,7 +94,7 @@ def test_recorded_at_first_download_then_checked(server, tmp_path: Path) -> None
 
 
 def test_bad_url_rows_are_named(tmp_path: Path) -> None:
-    from htsr.table import ModelTableError, Quality, read_model_table
+    from htsr.studies.table import ModelTableError, Quality, read_model_table
 
     path = tmp_path / "t.tsv"
     path.write_text("model\tfamily\tsource\tset\tnum_params\tquality_source\turl\tq\n"

@@ -1,86 +1,11 @@
-"""WeightWatcher 0.7.7's convention (``convention="ww"``), emulated: one pooled row per layer.
-
-WeightWatcher pools the eigenvalues of all kernel taps of a conv layer into one ESD (scaled by
-½ for conv2d), filters layers by its eigenvalue-count window, drops eigenvalues at or below
-1e-5 before its own power-law fit (:func:`htsr.fit.fit_power_law_ww`) and reports ``log_norm``
-as ``log10 Σλ``. :func:`htsr.analyze` calls :func:`ww_row` for each layer under this convention;
-the shared machinery (eigenvalues, statuses, fits) is :mod:`htsr.metrics`'. The tests compare
-against WeightWatcher 0.7.7 itself (``tests/test_ww.py``).
+"""Deprecated: ``htsr.ww`` moved to :mod:`htsr.spectral.ww`; this shim warns and re-exports it for
+one release (the README's changelog).
 """
 
-from __future__ import annotations
+from htsr._deprecated import moved
 
-from typing import Any
-
-import numpy as np
-
-from htsr import metrics as _m
-from htsr.spectra import MatrixStack
-
-__all__ = ["WW_CONV2D_EVAL_SCALE", "WW_EVALS_THRESH", "WW_MAX_EVALS", "WW_MAX_N",
-           "WW_MIN_EVALS", "ww_dims", "ww_log_norm", "ww_row"]  # fmt: skip
-
-#: WeightWatcher 0.7.7 defaults (``constants.py``): pooled eigenvalue-count window, max N,
-#: eigenvalues at or below EVALS_THRESH are dropped before the fit, conv2d weight scale √(1/2).
-WW_MIN_EVALS = 8
-WW_MAX_EVALS = 15000
-WW_MAX_N = 50000
-WW_EVALS_THRESH = 1e-5
-WW_CONV2D_EVAL_SCALE = 0.5
-
-
-def ww_log_norm(evals: np.ndarray) -> float:
-    """WeightWatcher's ``log_norm`` column, ``log10 Σᵢ λᵢ = log10 ‖W‖²_F`` of its (pooled,
-    for conv2d ½-scaled) eigenvalues: the *squared* Frobenius norm despite the name."""
-    return float(np.log10(np.sum(evals)))
-
-
-def ww_dims(stack: MatrixStack) -> tuple[int, int, int]:
-    """``(N, M, rf)`` as WeightWatcher 0.7.7 computes them for its layer filters.
-
-    For conv2d WW starts from ``(N, M) = (out, in)`` and swaps N and M once *per kernel tap*
-    whenever out < in (``WWLayer.conv2D_Wmats``), so with an even number of taps and out < in it
-    ends with N < M. The reported N, M of :func:`analyze` are always sorted; only WW's
-    eigenvalue-count filter ``M·rf`` uses these values.
-    """
-    rows, cols = int(stack.matrices.shape[-2]), int(stack.matrices.shape[-1])
-    rf = len(stack.slices)
-    if stack.layer_type == "conv2d":
-        n, m = rows, cols
-        if rows < cols and rf % 2 == 1:
-            n, m = cols, rows
-        return n, m, rf
-    return max(rows, cols), min(rows, cols), rf
-
-
-def ww_row(stack: MatrixStack, opts: Any) -> dict[str, Any]:
-    """One pooled row for the whole layer (WeightWatcher convention)."""
-    row = _m._empty_row(stack, "", "ok")
-    ww_n, ww_m, rf = ww_dims(stack)
-    if ww_m * rf < opts.min_dim:
-        row["status"] = "too_small"
-    elif ww_m * rf > WW_MAX_EVALS or ww_n > WW_MAX_N:
-        row["status"] = "too_large"
-    all_evals: list[np.ndarray] = []
-    if row["status"] == "ok":  # too_small/too_large layers get no spectrum
-        all_evals = _m._stack_evals(stack.matrices, opts)
-        statuses = _m._screened_status(stack.matrices, all_evals, opts)
-    else:
-        statuses = _m._slice_status(stack.matrices)
-    bad = [st for st in statuses if st != "ok"]
-    for worst in ("nonfinite", "overflow", "underflow"):  # one such matrix spoils the pooled ESD
-        if worst in bad:
-            row["status"] = worst
-            return row
-    if len(bad) == len(statuses):
-        row.update(status="zero", num_evals=rf * min(ww_n, ww_m), lambda_max=0.0)
-        return row
-    if row["status"] != "ok":
-        return row
-    evals = np.sort(np.concatenate(all_evals))
-    if stack.layer_type == "conv2d":
-        evals = evals * WW_CONV2D_EVAL_SCALE
-    _m._fill_row(row, evals, opts)
-    if opts.keep_evals:
-        row["evals"] = evals
-    return row
+__getattr__, __dir__ = moved(
+    __name__,
+    "htsr.spectral.ww",
+    renamed={"ww_row": "htsr.spectral.metrics"},
+)

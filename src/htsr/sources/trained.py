@@ -1,36 +1,7 @@
-"""``source = trained``: a model the pipeline trains itself (:mod:`htsr.experiments`).
-
-Its file, ``resources/weights/{weights}.trained.pt`` (a ``torch.save`` state_dict), is made by
-the rule ``train_model`` (:mod:`htsr.train`) beside ``{weights}.training.json`` (accuracies, the
-training curve), never downloaded.
+"""Deprecated: ``htsr.sources.trained`` moved to :mod:`htsr.weights.sources.trained`; this shim
+warns and re-exports it for one release (the README's changelog).
 """
 
-from __future__ import annotations
+from htsr._deprecated import moved
 
-import os
-from collections.abc import Mapping
-from typing import Any
-
-COLUMNS = ("architecture",)
-SUFFIX = ".trained.pt"
-
-
-def problems(row: Mapping[str, str]) -> list[str]:
-    return []
-
-
-def suffix(row: Mapping[str, Any]) -> str:
-    return SUFFIX
-
-
-def download(row: Mapping[str, Any], dest: Any, **options: Any) -> dict[str, Any]:
-    raise ValueError(
-        f"{row['model']}: a trained model is made by the rule train_model, not downloaded"
-    )
-
-
-def load(row: Mapping[str, Any], path: str | os.PathLike[str]) -> Any:
-    """The trained state_dict (:func:`htsr.checkpoints.load_state_dict`)."""
-    from htsr.checkpoints import load_state_dict
-
-    return load_state_dict(path)
+__getattr__, __dir__ = moved(__name__, "htsr.weights.sources.trained")

@@ -31,7 +31,14 @@ from typing import Any
 
 import pandas as pd
 
-from htsr.table import Quality, match_models, read_model_table
+from htsr.experiments.grids import grid_table
+from htsr.studies.table import (
+    OPTIONAL_COLUMNS,
+    Quality,
+    layers_problem,
+    match_models,
+    read_model_table,
+)
 
 __all__ = ["Study", "read_study", "study_from_dict"]
 
@@ -77,9 +84,6 @@ class Study:
         ``more_families`` column the tables lack is a ``ValueError`` naming it. An experiment
         study's table is its ``grid`` (:func:`htsr.experiments.grid_table`), quality to come."""
         if self.experiment is not None:
-            from htsr.experiments import grid_table
-            from htsr.table import OPTIONAL_COLUMNS, layers_problem
-
             table = grid_table(self.name, self.experiment, grid)
             for column in OPTIONAL_COLUMNS:
                 if column not in table:

@@ -14,9 +14,9 @@
     htsr compare A.pth B.pth -o table.tsv [--figure compare.png] [--delta]
     htsr track CHECKPOINT... | DIRECTORY -o track.tsv [--figure track.png]
 
-``analyze`` writes the table of :func:`htsr.metrics.analyze` as TSV (atomically: a temporary
-file in the same directory, then ``os.replace``) and prints one summary line. Errors (a bad
-checkpoint, a bad option) print one line ``htsr: error: ...`` naming the file, exit code 2.
+``analyze`` writes the table of :func:`htsr.spectral.metrics.analyze` as TSV (atomically: a
+temporary file in the same directory, then ``os.replace``) and prints one summary line. Errors (a
+bad checkpoint, a bad option) print one line ``htsr: error: ...`` naming the file, exit code 2.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ Kinds (``spec["name"]``):
   their public split, as ``torch_geometric.datasets.Planetoid`` gives them: the eight raw files
   ``ind.{name}.{x,tx,allx,y,ty,ally,graph,test.index}`` from PyG's source
   (:data:`PLANETOID_URL`, or a mirror ``spec["url"]``) are downloaded one by one with
-  :func:`htsr.download.download` (retries, atomic placement, ``HTSR_OFFLINE=1`` uses only
+  :func:`htsr.weights.download.download` (retries, atomic placement, ``HTSR_OFFLINE=1`` uses only
   present files) and each is checked against its pinned sha256 (:data:`PLANETOID_SHA256`)
   *before* PyG's ``read_planetoid_data`` unpickles it: six of them are pickles, and a pickle
   that does not match runs nothing. Another Planetoid graph (PubMed) needs the sha256 of each of
@@ -152,7 +152,7 @@ def planetoid(
     The files go to ``raw_dir`` (a present file that verifies is kept); each must match its
     sha256 (:data:`PLANETOID_SHA256`, or ``sha256``) before PyTorch Geometric's
     ``read_planetoid_data`` reads it. Raises ``ValueError`` for a graph without checksums and
-    :class:`htsr.download.DownloadError` naming the file that does not verify.
+    :class:`htsr.weights.download.DownloadError` naming the file that does not verify.
     """
     from torch_geometric.io import read_planetoid_data
 

@@ -4,8 +4,8 @@ A study's YAML may declare an ``experiment`` instead of ``tables`` (schema:
 ``workflow/schemas/study.schema.yaml``)::
 
     experiment:
-      dataset: {name: cifar10}      # htsr.datasets: cifar10, mnist, digits, planetoid, file
-      seeds: [0, 1, 2]                         # every setting is trained once per seed
+      dataset: {name: cifar10}      # htsr.experiments.datasets: cifar10, mnist, digits, planetoid,
+      file seeds: [0, 1, 2]                         # every setting is trained once per seed
       fixed: {epochs: 20, lr: 0.01}            # hyperparameters shared by every model
       families:                                # one family per varied hyperparameter
         - {architecture: mini_alexnet, vary: batch_size, values: [16, 32, 64, 128, 256, 512]}
@@ -16,8 +16,8 @@ A study's YAML may declare an ``experiment`` instead of ``tables`` (schema:
 
 Each setting × seed is one model (:func:`grid_table`): key ``{family}-{value}-s{seed}``,
 family ``{architecture}_{vary}``, source ``trained``, its hyperparameters as JSON; a family's
-optional ``layers`` pattern (:func:`htsr.table.select_layers`) keeps its model-level metrics to
-the matrices it names (a graph network's classes × hidden output layer has as many eigenvalues
+optional ``layers`` pattern (:func:`htsr.studies.table.select_layers`) keeps its model-level metrics
+to the matrices it names (a graph network's classes × hidden output layer has as many eigenvalues
 as classes, too few to fit a tail). Its quality
 columns (``test_acc``, ``train_acc``, ``gap``, ...) are empty until training has run: the
 pipeline's aggregate fills them from each model's ``{weights}.training.json``
@@ -71,7 +71,7 @@ def _value_text(value: Any) -> str:
 
 def grid_table(study: str, experiment: Mapping[str, Any], grid: str = "default") -> pd.DataFrame:
     """One row per model of the experiment's ``grid`` (``default`` or ``quick``), in the
-    model-table layout (:mod:`htsr.table`), quality columns left to training."""
+    model-table layout (:mod:`htsr.studies.table`), quality columns left to training."""
     if grid not in GRIDS:
         raise ValueError(f"study {study}: experiment_grid must be one of {GRIDS}, got {grid!r}")
     quick = experiment.get("quick") or {}

@@ -1,4 +1,4 @@
-"""The architectures the controlled experiments train (:mod:`htsr.experiments`).
+"""The architectures the controlled experiments train (:mod:`htsr.experiments.grids`).
 
 Each entry of :data:`ARCHITECTURES` builds a ``torch.nn.Module`` from the prepared dataset's
 description (``meta``: ``kind`` ``images`` or ``graph``, ``channels``, ``size``, ``features``,
@@ -21,8 +21,9 @@ one entry in :data:`ARCHITECTURES`.
   default (``conv_channels`` 64, ``primary_caps`` 16 maps of 8-D capsules, 9×9 kernels, 16-D
   class capsules): on MNIST 576 primary capsules. The class-capsule transform is stored as
   ``digit_caps.capsule_weight``, shape ``(in_caps, out_caps, out_dim, in_dim)``;
-  :mod:`htsr.spectra` cuts it into one matrix per output capsule (``in_caps × out_dim·in_dim``,
-  the input capsules' transforms to it as rows), the same rule for every capsule layer.
+  :mod:`htsr.spectral.matrices` cuts it into one matrix per output capsule (``in_caps ×
+  out_dim·in_dim``, the input capsules' transforms to it as rows), the same rule for every capsule
+  layer.
 """
 
 from __future__ import annotations

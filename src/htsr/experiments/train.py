@@ -1,7 +1,8 @@
 """Train one model of a controlled experiment, deterministically and resumably.
 
-:func:`train` builds ``architecture`` (:mod:`htsr.nets`) with ``torch.manual_seed(seed)``, trains
-it on a prepared dataset (:mod:`htsr.datasets`) and returns the model and a result record:
+:func:`train` builds ``architecture`` (:mod:`htsr.experiments.nets`) with
+``torch.manual_seed(seed)``, trains it on a prepared dataset (:mod:`htsr.experiments.datasets`) and
+returns the model and a result record:
 ``train_acc``, ``test_acc`` (percent), ``gap`` = train − test accuracy (percentage points), the
 training ``curve`` (per epoch: mean training loss, test accuracy), the hyperparameters, the
 seed and the wall time.

@@ -35,7 +35,7 @@ METRIC_SHORT: dict[str, str] = {
     "log_mean_spectral_norm": "log₁₀ mean λ_max",
 }
 #: Compact y-axis labels (with units) for the small panels of :func:`families_figure`; other
-#: metrics use :data:`htsr.trends.METRIC_LABELS`.
+#: metrics use :data:`htsr.studies.trends.METRIC_LABELS`.
 FAMILY_YLABELS: dict[str, str] = {
     "alpha_weighted": "α̂ (weighted α, dimensionless)",
     "alpha": "ᾱ (mean α, dimensionless)",
@@ -62,7 +62,8 @@ def save_figure(fig: Figure, paths: Iterable[str | os.PathLike[str]], *, dpi: in
     """Write ``fig`` to each path, format from the suffix (.png, .pdf), atomically.
 
     Each file is rendered to a temporary file in the same directory and moved into place
-    (:func:`htsr.provenance.atomic_output`), so an interrupted run never leaves a truncated figure.
+    (:func:`htsr.studies.provenance.atomic_output`), so an interrupted run never leaves a truncated
+    figure.
     """
     for path in map(Path, paths):
         with atomic_output(path) as tmp:

@@ -1,4 +1,4 @@
-"""Figures of trained networks (:mod:`htsr.experiments`): one training run's metrics against
+"""Figures of trained networks (:mod:`htsr.experiments.grids`): one training run's metrics against
 step, and an experiment's metric and quality against its grid's values.
 """
 

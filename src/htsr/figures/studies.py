@@ -24,7 +24,7 @@ COMPARISON_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
 def paper_comparison_figure(table: pd.DataFrame) -> Figure:
     """Ours against printed, one panel per statistic (:data:`COMPARISON_PANELS`), the diagonal
     y = x drawn, one colour per method (our result table); the panel title counts the cells
-    within the printed rounding. ``table`` is :func:`htsr.paper.compare`'s."""
+    within the printed rounding. ``table`` is :func:`htsr.studies.paper.compare`'s."""
     fig = new_figure(11.0, 9.5)
     axes = fig.subplots(2, 2).ravel()
     fig.suptitle("The papers' printed numbers against this run's")
@@ -67,7 +67,8 @@ def answer_figure(table: pd.DataFrame, *, metric: str = "alpha_weighted") -> Fig
     """Kendall τ between ``metric`` and each family's quality, turned so that > 0 is what the
     paper predicts (better quality with a smaller metric), with its 95 % bootstrap interval:
     one line per family, grouped by study (the ImageNet reference block first), coloured by
-    verdict, the zero line drawn. ``table`` is :func:`htsr.summary.answer_table`'s, one row per
+    verdict, the zero line drawn. ``table`` is :func:`htsr.studies.summary.answer_table`'s, one row
+    per
     family (its headline quality) for ``metric``."""
     rows = table[table["metric"] == metric].copy()
     rows["order"] = ~rows["reference"].astype(bool)

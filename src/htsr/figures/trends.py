@@ -91,8 +91,8 @@ def draw_trend_panel(
 
     With ``trends`` (the saved ``trends.tsv``), the line and the R², RMSE and Kendall τ printed
     are that table's fit of top-1 on the metric; without it the fit is made here
-    (:func:`htsr.trends.fit_trend`, the same computation). Point names are added afterwards by
-    :func:`series_figure` (they need the final layout).
+    (:func:`htsr.studies.trends.fit_trend`, the same computation). Point names are added afterwards
+    by :func:`series_figure` (they need the final layout).
     """
     metric = panel.metric
     ax.set_title(panel.title, fontsize=10)

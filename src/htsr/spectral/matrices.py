@@ -10,7 +10,7 @@ into one or more 2-D *matrices*, all of one shape, stacked into a ``(B, rows, co
 * conv1d ``(out, in/groups, k)``: the k matrices ``W[:, :, i]`` (slice labels ``"i"``);
 * attention ``in_proj_weight (3E, E)``: the q, k, v blocks of shape ``(E, E)``;
 * capsule ``capsule_weight (in_caps, out_caps, out_dim, in_dim)`` (a capsule network's
-  transforms W_ij, :class:`htsr.nets.CapsuleLayer`): one matrix per output capsule j,
+  transforms W_ij, :class:`htsr.experiments.nets.CapsuleLayer`): one matrix per output capsule j,
   ``W[:, j]`` reshaped to ``(in_caps, out_dim·in_dim)``, the input capsules' transforms to j as
   its rows (slice labels ``"j"``). A single W_ij (16×8) is too small to have a spectrum worth
   fitting; the per-output-capsule matrix is the same cut for every capsule layer.
@@ -247,8 +247,8 @@ def layers_from_state_dict(
     config: Mapping[str, Any] | None = None,
 ) -> Iterator[LayerWeight]:
     """Yield the analysable weights of a bare state_dict, types inferred by :func:`infer_layer`,
-    one tensor at a time (a lazy mapping such as :class:`htsr.checkpoints.TensorStore` is read
-    one tensor at a time).
+    one tensor at a time (a lazy mapping such as :class:`htsr.weights.checkpoints.TensorStore` is
+    read one tensor at a time).
 
     The layer name is the key without its ``.weight`` suffix (the module name), or the full key
     for a bare parameter (``...in_proj_weight``), so names match :func:`layers_from_module`.

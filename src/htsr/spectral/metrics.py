@@ -25,7 +25,7 @@ Two conventions, selected by name:
 
 Eigenvalues are exact by default (``evals="exact"``: the Gram matrix's symmetric eigensolve);
 ``evals="tsvd"`` reproduces the 2019 notebooks and WeightWatcher 0.2.7, which took the largest
-M - 1 of them from scikit-learn's randomized ``TruncatedSVD`` (:func:`htsr.spectra.
+M - 1 of them from scikit-learn's randomized ``TruncatedSVD`` (:func:`htsr.spectral.matrices.
 tsvd_eigenvalues`, ``random_state`` 42 under ``paper``, 10 under ``ww2020``).
 
 The metric formulas are the small pure functions below; all logarithms are base 10.
@@ -170,7 +170,7 @@ def _empty_row(stack: MatrixStack, label: str, status: str) -> dict[str, Any]:
 
 
 def _fit(evals: np.ndarray, fit: str) -> Any:
-    """Run the configured power-law fit of :mod:`htsr.fit` on the eigenvalues.
+    """Run the configured power-law fit of :mod:`htsr.spectral.fit` on the eigenvalues.
 
     ``ww``: ``fit_power_law_ww`` (drops λ ≤ 1e-5 itself); ``truncated``: ``fit_power_law`` on
     ``[xmin, λmax]``; ``untruncated``: ``fit_power_law`` with ``xmax=None``.
@@ -277,8 +277,8 @@ def _slice_status(matrices: torch.Tensor) -> list[str]:
 def _screened_status(matrices: torch.Tensor, evals: list[np.ndarray], opts: _Options) -> list[str]:
     """:func:`_slice_status` of every matrix, reading the weights only where the spectrum hints.
 
-    A NaN/Inf weight makes its spectrum NaN (:func:`htsr.spectra.eigenvalues`) and an all-zero
-    matrix has ``λmax = 0``, so only matrices whose eigenvalues are not all finite or whose
+    A NaN/Inf weight makes its spectrum NaN (:func:`htsr.spectral.eigen.eigenvalues`) and an
+    all-zero matrix has ``λmax = 0``, so only matrices whose eigenvalues are not all finite or whose
     ``λmax`` is 0 (or below the floor below) are checked entry by entry; the others are
     ``ok``. Scanning every weight of vgg16 twice cost 0.9 s of its 6.8 s ``analyze``.
 
@@ -310,7 +310,7 @@ def _screened_status(matrices: torch.Tensor, evals: list[np.ndarray], opts: _Opt
 
 def _normal_floor(dtype: torch.dtype) -> float:
     """``tiny / eps`` of ``dtype``: with ``λmax`` above it, every eigenvalue kept above the
-    rank tolerance ``M·eps·λmax`` (:func:`htsr.spectra.eigenvalues`) is a normal float."""
+    rank tolerance ``M·eps·λmax`` (:func:`htsr.spectral.eigen.eigenvalues`) is a normal float."""
     info = torch.finfo(dtype)
     return float(info.tiny / info.eps)
 
@@ -324,7 +324,7 @@ def _stack_evals(matrices: torch.Tensor, opts: _Options) -> list[np.ndarray]:
 
 def _tsvd_evals(stack: MatrixStack, opts: _Options) -> tuple[list[np.ndarray], list[str]]:
     """``evals="tsvd"``: the 2019 notebooks' TruncatedSVD of each finite, nonzero matrix
-    (:func:`htsr.spectra.tsvd_eigenvalues`); the others get NaN and their status."""
+    (:func:`htsr.spectral.eigen.tsvd_eigenvalues`); the others get NaN and their status."""
     statuses = _slice_status(stack.matrices)
     orient = "stored" if stack.layer_type == "linear" else "long"
     nan = np.full(stack.shape[1] - 1, np.nan)

@@ -1,6 +1,6 @@
 """Compare two checkpoints of one architecture, and follow a training run, matrix by matrix.
 
-:func:`compare_tables` matches the rows of two :func:`htsr.metrics.analyze` tables by
+:func:`compare_tables` matches the rows of two :func:`htsr.spectral.metrics.analyze` tables by
 ``(layer, slice)`` and sets α, λmax and the log-norm of each side by side with their
 differences (B − A); a layer present in only one checkpoint is kept, with ``present`` saying
 which. :func:`compare_summary` counts the layers that became more heavy-tailed (α fell) or less.
@@ -146,7 +146,7 @@ def track_table(
     rows: Sequence[tuple[str, int, pd.Series]], metrics: Sequence[str] | None = None
 ) -> pd.DataFrame:
     """One row per checkpoint: ``checkpoint, step`` and its model-level summary
-    (:func:`htsr.trends.summarize`), sorted by step."""
+    (:func:`htsr.studies.trends.summarize`), sorted by step."""
     records = []
     for name, step, summary in rows:
         keep = summary if metrics is None else summary[list(metrics)]

@@ -9,8 +9,8 @@ can recompute, from which model set and which of our result tables (``method``),
 series and metric names map to ours, and which notes belong to which cells. This module turns
 those three tables into the comparison: pure functions on pandas data, no files.
 
-The per-series statistics are the ones of :func:`htsr.trends.fit_trend` (RMSE with ddof 0, in
-percentage points; R²; Kendall τ-b of metric and top-1). Where a paper regressed the top-1
+The per-series statistics are the ones of :func:`htsr.studies.trends.fit_trend` (RMSE with ddof 0,
+in percentage points; R²; Kendall τ-b of metric and top-1). Where a paper regressed the top-1
 *error* instead (``target: error``: the Nat. Commun. SI tables), RMSE and R² are unchanged and
 τ changes sign, so our τ is negated before it is set beside the printed one.
 

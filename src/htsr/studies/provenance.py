@@ -60,12 +60,12 @@ def weight_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     """``{"path", "size", "sha256", "sha256_from", ...}`` of a weight file (size in bytes).
 
     The hash comes from the download's checksum sidecar ``<file>.sha256`` (JSON written by
-    :func:`htsr.zoo.download_weights`) when its recorded size and mtime match the file
+    :func:`htsr.weights.zoo.download_weights`) when its recorded size and mtime match the file
     (``sha256_from: "sidecar"``, plus the sidecar's ``url``, ``commit`` and ``verified_by``: how
     the download was checked), and is recomputed
     from the file's bytes otherwise (``sha256_from: "file"``); the sidecar's fields are kept
     whenever its hash is the file's. For the manifest of a hub
-    snapshot (``*.hf.json``, :mod:`htsr.sources.hf`) the record adds its ``repo``,
+    snapshot (``*.hf.json``, :mod:`htsr.weights.sources.hf`) the record adds its ``repo``,
     ``revision``, resolved ``commit`` and ``files`` (each file's sha256 or git blob id, size).
     """
     p = Path(path)

@@ -80,9 +80,10 @@ class Study:
         return self.quality_of(self.family_headline.get(family, self.headline))
 
     def read_table(self, grid: str = "default") -> pd.DataFrame:
-        """The study's model table(s), validated (:func:`htsr.table.read_model_table`); a
+        """The study's model table(s), validated (:func:`htsr.studies.table.read_model_table`); a
         ``more_families`` column the tables lack is a ``ValueError`` naming it. An experiment
-        study's table is its ``grid`` (:func:`htsr.experiments.grid_table`), quality to come."""
+        study's table is its ``grid`` (:func:`htsr.experiments.grids.grid_table`), quality to
+        come."""
         if self.experiment is not None:
             table = grid_table(self.name, self.experiment, grid)
             for column in OPTIONAL_COLUMNS:
@@ -185,7 +186,7 @@ def headline_functions(
 ) -> tuple[Callable[[str], tuple[str, str, str]], Callable[[str], bool]]:
     """From a figure rule's study params (``headline``, ``family_headline``, ``quality`` as
     dicts): ``headline(family) -> (quality, axis label, transform)`` and
-    ``higher_is_better(quality) -> bool``, what :mod:`htsr.plots` takes."""
+    ``higher_is_better(quality) -> bool``, what :mod:`htsr.figures` takes."""
     qualities = {q["name"]: Quality(**q) for q in params["quality"]}
     family_headline = dict(params.get("family_headline") or {})
 

@@ -5,7 +5,7 @@ digits, ``.``, ``_``, ``-``). Columns:
 
 * ``model``, ``family``, ``source``, ``set`` and ``quality_source`` (where the quality numbers
   come from) in every row;
-* the columns the row's source needs (:mod:`htsr.sources`: ``model_id``/``weights_tag`` for
+* the columns the row's source needs (:mod:`htsr.weights.sources`: ``model_id``/``weights_tag`` for
   torchvision, timm and pytorchcv rows, ``repo`` for ``hf`` rows, ...);
 * one column per quality metric of the study (:class:`Quality`; ImageNet: ``top1``, ``top5``);
 * optional: ``weights`` (the weight file's key, default the model key, so rows of several model

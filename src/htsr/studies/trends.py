@@ -3,8 +3,8 @@
 Martin & Mahoney (SDM 2020, Nat. Commun. 2021) regress the reported top-1 accuracy of each
 architecture family on one metric at a time (weighted alpha α̂, mean log-norm, ...) and report
 the quality of the linear fit (RMSE, R²) and rank correlations (Kendall τ, Spearman ρ). A study
-does the same for each of its quality metrics (:class:`htsr.table.Quality`). This module holds
-those computations as small pure functions on pandas/numpy data:
+does the same for each of its quality metrics (:class:`htsr.studies.table.Quality`). This module
+holds those computations as small pure functions on pandas/numpy data:
 
 * :func:`summarize` – one model's per-matrix table → its model-level means.
 * :func:`models_table` – the per-model table, from per-matrix spectra tables.
@@ -27,8 +27,8 @@ from scipy import stats
 from htsr.studies.regression import loo_rmse, quality_values
 from htsr.studies.table import Quality, select_layers
 
-#: The conventions of :func:`htsr.analyze` (``htsr.metrics.CONVENTIONS``; not imported, so that
-#: tables and figures need no torch).
+#: The conventions of :func:`htsr.analyze` (``htsr.spectral.metrics.CONVENTIONS``; not imported, so
+#: that tables and figures need no torch).
 CONVENTIONS: tuple[str, ...] = ("paper", "ww", "ww2020")
 
 #: Model-level means reported by :func:`summarize` (over rows with status ``ok``; the two
@@ -234,7 +234,7 @@ def family_trends(
 ) -> pd.DataFrame:
     """One :func:`fit_trend` of each quality on each metric, per group of ``models``.
 
-    ``quality`` lists the study's quality metrics (:class:`htsr.table.Quality`: ``name`` and
+    ``quality`` lists the study's quality metrics (:class:`htsr.studies.table.Quality`: ``name`` and
     ``transform``; a ``log10`` quality is regressed as its log); default: ``target`` alone, as
     published. Groups are ``group_by`` (default (set, family): the papers' sets carry different
     accuracies for one family; a study whose sets only split a family by cost groups by family
@@ -243,7 +243,7 @@ def family_trends(
     all-NaN; a missing ``set`` as one set ''). Returns one row per (group, quality, metric) with
     :data:`TREND_COLUMNS`, groups in order of first appearance; a group without any value of a
     quality (a family not evaluated on that benchmark) has no rows for it. ``loo_rmse`` is the
-    leave-one-out prediction error (:func:`htsr.predict.loo_rmse`, units of the regressed
+    leave-one-out prediction error (:func:`htsr.studies.predict.loo_rmse`, units of the regressed
     quality), NaN for fewer than 4 models. ``n_boot`` > 0 adds the bootstrap interval of τ.
     """
     specs = list(quality) if quality is not None else [Quality(target)]
@@ -303,7 +303,7 @@ def models_table(
 
     ``model_rows`` is the model table (columns ``model, family, source, top1, top5``, and
     optionally ``set``, ``label`` and ``layers``: a row with a ``layers`` pattern is summarised
-    from the matrices whose layer it matches, :func:`htsr.table.select_layers`);
+    from the matrices whose layer it matches, :func:`htsr.studies.table.select_layers`);
     ``spectra`` maps each model key to its per-matrix table; ``summarize`` turns such a table
     into model-level means (:func:`summarize`). Columns: :data:`BASE_ID_COLUMNS`, the
     ``quality`` columns, the ``extra`` columns of the model table (e.g. ``step``),

@@ -15,7 +15,7 @@ and size the hub reports for it at the resolved commit) or an OSMR model-store z
   records what was verified, so it is not rehashed while its size and mtime are unchanged;
 * offline (``offline=True`` or ``HTSR_OFFLINE=1``): only what is on disk is verified and used.
 
-The sources (:mod:`htsr.sources`) say which :class:`WeightsSource` a model row has.
+The sources (:mod:`htsr.weights.sources`) say which :class:`WeightsSource` a model row has.
 """
 
 from __future__ import annotations

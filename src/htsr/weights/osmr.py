@@ -11,7 +11,7 @@ file's SHA-1, and downloads it zipped from a GitHub release::
 then checks the SHA-1 of the unpacked ``.pth``. This module builds and parses those names and
 reads the ``.pth`` from inside the zip, so that no old pytorchcv has to be installed and no
 unpacked copy is written: the weights are analysed from the state_dict's tensors
-(:func:`htsr.checkpoints.load_state_dict` reads ``*.pth.zip``).
+(:func:`htsr.weights.checkpoints.load_state_dict` reads ``*.pth.zip``).
 
 Example
 -------

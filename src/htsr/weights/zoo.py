@@ -1,9 +1,9 @@
 """One entry point for a model row: where its weights go, how they are fetched, what is analysed.
 
-The work is done elsewhere, one job per module: the table in :mod:`htsr.table`, verified
-downloads in :mod:`htsr.download`, and each ``source`` of the table in its module of
-:mod:`htsr.sources` (``torchvision``, ``timm``, ``pytorchcv``, ``hf``). This module dispatches a
-row to its source:
+The work is done elsewhere, one job per module: the table in :mod:`htsr.studies.table`, verified
+downloads in :mod:`htsr.weights.download`, and each ``source`` of the table in its module of
+:mod:`htsr.weights.sources` (``torchvision``, ``timm``, ``pytorchcv``, ``hf``). This module
+dispatches a row to its source:
 
 * :func:`weights_path` — where the pipeline keeps the row's weights (no network, no torch);
 * :func:`download_weights` — fetch and verify them (atomic, retried, resumable, offline);
@@ -55,12 +55,13 @@ def _endpoints(
 
 def weights_url(row: Mapping[str, Any], base_url: str | None = None) -> str:
     """The torch.hub-style URL of a torchvision row, or of any row's ``url``
-    (:func:`htsr.sources.torchvision.weights_url`)."""
+    (:func:`htsr.weights.sources.torchvision.weights_url`)."""
     return sources.get("torchvision").weights_url(row, base_url)
 
 
 def pytorchcv_url(row: Mapping[str, Any], base_url: str | None = None) -> str:
-    """The OSMR model-store URL of a pytorchcv row (:func:`htsr.sources.pytorchcv.store_url`)."""
+    """The OSMR model-store URL of a pytorchcv row
+    (:func:`htsr.weights.sources.pytorchcv.store_url`)."""
     return sources.get("pytorchcv").store_url(row, base_url)
 
 
@@ -102,12 +103,12 @@ def download_weights(
 ) -> dict[str, Any]:
     """Fetch and verify one row's weights to ``dest`` (atomically); skip them if present.
 
-    The row's source does it (:mod:`htsr.sources`), through :mod:`htsr.download`: torch.hub-style
-    URLs verified by the sha256 prefix in the file name (or the table's ``sha256``), hub files by
-    the sha256 and size the hub reports at the resolved commit, OSMR store zips by the store's
-    SHA-1 of the ``.pth`` inside. ``torchvision_base_url``, ``hf_endpoint`` and
-    ``pytorchcv_base_url`` point at mirrors (:class:`htsr.download.Endpoints`); ``offline`` (or
-    env ``HTSR_OFFLINE=1``) only verifies what is on disk. Connection errors and HTTP 5xx are
+    The row's source does it (:mod:`htsr.weights.sources`), through :mod:`htsr.weights.download`:
+    torch.hub-style URLs verified by the sha256 prefix in the file name (or the table's ``sha256``),
+    hub files by the sha256 and size the hub reports at the resolved commit, OSMR store zips by the
+    store's SHA-1 of the ``.pth`` inside. ``torchvision_base_url``, ``hf_endpoint`` and
+    ``pytorchcv_base_url`` point at mirrors (:class:`htsr.weights.download.Endpoints`); ``offline``
+    (or env ``HTSR_OFFLINE=1``) only verifies what is on disk. Connection errors and HTTP 5xx are
     retried ``retries`` times, waiting ``backoff_s * 2**k`` seconds. A download that fails
     verification raises :class:`DownloadError` and leaves nothing at ``dest``.
 

@@ -1,6 +1,6 @@
 """Where a model row's weights come from: one module per ``source`` value of the model table.
 
-Each source module (``htsr.sources.<name>``) has the same small interface:
+Each source module (``htsr.weights.sources.<name>``) has the same small interface:
 
 ``COLUMNS``
     the table columns a row of this source must fill;
@@ -10,7 +10,7 @@ Each source module (``htsr.sources.<name>``) has the same small interface:
     the suffix of the file the pipeline keeps (``.pth``, ``.safetensors``, ``.pth.zip``,
     ``.hf.json``), so paths are known without network or torch;
 ``download(row, dest, *, endpoints, offline, retries, backoff_s, progress) -> dict``
-    fetch and verify the weights to ``dest`` (:mod:`htsr.download`);
+    fetch and verify the weights to ``dest`` (:mod:`htsr.weights.download`);
 ``load(row, path)``
     what :func:`htsr.analyze` reads: an ``nn.Module`` or a mapping of tensors.
 
@@ -37,7 +37,7 @@ def names() -> tuple[str, ...]:
 
 
 def get(name: str) -> ModuleType:
-    """The source module ``htsr.sources.<name>``; ``ValueError`` naming the known ones."""
+    """The source module ``htsr.weights.sources.<name>``; ``ValueError`` naming the known ones."""
     if name not in names():
         raise ValueError(f"unknown source {name!r} (expected one of {', '.join(names())})")
     return importlib.import_module(f"{__name__}.{name}")
@@ -53,14 +53,15 @@ def cell(row: Any, column: str) -> str:
 
 def single_file_download(resolve: Callable[..., Any]) -> Callable[..., dict[str, Any]]:
     """The ``download`` of a source whose weights are one verified file: ``resolve(row,
-    endpoints)`` gives its :class:`htsr.download.WeightsSource`, :func:`htsr.download.download`
+    endpoints)`` gives its :class:`htsr.weights.download.WeightsSource`,
+    :func:`htsr.weights.download.download`
     fetches and verifies it."""
     from htsr.weights.download import DEFAULT_ENDPOINTS, download
 
     def download_row(
         row: Mapping[str, Any], dest: Any, *, endpoints: Any = DEFAULT_ENDPOINTS, **options: Any
     ) -> dict[str, Any]:
-        """Fetch and verify the row's file to ``dest`` (:func:`htsr.download.download`)."""
+        """Fetch and verify the row's file to ``dest`` (:func:`htsr.weights.download.download`)."""
         return download(resolve(row, endpoints), dest, endpoint=endpoints.hub, **options)
 
     return download_row

@@ -8,10 +8,10 @@ are all fetched; empty: the first of :data:`WEIGHT_FILES` the repository has) an
 :func:`download` resolves the revision to a commit with one ``model_info`` call, then fetches
 every file at that commit into the folder ``{weights}.hf/`` beside ``dest``: the weights file or
 the index and each of its shards, and ``config.json`` when the repository has one (it gives the
-layout of fused attention projections, :mod:`htsr.spectra`). Each file is verified against what
-the hub reports for it: the sha256 and size of an LFS file, the git blob sha1 of a small one. The
-download is staged, retried and resumable file by file, as in :mod:`htsr.download`. Only when
-every file is verified is ``dest``, the manifest ``{weights}.hf.json`` (repository, revision,
+layout of fused attention projections, :mod:`htsr.spectral.matrices`). Each file is verified against
+what the hub reports for it: the sha256 and size of an LFS file, the git blob sha1 of a small one.
+The download is staged, retried and resumable file by file, as in :mod:`htsr.weights.download`. Only
+when every file is verified is ``dest``, the manifest ``{weights}.hf.json`` (repository, revision,
 resolved commit, and each file's hash and size), written, atomically: the pipeline takes the
 manifest as the weights, and provenance records the commit from it. Offline, the manifest's
 files are verified against the manifest.
@@ -283,7 +283,8 @@ def resolve(row: Mapping[str, Any], endpoints: Endpoints = DEFAULT_ENDPOINTS) ->
 
 
 def load(row: Mapping[str, Any], path: str | os.PathLike[str]) -> Any:
-    """The manifest's tensors, read one at a time (:func:`htsr.checkpoints.open_checkpoint`)."""
+    """The manifest's tensors, read one at a time
+    (:func:`htsr.weights.checkpoints.open_checkpoint`)."""
     from htsr.weights.checkpoints import open_checkpoint  # torch, only when loading
 
     return open_checkpoint(path)

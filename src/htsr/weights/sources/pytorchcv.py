@@ -3,7 +3,7 @@
 
 The file is the store's zip ``{name}-{error}-{sha1[:8]}.pth.zip`` of a GitHub release
 (``url``, exactly as pytorchcv's ``get_model_file`` builds it), kept zipped and verified by the
-store's SHA-1 (``sha1``) of the ``.pth`` inside (:mod:`htsr.osmr`). It is analysed from its
+store's SHA-1 (``sha1``) of the ``.pth`` inside (:mod:`htsr.weights.osmr`). It is analysed from its
 tensors, read from inside the zip with torch's ``weights_only`` loader, so no pytorchcv version
 of the time has to be installed.
 """
@@ -50,7 +50,7 @@ def suffix(row: Mapping[str, Any]) -> str:
 
 def store_url(row: Mapping[str, Any], base_url: str | None = None) -> str:
     """The model-store URL of a row, as pytorchcv's ``get_model_file`` builds it
-    (:func:`htsr.osmr.store_url`), with ``https://github.com/osmr/imgclsmob`` replaced by
+    (:func:`htsr.weights.osmr.store_url`), with ``https://github.com/osmr/imgclsmob`` replaced by
     ``base_url`` (default: env ``HTSR_PYTORCHCV_URL``) for a mirror or the test server."""
     store = osmr.parse_store_url(cell(row, "url"))
     base = base_url or os.environ.get("HTSR_PYTORCHCV_URL") or osmr.IMGCLSMOB_REPO_URL
@@ -86,7 +86,7 @@ def build(row: Mapping[str, Any]) -> Any:
 
 
 def load(row: Mapping[str, Any], path: str | os.PathLike[str]) -> Any:
-    """The zip's state_dict (:func:`htsr.checkpoints.load_state_dict`)."""
+    """The zip's state_dict (:func:`htsr.weights.checkpoints.load_state_dict`)."""
     from htsr.weights.checkpoints import load_state_dict
 
     return load_state_dict(path)

@@ -1,8 +1,8 @@
-"""``source = trained``: a model the pipeline trains itself (:mod:`htsr.experiments`).
+"""``source = trained``: a model the pipeline trains itself (:mod:`htsr.experiments.grids`).
 
 Its file, ``resources/weights/{weights}.trained.pt`` (a ``torch.save`` state_dict), is made by
-the rule ``train_model`` (:mod:`htsr.train`) beside ``{weights}.training.json`` (accuracies, the
-training curve), never downloaded.
+the rule ``train_model`` (:mod:`htsr.experiments.train`) beside ``{weights}.training.json``
+(accuracies, the training curve), never downloaded.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def download(row: Mapping[str, Any], dest: Any, **options: Any) -> dict[str, Any
 
 
 def load(row: Mapping[str, Any], path: str | os.PathLike[str]) -> Any:
-    """The trained state_dict (:func:`htsr.checkpoints.load_state_dict`)."""
+    """The trained state_dict (:func:`htsr.weights.checkpoints.load_state_dict`)."""
     from htsr.weights.checkpoints import load_state_dict
 
     return load_state_dict(path)

@@ -10,8 +10,9 @@ A row's file is verified, in this order, by
 
 The record also goes into the sidecar and so into ``results/provenance.json``. The file is
 kept as downloaded (``.pth``, ``.pth.tar``, ``.pt``, ``.bin``, ``.ckpt``, ``.safetensors``, or
-a ``.zip`` read without unpacking it) and read with :func:`htsr.checkpoints.load_state_dict`
-(pickles through torch's ``weights_only`` loader, or inertly: :func:`htsr.checkpoints.safe_load`).
+a ``.zip`` read without unpacking it) and read with :func:`htsr.weights.checkpoints.load_state_dict`
+(pickles through torch's ``weights_only`` loader, or inertly:
+:func:`htsr.weights.checkpoints.safe_load`).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def record_path(dest: str | os.PathLike[str]) -> Path:
 
 def verified_by(row: Mapping[str, Any]) -> str:
     """How the row's file is verified: ``table sha256``, ``hash in file name`` or
-    ``recorded at first download`` (:attr:`htsr.download.WeightsSource.verified_by`)."""
+    ``recorded at first download`` (:attr:`htsr.weights.download.WeightsSource.verified_by`)."""
     return resolve(row).verified_by
 
 
@@ -100,7 +101,7 @@ def download(
 
 
 def load(row: Mapping[str, Any], path: str | os.PathLike[str]) -> Any:
-    """The file's state_dict (:func:`htsr.checkpoints.load_state_dict`)."""
+    """The file's state_dict (:func:`htsr.weights.checkpoints.load_state_dict`)."""
     from htsr.weights.checkpoints import load_state_dict
 
     return load_state_dict(path)

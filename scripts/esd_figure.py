@@ -13,6 +13,4 @@ log = job_log(smk.log[0], "esd_figure")
 spectra = select_layers(pd.read_parquet(smk.input.spectra[0]), smk.params.layers)
 figure = esd_figure(spectra, smk.wildcards.model)
 save_figure(figure, [smk.output.png, smk.output.pdf])
-log.info(
-    "%s: %s", smk.wildcards.model, largest_matrix(spectra)[["layer", "N", "M"]].to_dict()
-)
+log.info("%s: %s", smk.wildcards.model, largest_matrix(spectra)[["layer", "N", "M"]].to_dict())

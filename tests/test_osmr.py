@@ -106,9 +106,7 @@ def test_rows_sharing_weights_must_agree(tmp_path: Path, table: pd.DataFrame) ->
     rows.iloc[1, rows.columns.get_loc("url")] = "https://download.pytorch.org/models/v-0123abcd.pth"
     path = tmp_path / "t.tsv"
     rows.to_csv(path, sep="\t", index=False)
-    with pytest.raises(
-        ModelTableError, match="shares weights 'vgg11-bbd30ac9'.*differs in url"
-    ):
+    with pytest.raises(ModelTableError, match="shares weights 'vgg11-bbd30ac9'.*differs in url"):
         read_model_table(path)
 
 

@@ -197,9 +197,7 @@ def test_families_figure_draws_families_with_three_models(models: pd.DataFrame) 
 def core_models() -> pd.DataFrame:
     """The core set of config/studies/imagenet.tsv with seeded metrics (α̂ falls with top-1,
     plus noise)."""
-    table = select_models(
-        read_model_table(ROOT / "config" / "studies" / "imagenet.tsv"), "core"
-    )
+    table = select_models(read_model_table(ROOT / "config" / "studies" / "imagenet.tsv"), "core")
     rng = np.random.default_rng(0)
     n, top1 = len(table), table["top1"].to_numpy(float)
     return table.assign(

@@ -612,9 +612,7 @@ def test_default_dry_run_plans_every_model_of_both_papers(tmp_path: Path) -> Non
 
 def test_core_dry_run_plans_one_job_per_core_model(tmp_path: Path) -> None:
     counts, _ = _dry_run(tmp_path, "--quiet", "rules", "--config", "model_set=core")
-    core = select_models(
-        read_model_table(ROOT / "config" / "studies" / "imagenet.tsv"), "core"
-    )
+    core = select_models(read_model_table(ROOT / "config" / "studies" / "imagenet.tsv"), "core")
     assert len(core) == 69
     assert counts["download_weights"] == 69
     assert counts["model_spectra"] == 69

@@ -147,7 +147,7 @@ def trajectory_families(study):
     return [f for f in STUDIES[study].trajectories if f in present]
 
 
-# the columns htsr.zoo needs to fetch and build a model; as params of a rule, a change to one of
+# the columns htsr.weights.zoo needs to fetch and build a model; as params of a rule, a change to one of
 # them (not to an accuracy) makes Snakemake rerun the model's jobs
 IDENTITY_COLUMNS = [
     "model", "weights", "model_id", "source", "weights_tag", "url", "sha256", "sha1",

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from htsr.io import write_tsv
+from htsr.io import atomic_output, write_tsv
 
 
 def summary_line(name: str, summary: pd.Series) -> str:
@@ -203,7 +203,6 @@ def _predict(args: argparse.Namespace) -> int:
 def _esd(args: argparse.Namespace) -> int:
     from htsr.figures.commands import esd_row_figure
     from htsr.figures.common import save_figure
-    from htsr.io import atomic_output
     from htsr.weights.analysis import analyze
 
     table = analyze(args.checkpoint, args.convention, keep_evals=True)

@@ -48,6 +48,7 @@ from typing import Any
 import torch
 
 from htsr.io import atomic_output
+from htsr.weights.download import WeightsSource, download
 
 __all__ = [
     "IMAGE_KEYS", "GRAPH_KEYS", "PLANETOID_SHA256", "PLANETOID_URL", "load", "planetoid",
@@ -155,8 +156,6 @@ def planetoid(
     :class:`htsr.weights.download.DownloadError` naming the file that does not verify.
     """
     from torch_geometric.io import read_planetoid_data
-
-    from htsr.weights.download import WeightsSource, download
 
     key = dataset.lower()
     pins = dict(sha256 or PLANETOID_SHA256.get(key, {}))

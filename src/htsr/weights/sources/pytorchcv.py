@@ -87,6 +87,6 @@ def build(row: Mapping[str, Any]) -> Any:
 
 def load(row: Mapping[str, Any], path: str | os.PathLike[str]) -> Any:
     """The zip's state_dict (:func:`htsr.weights.checkpoints.load_state_dict`)."""
-    from htsr.weights.checkpoints import load_state_dict
+    from htsr.weights.checkpoints import load_state_dict  # torch, only when loading
 
     return load_state_dict(path)

@@ -31,6 +31,6 @@ def download(row: Mapping[str, Any], dest: Any, **options: Any) -> dict[str, Any
 
 def load(row: Mapping[str, Any], path: str | os.PathLike[str]) -> Any:
     """The trained state_dict (:func:`htsr.weights.checkpoints.load_state_dict`)."""
-    from htsr.weights.checkpoints import load_state_dict
+    from htsr.weights.checkpoints import load_state_dict  # torch, only when loading
 
     return load_state_dict(path)

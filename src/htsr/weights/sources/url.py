@@ -102,6 +102,6 @@ def download(
 
 def load(row: Mapping[str, Any], path: str | os.PathLike[str]) -> Any:
     """The file's state_dict (:func:`htsr.weights.checkpoints.load_state_dict`)."""
-    from htsr.weights.checkpoints import load_state_dict
+    from htsr.weights.checkpoints import load_state_dict  # torch, only when loading
 
     return load_state_dict(path)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from htsr import _deprecated
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
@@ -23,6 +25,8 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
+
+_deprecated.install()  # the old flat module paths (htsr.metrics, ...) for one release
 
 
 def __getattr__(name: str) -> Any:

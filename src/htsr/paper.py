@@ -1,7 +1,0 @@
-"""Deprecated: ``htsr.paper`` moved to :mod:`htsr.studies.paper`; this shim warns and re-exports it
-for one release (the README's changelog).
-"""
-
-from htsr._deprecated import moved
-
-__getattr__, __dir__ = moved(__name__, "htsr.studies.paper")

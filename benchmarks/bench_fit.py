@@ -1,4 +1,4 @@
-"""Time ``htsr.fit`` against the reference implementations it reproduces, in one run.
+"""Time ``htsr.spectral.fit`` against the reference implementations it reproduces, in one run.
 
 * untruncated: ``fit_power_law(x)`` vs ``powerlaw.Fit(x, parameter_ranges={'alpha': [1, 100]})``
   of powerlaw 2.0.0 (in this process);

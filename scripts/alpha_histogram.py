@@ -1,5 +1,5 @@
 """Rules alpha_histogram, set_alpha_histogram: α of every fitted matrix of every model (of one
-model set), each weight file counted once (htsr.plots)."""
+model set), each weight file counted once (htsr.figures.spectra)."""
 
 import pandas as pd
 

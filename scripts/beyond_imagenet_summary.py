@@ -1,5 +1,5 @@
 """Rule beyond_imagenet_summary: every study's trends side by side with a verdict per family,
-quality and metric (htsr.summary), and the figure of τ per family for α̂ and its headline
+quality and metric (htsr.studies.summary), and the figure of τ per family for α̂ and its headline
 quality (htsr.figures.studies.answer_figure)."""
 
 import pandas as pd

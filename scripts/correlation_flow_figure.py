@@ -1,5 +1,5 @@
 """Rule correlation_flow_figure: α by layer depth for the best and the worst model of each
-family by its headline quality (Nat. Commun. 2021's "correlation flow"; htsr.plots)."""
+family by its headline quality (Nat. Commun. 2021's "correlation flow"; htsr.figures.spectra)."""
 
 import pandas as pd
 

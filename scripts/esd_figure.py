@@ -1,4 +1,5 @@
-"""Rule esd_figure: the ESD of a model's largest matrix with its power-law fit (htsr.plots)."""
+"""Rule esd_figure: the ESD of a model's largest matrix with its power-law fit
+(htsr.figures.commands)."""
 
 import pandas as pd
 

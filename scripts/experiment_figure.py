@@ -1,5 +1,6 @@
 """Rule experiment_figure: one family of a controlled experiment, its training curves and its
-metric and quality by the varied hyperparameter with the seeds' spread (htsr.plots)."""
+metric and quality by the varied hyperparameter with the seeds' spread
+(htsr.figures.experiments)."""
 
 import pandas as pd
 

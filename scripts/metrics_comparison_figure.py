@@ -1,5 +1,5 @@
 """Rule metrics_comparison_figure: R² of each metric per family, for the family's headline
-quality (htsr.plots)."""
+quality (htsr.figures.trends)."""
 
 import pandas as pd
 

@@ -1,5 +1,5 @@
-"""Rule paper_comparison: the papers' printed cells beside ours (htsr.paper), the figure of ours
-against printed, and the 2019 set's alpha_hat with exact and TruncatedSVD eigenvalues."""
+"""Rule paper_comparison: the papers' printed cells beside ours (htsr.studies.paper), the figure
+of ours against printed, and the 2019 set's alpha_hat with exact and TruncatedSVD eigenvalues."""
 
 import pandas as pd
 import yaml

@@ -1,5 +1,5 @@
 """Rule prepare_dataset: fetch one experiment dataset with its library's loader and write it as
-one tensor file (htsr.datasets.prepare)."""
+one tensor file (htsr.experiments.datasets.prepare)."""
 
 from htsr.experiments import datasets
 from htsr.io import job_log

@@ -1,5 +1,6 @@
-"""Rule train_model: train one model of a controlled experiment (htsr.train), resuming from its
-last epoch if a killed run left one, and write its checkpoint and result atomically."""
+"""Rule train_model: train one model of a controlled experiment (htsr.experiments.train),
+resuming from its last epoch if a killed run left one, and write its checkpoint and result
+atomically."""
 
 import json
 from pathlib import Path

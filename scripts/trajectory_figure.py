@@ -1,5 +1,6 @@
 """Rule trajectory_figure: a training trajectory (one model's checkpoints at several steps):
-the headline metric and quality against step, and α per layer against step (htsr.plots)."""
+the headline metric and quality against step, and α per layer against step
+(htsr.figures.experiments)."""
 
 import pandas as pd
 

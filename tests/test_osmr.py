@@ -215,7 +215,7 @@ def test_zip_checkpoint_errors_name_the_file(tmp_path: Path) -> None:
     with zipfile.ZipFile(two, "w") as zf:
         zf.writestr("a.pth", b"1")
         zf.writestr("b.pth", b"2")
-    with pytest.raises(checkpoints.CheckpointError, match="exactly one .pth"):
+    with pytest.raises(checkpoints.CheckpointError, match="exactly one checkpoint file"):
         checkpoints.load_state_dict(two)
 
 

@@ -58,7 +58,8 @@ def _require_some(name: str, table: pd.DataFrame) -> None:
 
 
 CHECKPOINT_HELP = (
-    "a .pth/.pt/.bin state_dict or .safetensors file, a folder in the Hugging Face hub's layout"
+    "a checkpoint file (a torch.save zip or legacy pickle, safetensors, or a zip holding one;"
+    " recognised by its content, whatever its suffix), a folder in the Hugging Face hub's layout"
     " (one weights file or a shard index and its shards, beside config.json), or"
     " hf://OWNER/REPO[@REVISION] (downloaded and verified; $HF_ENDPOINT, cache $HTSR_CACHE)"
 )

@@ -17,6 +17,8 @@ columns mean::
     figure_families: [pythia, gpt2]          # families drawn in the figures (default: all)
     trajectories: [pythia-410m-trajectory]   # families whose models are training steps
     caveats: "..."                           # what a reader must know, printed in the README
+    unrated: true                            # rows may lack every quality value (weights
+                                             # without a published quality: spectra only)
 
 Adding a study is one table and one such file. Nothing here names a family or a model.
 """
@@ -63,6 +65,7 @@ class Study:
     set_methods: Mapping[str, Sequence[str]] = field(default_factory=dict)
     paper_comparison: Mapping[str, str] = field(default_factory=dict)
     caveats: str = ""
+    unrated: bool = False
 
     def quality_of(self, name: str) -> Quality:
         """The :class:`Quality` called ``name``; ``KeyError`` naming the study's ones."""
@@ -97,7 +100,7 @@ class Study:
             for q in self.quality:
                 table[q.name] = float("nan")
             return table
-        table = read_model_table(list(self.tables), quality=self.quality)
+        table = read_model_table(list(self.tables), quality=self.quality, unrated=self.unrated)
         missing = [c for c in self.more_families if c not in table.columns]
         if missing:
             raise ValueError(
@@ -163,6 +166,7 @@ def study_from_dict(name: str, spec: Mapping[str, Any]) -> Study:
         set_methods={k: list(v) for k, v in (spec.get("set_methods") or {}).items()},
         paper_comparison=dict(spec.get("paper_comparison") or {}),
         caveats=str(spec.get("caveats") or "").strip(),
+        unrated=bool(spec.get("unrated", False)),
         experiment=dict(spec["experiment"]) if spec.get("experiment") else None,
     )
 

@@ -103,7 +103,9 @@ DEFAULT_QUALITY: tuple[Quality, ...] = (
 )
 
 
-def _quality_problems(row: Mapping[str, str], quality: Sequence[Quality]) -> list[str]:
+def _quality_problems(
+    row: Mapping[str, str], quality: Sequence[Quality], unrated: bool = False
+) -> list[str]:
     problems, present = [], 0
     for q in quality:
         text = row.get(q.name, "")
@@ -124,7 +126,7 @@ def _quality_problems(row: Mapping[str, str], quality: Sequence[Quality]) -> lis
             problems.append(f"{q.name} = {value} is outside ({low}, {high}]")
         elif q.transform == "log10" and value <= 0:
             problems.append(f"{q.name} = {value} must be > 0 (its log10 is regressed)")
-    if quality and not present and not problems:
+    if quality and not present and not problems and not unrated:
         problems.append(f"no quality value (expected one of {', '.join(q.name for q in quality)})")
     return problems
 
@@ -139,7 +141,8 @@ def layers_problem(pattern: str) -> str:
 
 
 def _row_problems(
-    row: Mapping[str, str], sets: Iterable[str] | None, quality: Sequence[Quality]
+    row: Mapping[str, str], sets: Iterable[str] | None, quality: Sequence[Quality],
+    unrated: bool = False,
 ) -> list[str]:
     """Everything wrong with one table row (all cells as strings)."""
     problems = []
@@ -165,7 +168,7 @@ def _row_problems(
     known_sets = list(sets) if sets is not None else None
     if known_sets is not None and row["set"] and row["set"] not in known_sets:
         problems.append(f"unknown set {row['set']!r} (expected one of {', '.join(known_sets)})")
-    problems += _quality_problems(row, quality)
+    problems += _quality_problems(row, quality, unrated)
     for column, required in (("num_params", False), ("eval_res", False), ("step", False)):
         text = row[column]
         if (text or required) and (not text.isdigit() or (int(text) <= 0 and column != "step")):
@@ -183,7 +186,7 @@ def _row_problems(
 
 
 def _read_one_table(
-    path: Path, sets: Iterable[str] | None, quality: Sequence[Quality]
+    path: Path, sets: Iterable[str] | None, quality: Sequence[Quality], unrated: bool = False
 ) -> tuple[pd.DataFrame, list[str]]:
     """One table file and the problems of its rows; rows keep their file and line for messages."""
     try:
@@ -204,7 +207,7 @@ def _read_one_table(
     raw = raw[(raw.drop(columns=["_line", "_file"]) != "").any(axis=1)]  # blank lines
     errors = []
     for _, row in raw.iterrows():
-        problems = _row_problems(row.to_dict(), sets, quality)
+        problems = _row_problems(row.to_dict(), sets, quality, unrated)
         errors += [f"line {row['_line']} (model {row['model']!r}): {p}" for p in problems]
     return raw, errors
 
@@ -244,6 +247,7 @@ def read_model_table(
     *,
     sets: Iterable[str] | None = None,
     quality: Sequence[Quality] = DEFAULT_QUALITY,
+    unrated: bool = False,
 ) -> pd.DataFrame:
     """Read and validate a model table (tab-separated, header on line 1), or several of them.
 
@@ -251,7 +255,9 @@ def read_model_table(
     ``num_params``, ``eval_res`` and ``step`` as nullable ints, the other columns as
     strings, and the optional columns ('' where unset; ``weights`` defaults to the model key and
     ``label`` to the key up to its first '.'). Several paths are read into one table, in order.
-    ``sets``, if given, are the allowed values of the ``set`` column.
+    ``sets``, if given, are the allowed values of the ``set`` column. A row must give at least
+    one quality value unless ``unrated`` (weights without a published quality, analysed for
+    their spectra only: a study's ``unrated: true``).
 
     Raises :class:`ModelTableError` (a ``ValueError``) listing every bad row by file line number
     and model key: a duplicate key (across all files), an unknown source or set, a missing
@@ -265,7 +271,7 @@ def read_model_table(
     several = len(paths) > 1
     tables, errors = [], []
     for path in paths:
-        one, problems = _read_one_table(path, sets, quality)
+        one, problems = _read_one_table(path, sets, quality, unrated)
         tables.append(one)
         errors += [f"{path} {p}" if several else p for p in problems]
     raw = pd.concat(tables, ignore_index=True)

@@ -9,10 +9,11 @@ A row's file is verified, in this order, by
    download: a file that changed on the server since is refused, naming both hashes.
 
 The record also goes into the sidecar and so into ``results/provenance.json``. The file is
-kept as downloaded (``.pth``, ``.pth.tar``, ``.pt``, ``.bin``, ``.ckpt``, ``.safetensors``, or
-a ``.zip`` read without unpacking it) and read with :func:`htsr.weights.checkpoints.load_state_dict`
-(pickles through torch's ``weights_only`` loader, or inertly:
-:func:`htsr.weights.checkpoints.safe_load`).
+kept as downloaded under the URL's suffix (``.pth``, ``.pth.tar``, ``.pt``, ``.bin``, ``.ckpt``,
+``.safetensors``, ``.zip``; any other name, or none, as ``.pth``) and read with
+:func:`htsr.weights.checkpoints.load_state_dict`, which recognises the format from the content (a
+torch zip archive or legacy pickle, safetensors, a zip holding a checkpoint; pickles through
+torch's ``weights_only`` loader, or inertly: :func:`htsr.weights.checkpoints.safe_load`).
 """
 
 from __future__ import annotations
@@ -45,12 +46,13 @@ def problems(row: Mapping[str, str]) -> list[str]:
     url = row["url"]
     if "://" not in url:
         return [f"a url row needs an absolute URL (scheme://...), got {url!r}"]
-    if not _name(url).endswith(SUFFIXES):
-        return [f"url {url!r} does not name a checkpoint file ({', '.join(SUFFIXES)})"]
     return []
 
 
 def suffix(row: Mapping[str, Any]) -> str:
+    """The local file's suffix: the URL's when it is one of :data:`SUFFIXES`, else ``.pth``
+    (``.th``, ``.pt.tar``, ``.model``, none). Only a name: the file is read by its content
+    (:func:`htsr.weights.checkpoints.detect_format`)."""
     name = _name(cell(row, "url"))
     return next((s for s in SUFFIXES if name.endswith(s)), ".pth")
 

@@ -89,8 +89,11 @@ def test_checkpoint_without_tensors_and_bad_suffix(tmp_path: Path) -> None:
         load_state_dict(p)
     q = tmp_path / "weights.npz"
     q.write_bytes(b"x")
-    with pytest.raises(CheckpointError, match=r"weights\.npz: not a readable checkpoint: "
-                                              r"first bytes b'x' \(recognised: a safetensors"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"weights\.npz: not a readable checkpoint: "
+        r"first bytes b'x' \(recognised: a safetensors",
+    ):
         load_state_dict(q)
     with pytest.raises(CheckpointError, match="not a regular file"):
         load_state_dict(tmp_path)
@@ -154,8 +157,11 @@ def test_zip_member_chosen_by_content(tmp_path: Path) -> None:
         zf.write(st, "a")
         zf.write(st, "b")
         zf.writestr("c.txt", "text")
-    with pytest.raises(CheckpointError, match=r"two\.zip: a zip archive, expected exactly one "
-                                              r"checkpoint file in it, found 2 \(a, b, c\.txt\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"two\.zip: a zip archive, expected exactly one "
+        r"checkpoint file in it, found 2 \(a, b, c\.txt\)",
+    ):
         load_state_dict(two)
 
 
@@ -192,9 +198,12 @@ def test_wrapper_order_nesting_and_partial_prefix(tmp_path: Path) -> None:
 def test_no_state_dict_names_the_top_level_keys(tmp_path: Path) -> None:
     path = tmp_path / "run.model"
     torch.save({"epoch": 3, "config": {"lr": 0.1}, "model": {"name": "mlp"}}, path)
-    with pytest.raises(CheckpointError, match=r"run\.model: contains no tensors \(top-level keys:"
-                                              r" epoch, config, model; looked for a state_dict "
-                                              r"under state_dict, model_state_dict, model"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"run\.model: contains no tensors \(top-level keys:"
+        r" epoch, config, model; looked for a state_dict "
+        r"under state_dict, model_state_dict, model",
+    ):
         load_state_dict(path)
     listed = tmp_path / "list.th"
     torch.save([torch.ones(2)], listed)

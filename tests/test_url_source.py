@@ -106,9 +106,17 @@ def test_bad_url_rows_are_named(tmp_path: Path) -> None:
     assert "line 3" not in str(err.value)  # any name: the file's content tells its format
 
 
-@pytest.mark.parametrize(("name", "suffix"), [("w.th", ".pth"), ("w.pt.tar", ".pth"),
-                                              ("w.model", ".pth"), ("download", ".pth"),
-                                              ("w.pth.tar", ".pth.tar"), ("w.zip", ".zip")])
+@pytest.mark.parametrize(
+    ("name", "suffix"),
+    [
+        ("w.th", ".pth"),
+        ("w.pt.tar", ".pth"),
+        ("w.model", ".pth"),
+        ("download", ".pth"),
+        ("w.pth.tar", ".pth.tar"),
+        ("w.zip", ".zip"),
+    ],
+)
 def test_any_name_is_kept_under_a_known_suffix(name: str, suffix: str) -> None:
     row = _row("m", f"https://host/files/{name}")
     assert url_source.problems(row) == [] and url_source.suffix(row) == suffix

@@ -63,11 +63,15 @@ def main() -> int:
             worst["xmin_146_rel"] = max(worst["xmin_146_rel"], dx)
             worst["alpha_200"] = max(worst["alpha_200"], d200)
             total += len(ok)
-            print(f"{model}: {len(ok)} matrices; max |dalpha| truncated vs powerlaw 1.4.6"
-                  f" {d146:.3g} (xmin rel {dx:.3g}); untruncated vs powerlaw 2.0.0 {d200:.3g}")
-    print(f"all: {total} matrices; worst |dalpha| vs powerlaw 1.4.6 {worst['alpha_146']:.3g},"
-          f" xmin rel {worst['xmin_146_rel']:.3g}; vs powerlaw 2.0.0 {worst['alpha_200']:.3g};"
-          f" eigenvalues vs numpy SVD, max |d|/lambda_max {worst['evals_rel']:.3g}")
+            print(
+                f"{model}: {len(ok)} matrices; max |dalpha| truncated vs powerlaw 1.4.6"
+                f" {d146:.3g} (xmin rel {dx:.3g}); untruncated vs powerlaw 2.0.0 {d200:.3g}"
+            )
+    print(
+        f"all: {total} matrices; worst |dalpha| vs powerlaw 1.4.6 {worst['alpha_146']:.3g},"
+        f" xmin rel {worst['xmin_146_rel']:.3g}; vs powerlaw 2.0.0 {worst['alpha_200']:.3g};"
+        f" eigenvalues vs numpy SVD, max |d|/lambda_max {worst['evals_rel']:.3g}"
+    )
     return 0
 
 

@@ -141,7 +141,9 @@ def layers_problem(pattern: str) -> str:
 
 
 def _row_problems(
-    row: Mapping[str, str], sets: Iterable[str] | None, quality: Sequence[Quality],
+    row: Mapping[str, str],
+    sets: Iterable[str] | None,
+    quality: Sequence[Quality],
     unrated: bool = False,
 ) -> list[str]:
     """Everything wrong with one table row (all cells as strings)."""

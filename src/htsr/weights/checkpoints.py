@@ -254,7 +254,7 @@ def _read_zip_member(source: Path | io.BytesIO, where: str) -> object:
                     f" {len(found)} ({', '.join(names[:10]) or 'no files'}"
                     f"{', ...' if len(names) > 10 else ''})"
                 )
-            (member, fmt), = found.items()
+            ((member, fmt),) = found.items()
             data = io.BytesIO(zf.read(member))
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
         raise CheckpointError(f"{where}: not a readable checkpoint zip ({exc})") from exc
@@ -264,11 +264,13 @@ def _read_zip_member(source: Path | io.BytesIO, where: str) -> object:
 #: The formats :func:`detect_format` recognises, tried in order (the first whose test passes).
 #: Another format is one more row: a test on the :class:`Probe`, a reader, a lazy opener.
 FORMATS: list[CheckpointFormat] = [
-    CheckpointFormat("safetensors", "a safetensors file", _is_safetensors, _read_safetensors,
-                     _open_safetensors),  # fmt: skip
+    CheckpointFormat(
+        "safetensors", "a safetensors file", _is_safetensors, _read_safetensors, _open_safetensors
+    ),  # fmt: skip
     CheckpointFormat("torchscript", "a TorchScript archive", _is_torchscript, _refuse_torchscript),
-    CheckpointFormat("torch-zip", "a torch.save zip archive", _is_torch_zip, _read_torch,
-                     _open_torch_zip),  # fmt: skip
+    CheckpointFormat(
+        "torch-zip", "a torch.save zip archive", _is_torch_zip, _read_torch, _open_torch_zip
+    ),  # fmt: skip
     CheckpointFormat("torch-legacy", "a legacy torch.save pickle", _is_torch_legacy, _read_torch),
     CheckpointFormat("zip", "a zip archive holding a checkpoint", _is_zip, _read_zip_member),
 ]
@@ -402,7 +404,7 @@ def _state_dict_keys(obj: object, where: str) -> tuple[Mapping[str, Any], dict[s
     keys = [str(k) for k, v in inner.items() if isinstance(v, torch.Tensor)] if not flat else [
         str(k) for k in inner]  # fmt: skip
     prefix = _prefix(keys)
-    return inner, {k[len(prefix):]: k for k in keys}
+    return inner, {k[len(prefix) :]: k for k in keys}
 
 
 def _tensor_dict(obj: object, path: Path | str) -> dict[str, torch.Tensor]:

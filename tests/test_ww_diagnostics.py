@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 import htsr
-from htsr.spectra import iter_layers, layer_matrices
 from htsr.spectral import altfits
 from htsr.spectral.diagnostics import DETX_COLUMNS, MP_COLUMNS, ww_matrices
+from htsr.spectral.matrices import iter_layers, layer_matrices
 from htsr.spectral.randomize import RANDOMIZE_COLUMNS
 from htsr.spectral.vectors import VECTOR_COLUMNS, vector_columns
 

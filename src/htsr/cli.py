@@ -16,9 +16,9 @@
     htsr compare A.pth B.pth -o table.tsv [--figure compare.png] [--delta]
     htsr track CHECKPOINT... | DIRECTORY -o track.tsv [--figure track.png]
 
-``analyze`` writes the table of :func:`htsr.metrics.analyze` as TSV (atomically: a temporary
-file in the same directory, then ``os.replace``) and prints one summary line. Errors (a bad
-checkpoint, a bad option) print one line ``htsr: error: ...`` naming the file, exit code 2.
+``analyze`` writes the table of :func:`htsr.spectral.metrics.analyze` as TSV (atomically: a
+temporary file in the same directory, then ``os.replace``) and prints one summary line. Errors (a
+bad checkpoint, a bad option) print one line ``htsr: error: ...`` naming the file, exit code 2.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from htsr.provenance import write_tsv
+from htsr.io import atomic_output, write_tsv
 
 
 def summary_line(name: str, summary: pd.Series) -> str:
@@ -51,7 +51,7 @@ def _require_some(name: str, table: pd.DataFrame) -> None:
     if table.empty:
         raise NothingAnalysed(f"{name}: no weight matrices found (no Linear/Conv weights)")
     if not (table["status"] == "ok").any():
-        from htsr.metrics import status_counts
+        from htsr.spectral.metrics import status_counts
 
         raise NothingAnalysed(
             f"{name}: none of its {len(table)} matrices could be analysed"
@@ -60,7 +60,8 @@ def _require_some(name: str, table: pd.DataFrame) -> None:
 
 
 CHECKPOINT_HELP = (
-    "a .pth/.pt/.bin state_dict or .safetensors file, a folder in the Hugging Face hub's layout"
+    "a checkpoint file (a torch.save zip or legacy pickle, safetensors, or a zip holding one;"
+    " recognised by its content, whatever its suffix), a folder in the Hugging Face hub's layout"
     " (one weights file or a shard index and its shards, beside config.json), or"
     " hf://OWNER/REPO[@REVISION] (downloaded and verified; $HF_ENDPOINT, cache $HTSR_CACHE)"
 )
@@ -143,8 +144,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from htsr.metrics import analyze
-    from htsr.trends import summarize
+    from htsr.studies.trends import summarize
+    from htsr.weights.analysis import analyze
 
     table = analyze(
         args.checkpoint,
@@ -172,7 +173,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _summarize(args: argparse.Namespace) -> int:
-    from htsr.trends import summarize
+    from htsr.studies.trends import summarize
 
     for path in args.tables:
         if not Path(path).is_file():
@@ -192,9 +193,9 @@ def _summarize(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import json
 
-    from htsr.metrics import analyze
-    from htsr.predict import predict_quality
-    from htsr.trends import summarize
+    from htsr.studies.predict import predict_quality
+    from htsr.studies.trends import summarize
+    from htsr.weights.analysis import analyze
 
     path = Path(args.models)
     if not path.is_file():
@@ -229,9 +230,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _esd(args: argparse.Namespace) -> int:
-    from htsr import plots
-    from htsr.metrics import analyze
-    from htsr.provenance import atomic_output
+    from htsr.figures.commands import esd_row_figure
+    from htsr.figures.common import save_figure
+    from htsr.weights.analysis import analyze
 
     table = analyze(args.checkpoint, args.convention, keep_evals=True)
     name = Path(args.checkpoint).name
@@ -244,7 +245,7 @@ def _esd(args: argparse.Namespace) -> int:
 
         with atomic_output(args.output) as tmp, PdfPages(tmp) as pdf:
             for _, row in table.iterrows():
-                pdf.savefig(plots.esd_row_figure(row, name))
+                pdf.savefig(esd_row_figure(row, name))
         print(f"{args.output}: {len(table)} pages, one per matrix of {args.checkpoint}")
         return 0
     rows = table[table["layer"] == args.layer]
@@ -259,7 +260,7 @@ def _esd(args: argparse.Namespace) -> int:
     elif len(rows) > 1:
         rows = rows.iloc[[int(np.argmax(rows["lambda_max"].fillna(-1).to_numpy(float)))]]
     row = rows.iloc[0]
-    plots.save_figure(plots.esd_row_figure(row, name), [args.output])
+    save_figure(esd_row_figure(row, name), [args.output])
     where = f" [{row['slice']}]" if str(row["slice"]) not in ("", "nan") else ""
     print(f"{args.output}: {args.layer}{where} alpha={row['alpha']:.3f} D={row['D']:.3f}"
           f" status={row['status']}")  # fmt: skip
@@ -268,7 +269,7 @@ def _esd(args: argparse.Namespace) -> int:
 
 def _delta_state_dict(a: str, b: str) -> dict:
     """W_B - W_A for every tensor the two checkpoints share with the same shape."""
-    from htsr.checkpoints import load_state_dict
+    from htsr.weights.checkpoints import load_state_dict
 
     sa, sb = load_state_dict(a), load_state_dict(b)
     common = [
@@ -280,10 +281,11 @@ def _delta_state_dict(a: str, b: str) -> dict:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from htsr import plots
-    from htsr.compare import compare_summary, compare_tables
-    from htsr.metrics import analyze
-    from htsr.trends import summarize
+    from htsr.figures.commands import compare_figure
+    from htsr.figures.common import save_figure
+    from htsr.studies.compare import compare_summary, compare_tables
+    from htsr.studies.trends import summarize
+    from htsr.weights.analysis import analyze
 
     ta, tb = analyze(args.a, args.convention), analyze(args.b, args.convention)
     table = compare_tables(ta, tb)
@@ -305,16 +307,17 @@ def _compare(args: argparse.Namespace) -> int:
         if s[f"only_{side}"]:
             print(f"only in {side.upper()}: {', '.join(s[f'only_{side}'])}")
     if args.figure:
-        fig = plots.compare_figure(table, Path(args.a).name, Path(args.b).name)
-        plots.save_figure(fig, [args.figure])
+        fig = compare_figure(table, Path(args.a).name, Path(args.b).name)
+        save_figure(fig, [args.figure])
     return 0
 
 
 def _track(args: argparse.Namespace) -> int:
-    from htsr import plots
-    from htsr.compare import alpha_by_layer, order_checkpoints, track_table
-    from htsr.metrics import analyze
-    from htsr.trends import summarize
+    from htsr.figures.commands import track_figure
+    from htsr.figures.common import save_figure
+    from htsr.studies.compare import alpha_by_layer, order_checkpoints, track_table
+    from htsr.studies.trends import summarize
+    from htsr.weights.analysis import analyze
 
     rows, tables = [], []
     for path, step in order_checkpoints(args.checkpoints):
@@ -328,7 +331,7 @@ def _track(args: argparse.Namespace) -> int:
     write_tsv(args.output, track)
     print(f"{args.output}: {len(track)} checkpoints, steps {track['step'].tolist()}")
     if args.figure:
-        plots.save_figure(plots.track_figure(track, alpha_by_layer(tables)), [args.figure])
+        save_figure(track_figure(track, alpha_by_layer(tables)), [args.figure])
     return 0
 
 

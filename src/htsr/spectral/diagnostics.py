@@ -119,9 +119,8 @@ def ww_matrices(matrices: Any, layer_type: str) -> list[np.ndarray]:
 
 
 def _refit(row: dict[str, Any], evals: np.ndarray, diag: Diagnostics) -> None:
-    """Replace the row's power-law fit by the finger-fixed one (and the α-metrics with it)."""
-    from htsr import metrics as _m
-
+    """Replace the row's power-law fit by the finger-fixed one (the caller recomputes the
+    α-metrics, :func:`htsr.spectral.metrics.analyze`)."""
     if diag.fix_fingers == "xmin_peak":
         fit = fit_xmin_peak(evals, xmin_max=diag.xmin_max, ww_range=diag.ww_range)
     else:
@@ -134,24 +133,13 @@ def _refit(row: dict[str, Any], evals: np.ndarray, diag: Diagnostics) -> None:
     if not fit.ok:
         row.update(status=fit.status, alpha=np.nan, alpha_weighted=np.nan, log_alpha_norm=np.nan)
         return
-    row.update(
-        alpha=fit.alpha,
-        alpha_weighted=_m.alpha_weighted(fit.alpha, row["lambda_max"]),
-        log_alpha_norm=_m.log_alpha_norm(evals, fit.alpha),
-    )
+    row.update(alpha=fit.alpha)
 
 
 def _tpl(row: dict[str, Any], evals: np.ndarray) -> dict[str, Any]:
     """The row's α replaced by the truncated power law's, fitted on the same tail."""
-    from htsr import metrics as _m
-
     tpl = fit_truncated_power_law(evals[evals > EVALS_THRESH], float(row["xmin"]))
-    return dict(
-        alpha=tpl.alpha,
-        Lambda=tpl.Lambda,
-        alpha_weighted=_m.alpha_weighted(tpl.alpha, row["lambda_max"]),
-        log_alpha_norm=_m.log_alpha_norm(evals, tpl.alpha),
-    )
+    return {"alpha": tpl.alpha, "Lambda": tpl.Lambda}
 
 
 def diagnostic_columns(
@@ -170,7 +158,9 @@ def diagnostic_columns(
     ``evals`` are the row's eigenvalues (ascending, scaled as the row's), ``matrices`` the
     layer's matrices in WW's orientation (:func:`ww_matrices`), ``N``, ``M``, ``rf`` its
     dimensions as WW sets them (``Q = N/M``; ``M·rf`` components), ``scale`` the eigenvalue
-    scale (½ for WW's conv2d). A diagnostic that fails leaves its columns NaN.
+    scale (½ for WW's conv2d). A diagnostic that fails leaves its columns NaN. When a finger
+    fix or a TPL replaces ``alpha``, the caller recomputes ``alpha_weighted`` and
+    ``log_alpha_norm`` from it.
     """
     if diag.fix_fingers:
         _refit(row, evals, diag)

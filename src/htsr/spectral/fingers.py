@@ -7,11 +7,12 @@ spuriously large α (a finite-size effect). WeightWatcher offers two remedies:
 ``xmin_peak`` (:func:`fit_xmin_peak`)
     search xmin only near the peak of the log-ESD: the left edge ``p`` of the fullest of 100
     bins of ``log10 λ``, candidates in ``[0.95 p, 1.5 p)`` (``xmin_max`` replaces ``1.5 p``),
-    fitted as ``powerlaw.Fit(λ, xmin=range)`` of powerlaw 2.0.0 (:func:`htsr.fit.fit_power_law`
-    with ``xmin_range`` and powerlaw's default ``alpha`` range ``[0, 3]``).
+    fitted as ``powerlaw.Fit(λ, xmin=range)`` of powerlaw 2.0.0
+    (:func:`htsr.spectral.fit.fit_power_law` with ``xmin_range`` and powerlaw's default
+    ``alpha`` range ``[0, 3]``).
 ``clip_xmax`` (:func:`fit_clip_xmax`)
-    refit WW's power law (:func:`htsr.fit.fit_power_law_ww`) with the top 2, 3, ... eigenvalues
-    removed; the first clip whose α is smaller than the unclipped α by more than
+    refit WW's power law (:func:`htsr.spectral.fit.fit_power_law_ww`) with the top 2, 3, ...
+    eigenvalues removed; the first clip whose α is smaller than the unclipped α by more than
     ``finger_thresh`` (1.0) wins; stop when α ≤ 2 or after ``max_fingers - 1`` clips.
     ``num_fingers`` is the number removed minus one and ``raw_alpha`` the unclipped α, as
     WW reports them.
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from htsr.fit import PowerLawFit, fit_power_law, fit_power_law_ww
+from htsr.spectral.fit import PowerLawFit, fit_power_law, fit_power_law_ww
 
 __all__ = ["ClippedFit", "fit_clip_xmax", "fit_xmin_peak", "log_esd_peak"]
 

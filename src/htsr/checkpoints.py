@@ -22,7 +22,9 @@ Supported: PyTorch pickles (``.pth``, ``.pt``, ``.bin``) holding a state_dict, o
 one under ``state_dict`` or ``model``, read with ``torch.load(weights_only=True)`` (no arbitrary
 code runs); the same inside a ``.zip`` that holds one such file (the OSMR model store's
 ``*.pth.zip``, read from the archive into memory, never unpacked to disk); and ``.safetensors``
-files. Anything else, or a file that is missing, truncated or not a checkpoint, raises
+files. ONNX, Keras (``.keras``, ``.h5``), GGUF and Flax (``flax_model.msgpack``) files are
+recognised by their content and read by :mod:`htsr.weights.formats` (:func:`_other_format`).
+Anything else, or a file that is missing, truncated or not a checkpoint, raises
 :class:`CheckpointError` (a ``ValueError``) whose message names the file and what is wrong.
 """
 
@@ -91,6 +93,8 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{p}: file not found")
     if not p.is_file():
         raise CheckpointError(f"{p}: not a regular file")
+    if (fmt := _other_format(p)) is not None:
+        return dict(fmt.read(p))
     suffix = p.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES:
         from safetensors import SafetensorError
@@ -118,6 +122,14 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         f"{p}: unsupported checkpoint suffix {p.suffix!r} "
         f"(expected one of {', '.join(TORCH_SUFFIXES + SAFETENSORS_SUFFIXES + ZIP_SUFFIXES)})"
     )
+
+
+def _other_format(path: Path) -> Any:
+    """The :mod:`htsr.weights.formats` row (ONNX, Keras, GGUF, Flax) that recognises the file
+    by its content, else None."""
+    from htsr.weights import formats
+
+    return formats.detect(path)
 
 
 class Inert:
@@ -373,6 +385,8 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Mapping[str, torch.Tensor]:
         return _folder_store(p.with_name(p.name[: -len(".json")]), manifest["filename"])
     if p.name.endswith(".index.json"):
         return _folder_store(p.parent, p.name)
+    if (fmt := _other_format(p)) is not None:
+        return fmt.read(p)
     if p.suffix.lower() in ZIP_SUFFIXES:
         return load_state_dict(p)
     if p.suffix.lower() in (*TORCH_SUFFIXES, *SAFETENSORS_SUFFIXES):

@@ -166,6 +166,18 @@ with warnings.catch_warnings():
     model.save(sys.argv[2] + "/net.keras")
     model.save(sys.argv[2] + "/net.h5")  # the legacy HDF5 format
     model.save_weights(sys.argv[2] + "/net.weights.h5")
+# a functional model with an embedding, an LSTM and a nested Sequential model
+inner = keras.Sequential([keras.Input((16,)), layers.Dense(32, name="a"),
+                          layers.Dense(16, name="b")], name="inner")
+inp = keras.Input((10,), dtype="int32")
+h = layers.LSTM(24, name="lstm")(layers.Embedding(100, 16, name="emb")(inp))
+h = layers.Dense(16, name="proj")(h)
+nested = keras.Model(inp, inner(h))
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    nested.save(sys.argv[2] + "/nested.keras")
+    nested.save(sys.argv[2] + "/nested.h5")
+    nested.save_weights(sys.argv[2] + "/nested.weights.h5")
 """
 
 
@@ -189,7 +201,12 @@ def keras_files(net: Net, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     done = subprocess.run([sys.executable, "-c", KERAS_WRITER, str(out / "weights.npz"), str(out)],
                           env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    return {"keras": out / "net.keras", "h5": out / "net.h5", "weights": out / "net.weights.h5"}
+    return {
+        **{kind: out / f"{name}.keras" for kind, name in (("keras", "net"), ("nested", "nested"))},
+        **{kind: out / f"{name}.h5" for kind, name in (("h5", "net"), ("nested_h5", "nested"))},
+        "weights": out / "net.weights.h5",
+        "nested_weights": out / "nested.weights.h5",
+    }
 
 
 @pytest.mark.parametrize("kind", ["keras", "h5", "weights"])
@@ -336,3 +353,24 @@ def test_a_missing_reader_package_is_named(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setitem(sys.modules, "gguf", None)  # import gguf fails
     with pytest.raises(checkpoints.CheckpointError, match=r"model.gguf.*'gguf' package"):
         checkpoints.open_checkpoint(path)
+
+
+@pytest.mark.parametrize("kind", ["nested", "nested_h5", "nested_weights"])
+def test_keras_nested_model_embedding_and_lstm_names(
+    keras_files: dict[str, Path], kind: str
+) -> None:
+    sd = checkpoints.open_checkpoint(keras_files[kind])
+    second = "lstm.lstm_cell.recurrent_kernel.weight" if kind == "nested_h5" else (
+        "lstm.lstm_cell.vars.1.weight")  # fmt: skip
+    shapes = {
+        "emb.embeddings": (100, 16), "lstm.lstm_cell.weight": (96, 16), second: (96, 24),
+        "proj.weight": (16, 24), "inner.a.weight": (32, 16), "inner.b.weight": (16, 32),
+    }  # fmt: skip
+    assert {k: tuple(v.shape) for k, v in sd.items()} == shapes
+    if kind != "nested_weights":  # no config.json: natural order of Keras's paths
+        assert list(sd) == list(shapes)  # the model's order
+    ref = checkpoints.open_checkpoint(keras_files["nested"])
+    assert torch.equal(sd["inner.a.weight"], ref["inner.a.weight"])
+    table = htsr.analyze(sd, min_dim=10, include_embeddings=True)
+    assert table["layer"].tolist()[0] == "emb.embeddings" or kind == "nested_weights"
+    assert "emb.embeddings" in table["layer"].tolist()

@@ -10,10 +10,11 @@ with ``include_embeddings``).
 
 * Keras 3 (``model.weights.h5``, alone or in a ``.keras`` zip beside ``config.json``): each
   layer's variables are datasets ``…/vars/0``, ``…/vars/1`` with no names, the group's ``name``
-  attribute is the layer's name. A layer's first variable of rank ≥ 2 is its kernel,
-  ``LAYER.weight``; later ones (an LSTM's recurrent kernel) ``LAYER.vars.I.weight``. Layers
-  come in ``config.json``'s order where there is one, else in natural order of their paths;
-  ``config.json``'s class names mark Embedding layers.
+  attribute is the layer's name (a nested model's layer: ``MODEL.LAYER``). A layer's first
+  variable of rank ≥ 2 is its kernel, ``LAYER.weight``; later ones (an LSTM's recurrent kernel)
+  ``LAYER.vars.I.weight``. Layers come in ``config.json``'s order where there is one, else in
+  natural order of their paths; Embedding layers are known by ``config.json``'s class names, or
+  without it by Keras's path (``layers/embedding_1``).
 * Legacy HDF5 (the root, or its ``model_weights`` group, has ``layer_names``): each layer
   group lists ``weight_names`` (``dense/kernel:0``); ``kernel`` is ``LAYER.weight``, other
   kernels (``recurrent_kernel``, ``depthwise_kernel``) ``LAYER.KIND.weight``, ``embeddings``
@@ -178,28 +179,39 @@ def _legacy(root: Any) -> dict[str, torch.Tensor]:
 
 
 def _keras3(f: Any, config: dict[str, Any]) -> dict[str, torch.Tensor]:
-    groups: list[tuple[str, Any]] = []
-    f.visititems(lambda name, obj: groups.append((name, obj)) if name.endswith("vars") else None)
+    """Keras 3's ``…/vars`` groups: each named by the chain of its layers' own names (the
+    ``name`` attribute of each enclosing layer's ``vars`` group: ``inner.a`` for layer ``a`` of a
+    nested model ``inner``), ordered by ``config.json``'s layer order, then by path."""
     layers = _config_layers(config)
     order = {name: i for i, (name, _) in enumerate(layers)}
     classes = dict(layers)
+    paths: list[str] = []
+    f.visititems(lambda p, obj: paths.append(p) if p.endswith("vars") and len(obj) else None)
     found = []
-    for path, group in groups:
-        if not hasattr(group, "keys") or not len(group):
-            continue
-        parts = [s for s in path.split("/")[:-1] if s != "layers"]
-        name = _text(group.attrs.get("name", parts[-1] if parts else "model"))
-        found.append((order.get(name, len(order)), _natural(path), name, parts, group))
+    for path in paths:
+        comps = path.split("/")[:-1]
+        names, rank = [], []
+        for i, comp in enumerate(comps):
+            if comp == "layers":
+                continue
+            own = f["/".join([*comps[: i + 1], "vars"])].attrs.get("name")
+            names.append(_text(own) if own is not None else comp)
+            rank.append(order.get(names[-1], len(order)))
+        name = ".".join(names) or _text(f[path].attrs.get("name", "model"))
+        # without config.json, Keras 3's path names a layer by its class (embedding, embedding_1)
+        cls = classes.get(names[-1] if names else name, "")
+        if not cls and comps and re.fullmatch(r"embedding(_\d+)?", comps[-1]):
+            cls = "Embedding"
+        found.append((rank, _natural(path), name, cls, f[path]))
     found.sort(key=lambda row: row[:2])
     out: dict[str, torch.Tensor] = {}
-    for _, _, name, parts, group in found:
-        prefix = ".".join([*parts[:-1], name]) if parts else name
+    for _, _, name, cls, group in found:
         kernels = [_tensor(group[k]) for k in sorted(group, key=int)]
         kernels = [t for t in kernels if t.ndim >= 2]
         for i, t in enumerate(kernels):
-            if classes.get(name) == "Embedding":
-                out[unique_key(f"{prefix}.embeddings", out)] = t
+            if cls == "Embedding":
+                out[unique_key(f"{name}.embeddings", out)] = t
                 continue
-            key = f"{prefix}.weight" if i == 0 else f"{prefix}.vars.{i}.weight"
+            key = f"{name}.weight" if i == 0 else f"{name}.vars.{i}.weight"
             out[unique_key(key, out)] = to_torch_layout(t)
     return out

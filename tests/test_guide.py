@@ -162,6 +162,12 @@ def test_farms_equals_published_sampling() -> None:
     t = layer_alphas(nn.Sequential(lin, conv), farms=True, farms_options={"num_row_samples": 40})
     expected = [pub.farms_layer_alpha(lin, num_row_samples=40), pub.farms_layer_alpha(conv)]
     assert t["alpha"].tolist() == pytest.approx(expected, rel=1e-6)
+    # published quirk, reproduced: a matrix smaller than the window (96 x 64 < 100 x 100) gives
+    # the negative start rows - 100 = -4, i.e. the slice [92:96], a 4 x 36 submatrix
+    small = nn.Linear(64, 96)
+    (esd,) = farms_eigenvalues(small.weight, "linear")
+    assert len(esd) == 4
+    assert farms_alphas([esd]) == pytest.approx(pub.farms_layer_alpha(small), rel=1e-6)
 
 
 def test_estimator_failures_are_rows_not_crashes() -> None:
@@ -338,6 +344,8 @@ def test_alphapruning_prunes_model_to_target() -> None:
     )
     with pytest.raises(ValueError, match="outside"):
         prune_model(net, {"fc1": 1.2})
+    _, farms = alphapruning(_convnet(), 0.5, farms=True)
+    assert farms["weighted_sparsity_tuned"] == pytest.approx(0.5, rel=1e-12)
 
 
 # ------------------------------------------------------------------ scheduler

@@ -125,19 +125,21 @@ def alphapruning(
     epsilon: float = 0.3,
     blocks: str = "auto",
     lower: str = "published",
+    farms: bool = False,
     table: pd.DataFrame | None = None,
     score: Score | None = None,
     per_row: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Prune ``model`` in place to ``sparsity`` with AlphaPruning's allocation.
 
-    α is ``alpha_peak`` of each Conv2d/Linear layer (:func:`layer_alphas`, or a given ``table``);
+    α is ``alpha_peak`` of each Conv2d/Linear layer (:func:`layer_alphas`, FARMS's with
+    ``farms=True``, or a given ``table``);
     the allocation is :func:`htsr.guide.table.guide_table` (``epsilon``, ``blocks``); the mask
     :func:`pruning_mask`. Returns the guided table with ``achieved`` per layer and the summary
     (its ``weighted_sparsity_tuned`` equals ``sparsity``).
     """
     if table is None:
-        table = layer_alphas(model, "peak", lower=lower)
+        table = layer_alphas(model, "peak", lower=lower, farms=farms)
     guided = guide_table(table, "alphapruning", sparsity=sparsity, epsilon=epsilon, blocks=blocks)
     tuned = guided.loc[guided["tuned"]]
     alloc = dict(zip(tuned["layer"], tuned["sparsity"], strict=True))

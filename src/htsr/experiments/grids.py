@@ -51,7 +51,8 @@ def family_name(family: Mapping[str, Any]) -> str:
 
 
 def dataset_key(spec: Mapping[str, Any]) -> str:
-    """The prepared file's key: ``cifar10``, ``planetoid-Cora``, or a ``file``'s stem."""
+    """The prepared file's key: ``cifar10``, ``planetoid-Cora``, ``text-{file stem}``, or a
+    ``file``'s stem."""
     if spec["name"] == "planetoid":
         return f"planetoid-{spec['dataset']}"
     if spec["name"] == "planted_partition":
@@ -61,6 +62,8 @@ def dataset_key(spec: Mapping[str, Any]) -> str:
     if spec["name"] == "file":
         stem = re.sub(r"\.pt$", "", str(spec["path"]).rsplit("/", 1)[-1])
         return f"file-{stem}"
+    if spec["name"] == "text":
+        return "text-" + re.sub(r"(\.txt)?(\.gz)?$", "", str(spec["file"]))
     return str(spec["name"])
 
 

@@ -50,6 +50,7 @@ class LayerWeight:
     layer_type: str
     weight: torch.Tensor
     status: str = ""  # set when the weight cannot be analysed at all (e.g. "non_float")
+    stored_type: str = ""  # how a non_float weight is stored: "int8", a GGUF "Q4_K"
 
 
 @dataclass(frozen=True)
@@ -130,12 +131,13 @@ def layers_from_module(
 #: Name parts that mark token, position and segment embeddings in a state_dict (GPT-2 ``wte``,
 #: ``wpe``; OPT, Llama ``embed_tokens``, ``embed_positions``; GPT-NeoX ``embed_in``; BERT, BLOOM
 #: ``word_embeddings``, ``position_embeddings``, ``token_type_embeddings``; T5 ``shared``; ViT
-#: ``pos_embed``, ``cls_token``). They are excluded unless ``include_embeddings``; so is any
-#: other parameter whose name contains ``embed`` and that is 2-D or not a ``.weight``.
+#: ``pos_embed``, ``cls_token``; GGUF ``token_embd``, ``position_embd``). They are excluded
+#: unless ``include_embeddings``; so is any other parameter whose name contains ``embed`` and
+#: that is 2-D or not a ``.weight``.
 EMBEDDING_NAMES: tuple[str, ...] = (
     "wte", "wpe", "embed_tokens", "embed_positions", "embed_in", "word_embeddings",
     "position_embeddings", "token_type_embeddings", "shared", "pos_embed", "pos_embedding",
-    "position_embedding", "cls_token", "class_embedding",
+    "position_embedding", "cls_token", "class_embedding", "token_embd", "position_embd",
 )  # fmt: skip
 
 #: Name parts of output heads stored as their own matrix (Pythia's ``embed_out``, ``lm_head``):
@@ -257,10 +259,12 @@ def layers_from_state_dict(
     checkpoint's ``config.json``), or analysed whole with a warning when their layout is
     unknown. An output head (:data:`OUTPUT_HEADS`) equal to an embedding is the tied embedding.
     A weight that is not floating point (int8 and other integer or quantized weights, complex)
-    gets a layer with status ``non_float``, never a silent drop.
+    gets a layer with status ``non_float``, never a silent drop; its ``stored_type`` is the
+    mapping's ``stored_types[key]`` where it has one (a GGUF ``Q4_K``), else the dtype.
     """
     if config is None:
         config = getattr(state_dict, "config", None)
+    stored_types = getattr(state_dict, "stored_types", {})  # htsr.weights.formats.Weights
     for key in state_dict:
         tensor = state_dict[key]
         kind = infer_layer(key, tensor, include_embeddings=include_embeddings)
@@ -268,7 +272,8 @@ def layers_from_state_dict(
             continue
         name = key[: -len(".weight")] if key.endswith(".weight") else key
         if not (tensor.is_floating_point() or kind == "unsupported"):
-            yield LayerWeight(name, kind, tensor, status="non_float")
+            stored = stored_types.get(key) or str(tensor.dtype).removeprefix("torch.")
+            yield LayerWeight(name, kind, tensor, status="non_float", stored_type=stored)
             continue
         if kind == "linear" and any(p in OUTPUT_HEADS for p in key.split(".")):
             if _tied(key, tensor, state_dict):

@@ -494,11 +494,14 @@ def _layer_rows(layer: LayerWeight, opts: _Options) -> list[dict[str, Any]]:
             if w.ndim >= 2
             else (0, 0)
         )
+        stored = layer.stored_type or str(w.dtype).removeprefix("torch.")
         warnings.warn(
-            f"analyze: layer {layer.name}: dtype {w.dtype} is not floating point; status"
+            f"analyze: layer {layer.name}: stored as {stored}, not floating point; status"
             f" {layer.status!r}", RuntimeWarning, stacklevel=3,
         )  # fmt: skip
-        return [_blank_row(layer.name, layer.layer_type, "", shape, layer.status)]
+        row = _blank_row(layer.name, layer.layer_type, "", shape, layer.status)
+        row["warning"] = f"stored as {stored}"
+        return [row]
     try:
         stack = layer_matrices(layer)
     except ValueError as err:
@@ -716,7 +719,9 @@ def analyze(
     columns += columns_for(diag)
     columns += ["evals"] if keep_evals else []
     table = pd.DataFrame(rows, columns=columns)
-    table["warning"] = alpha_warnings(table["alpha"].to_numpy(float), table["status"])
+    said = table["warning"].where(table["warning"].map(lambda w: isinstance(w, str)), "")
+    fitted = alpha_warnings(table["alpha"].to_numpy(float), table["status"])
+    table["warning"] = [s or w for s, w in zip(said, fitted, strict=True)]  # non_float: its type
     if len(table) and not (table["status"] == "ok").any():
         warnings.warn(
             f"analyze: none of the {len(table)} matrices could be analysed"

@@ -69,6 +69,8 @@ from typing import Any
 import torch
 
 from htsr.spectral.matrices import OUTPUT_HEADS
+from htsr.weights import formats as _formats
+from htsr.weights.errors import CheckpointError
 from htsr.weights.hub import WEIGHT_FILES as HUB_WEIGHT_FILES
 
 # HUB_WEIGHT_FILES: the weights files of a folder in the hub's layout, in the order they are
@@ -88,14 +90,10 @@ WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "ema", "state_
 #: ``DistributedDataParallel``'s ``module.``, ``torch.compile``'s ``_orig_mod.``.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 #: How many leading bytes :func:`detect_format` reads.
-HEAD_BYTES = 64
+HEAD_BYTES = _formats.HEADER_BYTES  # enough for every format's test (a Keras zip's first member)
 #: A legacy torch.save file starts with this number, pickled (``torch.serialization``).
 TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_MAGIC_PICKLED = b"\x8a\x0a" + TORCH_LEGACY_MAGIC.to_bytes(10, "little")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file could not be read as a state_dict; the message names the file."""
 
 
 # ---------------------------------------------------------------------------- formats
@@ -139,6 +137,7 @@ class CheckpointFormat:
     test: Callable[[Probe], bool]
     read: Callable[[Path | io.BytesIO, str], object]
     open: Callable[[Path], Mapping[str, Any]] | None = None
+    native: bool = False  # read gives the final name -> tensor mapping (no wrappers to look in)
 
 
 def _is_safetensors(probe: Probe) -> bool:
@@ -261,6 +260,23 @@ def _read_zip_member(source: Path | io.BytesIO, where: str) -> object:
     return fmt.read(data, f"{where} (member {member})")
 
 
+def _foreign(fmt: _formats.Format) -> CheckpointFormat:
+    """A row for one of :mod:`htsr.weights.formats`' readers (ONNX, Keras, GGUF, Flax): its
+    ``sniff`` on the first bytes, then on the file itself (a zip's or HDF5 file's members); its
+    reader gives the final name → tensor mapping (in torch's layout), so ``native`` is set."""
+
+    def test(probe: Probe) -> bool:
+        return (isinstance(probe.source, Path) and fmt.sniff(probe.head)
+                and fmt.sniff(probe.source))  # fmt: skip
+
+    def read(source: Path | io.BytesIO, where: str) -> object:
+        if not isinstance(source, Path):
+            raise CheckpointError(f"{where}: a {fmt.name} file inside a zip is not read")
+        return fmt.read(source)
+
+    return CheckpointFormat(fmt.name, f"a {fmt.name} file", test, read, native=True)
+
+
 #: The formats :func:`detect_format` recognises, tried in order (the first whose test passes).
 #: Another format is one more row: a test on the :class:`Probe`, a reader, a lazy opener.
 FORMATS: list[CheckpointFormat] = [
@@ -272,6 +288,7 @@ FORMATS: list[CheckpointFormat] = [
         "torch-zip", "a torch.save zip archive", _is_torch_zip, _read_torch, _open_torch_zip
     ),  # fmt: skip
     CheckpointFormat("torch-legacy", "a legacy torch.save pickle", _is_torch_legacy, _read_torch),
+    *(_foreign(f) for f in _formats.FORMATS),
     CheckpointFormat("zip", "a zip archive holding a checkpoint", _is_zip, _read_zip_member),
 ]
 
@@ -424,6 +441,8 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """
     p = Path(path)
     fmt = _detect(p)
+    if fmt.native:
+        return dict(fmt.read(p, str(p)))
     return _tensor_dict(fmt.read(p, str(p)), p)
 
 
@@ -664,6 +683,8 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Mapping[str, torch.Tensor]:
     if p.name.endswith(".index.json"):
         return _folder_store(p.parent, p.name)
     fmt = _detect(p)
+    if fmt.native:
+        return fmt.read(p, str(p))  # a lazy mapping that keeps how each weight is stored
     if fmt.open is not None:
         return TensorStore([p])
     return _tensor_dict(fmt.read(p, str(p)), p)

@@ -58,6 +58,15 @@ ZIP_SUFFIXES = (".zip",)
 NESTED_KEYS = ("state_dict", "model")
 
 
+#: safetensors' dtype codes (its header's ``dtype`` field) as torch dtypes.
+SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2, "U16": torch.uint16, "U32": torch.uint32, "U64": torch.uint64,
+}  # fmt: skip
+
+
 class CheckpointError(ValueError):
     """A checkpoint file could not be read as a state_dict; the message names the file."""
 
@@ -288,6 +297,22 @@ class TensorStore(Mapping[str, torch.Tensor]):
             return handle.get_tensor(key)
         except Exception as exc:  # safetensors raises its own error types
             raise CheckpointError(f"{self.files[i]}: tensor {key!r} unreadable ({exc})") from exc
+
+    def meta(self, key: str) -> torch.Tensor:
+        """Tensor ``key``'s shape and dtype as a tensor on the ``meta`` device, read from the
+        file's header (safetensors) or the memory-mapped pickle (``.bin``), its data never
+        touched: what :func:`htsr.spectral.describe.describe` reads."""
+        i = self._where[key]
+        handle = self._handle(i)
+        if isinstance(handle, Mapping):
+            t = handle[key]
+            return torch.empty(t.shape, dtype=t.dtype, device="meta")
+        sl = handle.get_slice(key)
+        code = sl.get_dtype()
+        dtype = SAFETENSORS_DTYPES.get(code)
+        if dtype is None:
+            raise CheckpointError(f"{self.files[i]}: tensor {key!r} has dtype {code}, unknown")
+        return torch.empty(sl.get_shape(), dtype=dtype, device="meta")
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._order)

@@ -2,11 +2,12 @@
 
 ::
 
-    htsr analyze MODEL.pth|FOLDER|hf://OWNER/REPO[@REV] -o table.tsv [--convention paper|ww]
-                 [--dtype float32|float64]
-                 [--device cpu|cuda] [--min-dim N] [--fit truncated|untruncated|ww]
+    htsr analyze MODEL.pth|FOLDER|hf://OWNER/REPO[@REV] [-o table.tsv|.csv|.parquet] [--json]
+                 [--convention paper|ww] [--dtype float32|float64]
+                 [--device cpu|cuda] [--min-dim N] [--min-evals N] [--fit truncated|untruncated|ww]
                  [--include-embeddings] [--progress]
-    htsr summarize table.tsv [table2.tsv ...]
+    htsr describe MODEL.pth|FOLDER|hf://... [-o table.tsv] [--convention ...] [--min-dim N]
+    htsr summarize table.tsv [table2.tsv ...] [--min-evals N]
     htsr predict MODEL.pth --models results/models.tsv --family FAMILY [--set SET]
                  [--metric alpha_weighted] [--quality top1] [--json]
     htsr esd MODEL.pth --layer NAME [--slice i,j] -o esd.png [--convention paper|ww|ww2020]
@@ -14,8 +15,13 @@
     htsr compare A.pth B.pth -o table.tsv [--figure compare.png] [--delta]
     htsr track CHECKPOINT... | DIRECTORY -o track.tsv [--figure track.png]
 
-``analyze`` writes the table of :func:`htsr.metrics.analyze` as TSV (atomically: a temporary
-file in the same directory, then ``os.replace``) and prints one summary line. Errors (a bad
+``analyze`` prints one summary line and, without ``-o``, the table of
+:func:`htsr.metrics.analyze` in columns; with ``-o`` it writes the table as TSV, CSV or parquet
+by the suffix (atomically: a temporary file in the same directory, then ``os.replace``); with
+``--json`` the summary is one JSON object. Every layer that got no fit is listed after it, with
+why (its status in words), and so is every tensor no layer was made from (an embedding left
+out, a parameter that is not a layer weight). ``describe`` lists the matrices analyze would
+analyse, from the checkpoint's headers only (:func:`htsr.spectral.describe.describe`). Errors (a bad
 checkpoint, a bad option) print one line ``htsr: error: ...`` naming the file, exit code 2.
 """
 
@@ -69,7 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     a = sub.add_parser("analyze", help="per-matrix spectra and metrics of a checkpoint")
     a.add_argument("checkpoint", help=CHECKPOINT_HELP)
-    a.add_argument("-o", "--output", required=True, help="TSV file to write")
+    a.add_argument("-o", "--output", default=None,
+                   help="table to write: .tsv, .csv or .parquet (default: print it)")  # fmt: skip
+    a.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     a.add_argument("--convention", choices=("paper", "ww", "ww2020"), default="paper")
     a.add_argument(
         "--dtype",
@@ -79,14 +87,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     a.add_argument("--device", default="cpu", help="cpu or cuda (falls back to cpu with a warning)")
     a.add_argument("--min-dim", type=int, default=None, help="paper: min(N,M); ww: min_evals")
+    a.add_argument("--min-evals", type=int, default=8, metavar="N",
+                   help="warn on a fitted row with fewer than N eigenvalues (default 8, WW's)")
     a.add_argument("--fit", choices=("truncated", "untruncated", "ww"), default=None)
     a.add_argument("--include-embeddings", action="store_true")
     a.add_argument("--progress", action="store_true", help="progress bar on stderr")
     a.add_argument(
         "--bootstrap", type=int, default=0, metavar="N", help="95%% interval of each alpha (N)"
     )
+    d = sub.add_parser("describe", help="the matrices analyze would analyse; nothing computed")
+    d.add_argument("checkpoint", help=CHECKPOINT_HELP)
+    d.add_argument("-o", "--output", default=None, help=".tsv/.csv/.parquet (default: print)")
+    d.add_argument("--convention", choices=("paper", "ww", "ww2020"), default="paper")
+    d.add_argument("--min-dim", type=int, default=None, help="paper: min(N,M); ww: min_evals")
+    d.add_argument("--include-embeddings", action="store_true")
     s = sub.add_parser("summarize", help="model-level means of analyze tables")
     s.add_argument("tables", nargs="+", help="TSV files written by 'htsr analyze'")
+    s.add_argument("--min-evals", type=int, default=None, metavar="N",
+                   help="leave out rows with fewer than N eigenvalues (default: keep all)")
     r = sub.add_parser(
         "predict", help="predict a checkpoint's quality from its family's trend, with a 95%% PI"
     )
@@ -122,10 +140,72 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Columns of the table ``analyze`` prints, and their number formats.
+SHOWN = {"layer": None, "slice": None, "layer_type": None, "N": None, "M": None,
+         "num_evals": None, "alpha": "{:.3f}", "alpha_weighted": "{:.3f}", "log_norm": "{:.3f}",
+         "lambda_max": "{:.4g}", "D": "{:.3f}", "status": None, "warning": None}  # fmt: skip
+
+
+def readable_table(table: pd.DataFrame) -> str:
+    """The analyze table as aligned text: the :data:`SHOWN` columns, NaN as blank."""
+    out = table[[c for c in SHOWN if c in table.columns]].copy()
+    for col, fmt in SHOWN.items():
+        if fmt and col in out:
+            out[col] = [fmt.format(v) if np.isfinite(v) else "" for v in out[col].astype(float)]
+    return text_table(out.fillna("").astype(str))
+
+
+def text_table(table: pd.DataFrame) -> str:
+    """A table as aligned text, text columns left-aligned and numbers right-aligned."""
+    fmt = {}
+    for col in table.columns:
+        if not pd.api.types.is_numeric_dtype(table[col]):
+            width = max([len(str(col)), *map(len, table[col].astype(str))])
+            fmt[col] = f"{{:<{width}}}".format
+    return table.to_string(index=False, justify="left", formatters=fmt)
+
+
+def skipped_lines(table: pd.DataFrame, unused: pd.DataFrame, convention: str,
+                  min_dim: int | None) -> list[str]:  # fmt: skip
+    """One line per layer with rows that got no fit (status and why, with the slice count),
+    then one per tensor that no layer was made from (``unused``: :func:`describe`'s rows)."""
+    from htsr.spectral.describe import status_reason
+
+    lines = []
+    bad = table[table["status"] != "ok"]
+    for (layer, status), rows in bad.groupby(["layer", "status"], sort=False):
+        n = f" ({len(rows)} slices)" if len(rows) > 1 else ""
+        why = status_reason(str(status), convention=convention, min_dim=min_dim)
+        lines.append(f"  {layer}{n}: {status}" + (f": {why}" if why else ""))
+    for _, row in unused.iterrows():
+        lines.append(f"  {row['layer']} ({row['shape']}): {row['status']}: {row['reason']}")
+    return lines
+
+
+def _unused_tensors(args: argparse.Namespace) -> pd.DataFrame:
+    """The tensors of the checkpoint that no layer was made from (``describe``'s rows)."""
+    from htsr.spectral.describe import describe
+
+    table = describe(args.checkpoint, args.convention, min_dim=args.min_dim,
+                     include_embeddings=args.include_embeddings)  # fmt: skip
+    return table[table["layer_type"] == ""]
+
+
+def _json_value(v: object) -> object:
+    if isinstance(v, (float, np.floating)):
+        return float(v) if np.isfinite(v) else None
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def _analyze(args: argparse.Namespace) -> int:
+    import json
+
+    from htsr.io import TABLE_SUFFIXES, write_table
     from htsr.metrics import analyze
     from htsr.trends import summarize
 
+    if args.output and Path(args.output).suffix.lower() not in TABLE_SUFFIXES:
+        raise ValueError(f"{args.output}: -o takes a {', '.join(TABLE_SUFFIXES)} file")
     table = analyze(
         args.checkpoint,
         args.convention,
@@ -136,10 +216,51 @@ def _analyze(args: argparse.Namespace) -> int:
         include_embeddings=args.include_embeddings,
         progress=args.progress,
         bootstrap=args.bootstrap,
+        min_evals=args.min_evals,
     )
-    write_tsv(args.output, table)
+    if args.output:
+        write_table(args.output, table)
     _require_some(args.checkpoint, table)  # the table is written either way, for its statuses
-    print(summary_line(args.checkpoint, summarize(table, convention=args.convention)))
+    summary = summarize(table, convention=args.convention)
+    unused = _unused_tensors(args)
+    skipped = skipped_lines(table, unused, args.convention, args.min_dim)
+    if args.json:
+        bad = table[table["status"] != "ok"]
+        out = {"checkpoint": args.checkpoint, "convention": args.convention}
+        out |= {k: _json_value(v) for k, v in summary.items()}
+        out |= {"n_matrices": int(summary["n_matrices"]), "n_rows": int(summary["n_rows"]),
+                "not_analysed": {str(k): int(v) for k, v in bad["status"].value_counts().items()},
+                "not_layers": [{"tensor": r["layer"], "status": r["status"],
+                                "reason": r["reason"]} for _, r in unused.iterrows()]}  # fmt: skip
+        print(json.dumps(out))
+        return 0
+    print(summary_line(args.checkpoint, summary))
+    if not args.output:
+        print(readable_table(table))
+    if skipped:
+        print(f"not analysed ({len(table) - int(summary['n_matrices'])} rows,"
+              f" {len(unused)} other tensors):")  # fmt: skip
+        print("\n".join(skipped))
+    return 0
+
+
+def _describe(args: argparse.Namespace) -> int:
+    from htsr.io import write_table
+    from htsr.spectral.describe import describe
+
+    table = describe(args.checkpoint, args.convention, min_dim=args.min_dim,
+                     include_embeddings=args.include_embeddings)  # fmt: skip
+    if args.output:
+        write_table(args.output, table)
+    else:
+        print(text_table(table.drop(columns="reason")))
+    layers = table[table["layer_type"] != ""]
+    ok = layers[layers["status"] == "ok"]
+    print(f"{args.checkpoint}: {len(layers)} layers, {int(layers['rows'].sum())} rows"
+          f" ({args.convention}), {len(ok)} layers to fit; {len(table) - len(layers)}"
+          " other tensors of 2+ dimensions")  # fmt: skip
+    for _, row in table[table["status"] != "ok"].iterrows():
+        print(f"  {row['layer']}: {row['status']}: {row['reason']}")
     return 0
 
 
@@ -154,7 +275,7 @@ def _summarize(args: argparse.Namespace) -> int:
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise ValueError(f"{path}: not a readable TSV table ({exc})") from exc
         try:
-            summary = summarize(table)
+            summary = summarize(table, min_evals=args.min_evals)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from exc
         print(summary_line(path, summary))
@@ -304,7 +425,7 @@ def _track(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"analyze": _analyze, "summarize": _summarize, "predict": _predict, "esd": _esd,
+COMMANDS = {"analyze": _analyze, "describe": _describe, "summarize": _summarize, "predict": _predict, "esd": _esd,
             "compare": _compare, "track": _track}  # fmt: skip
 
 

@@ -103,6 +103,10 @@ ALPHA_OVER_TRAINED = 2.0
 ALPHA_UNDER_TRAINED = 6.0
 
 
+#: Default of ``analyze``'s ``min_evals``: a fitted row with fewer eigenvalues gets a warning.
+#: WeightWatcher 0.7.7's ``DEFAULT_MIN_EVALS`` (``htsr.ww.WW_MIN_EVALS``).
+MIN_EVALS = 8
+
 #: Paper default for the smaller side of a conv slice to be analysed.
 PAPER_MIN_DIM = 50
 
@@ -470,6 +474,7 @@ def analyze(
     tsvd_seed: int | None = None,
     bootstrap: int = 0,
     bootstrap_seed: int = 0,
+    min_evals: int = MIN_EVALS,
 ) -> pd.DataFrame:
     """Spectral metrics of every weight matrix of a model, one row per matrix (see ``COLUMNS``).
 
@@ -518,6 +523,11 @@ def analyze(
         With N > 0, add columns ``alpha_low`` and ``alpha_high``: a 95 % percentile bootstrap
         interval of each fitted α from N resamples of its eigenvalues, xmin held at its fit
         (:func:`bootstrap_alpha_interval`, seed ``bootstrap_seed``).
+    min_evals
+        A fitted row whose ESD has fewer eigenvalues than this says so in its ``warning``
+        (``"few eigenvalues (7 < 8)"``): its α rests on too few values to trust. Default
+        WeightWatcher 0.7.7's ``min_evals`` (8); 50 is a stricter choice. Nothing is dropped:
+        :func:`htsr.trends.summarize` leaves such rows out only when asked (its ``min_evals``).
 
     A bad layer never stops the run: it gets a row whose ``status`` says why (``nonfinite``,
     ``overflow``/``underflow`` (finite nonzero weights whose spectrum over- or underflows even in
@@ -572,7 +582,9 @@ def analyze(
     columns = list(COLUMNS) + (["alpha_low", "alpha_high"] if bootstrap else [])
     columns += ["evals"] if keep_evals else []
     table = pd.DataFrame(rows, columns=columns)
-    table["warning"] = alpha_warnings(table["alpha"].to_numpy(float), table["status"])
+    table["warning"] = alpha_warnings(
+        table["alpha"].to_numpy(float), table["status"], table["num_evals"], min_evals
+    )
     if len(table) and not (table["status"] == "ok").any():
         warnings.warn(
             f"analyze: none of the {len(table)} matrices could be analysed"
@@ -590,10 +602,14 @@ def status_counts(table: pd.DataFrame) -> str:
     return ", ".join(f"{n} {st}" for st, n in table["status"].value_counts().items())
 
 
-def alpha_warnings(alpha: np.ndarray, status: Any) -> list[str]:
+def alpha_warnings(
+    alpha: np.ndarray, status: Any, num_evals: Any = None, min_evals: int = 0
+) -> list[str]:
     """The ``warning`` column: ``"over-trained"`` where a fitted α < 2 (a very heavy tail,
     possibly over-fitted), ``"under-trained"`` where α > 6 (a weakly correlated layer, possibly
-    under-trained), ``""`` otherwise and for rows without a fit (status other than ``ok``).
+    under-trained), ``""`` otherwise and for rows without a fit (status other than ``ok``);
+    with ``num_evals`` given, a fitted row with fewer than ``min_evals`` eigenvalues adds
+    ``"few eigenvalues (n < min_evals)"`` (joined by ``"; "``).
 
     The thresholds and words are WeightWatcher 0.7.7's (``OVER_TRAINED_THRESH = 2.0``,
     ``UNDER_TRAINED_THRESH = 6.0``), after Martin & Mahoney's heavy-tailed classes: α < 2 is
@@ -601,15 +617,20 @@ def alpha_warnings(alpha: np.ndarray, status: Any) -> list[str]:
 
     >>> alpha_warnings(np.array([1.5, 3.0, 7.0, np.nan]), ["ok", "ok", "ok", "too_small"])
     ['over-trained', '', 'under-trained', '']
+    >>> alpha_warnings(np.array([1.5, 3.0]), ["ok", "ok"], [7, 60], min_evals=50)
+    ['over-trained; few eigenvalues (7 < 50)', '']
     """
+    alpha = np.asarray(alpha, dtype=float)
+    counts = np.full(alpha.size, np.iinfo(np.int64).max) if num_evals is None else num_evals
     out = []
-    for a, st in zip(np.asarray(alpha, dtype=float), status, strict=True):
-        if st != "ok" or not np.isfinite(a):
-            out.append("")
-        elif a < ALPHA_OVER_TRAINED:
-            out.append("over-trained")
-        elif a > ALPHA_UNDER_TRAINED:
-            out.append("under-trained")
-        else:
-            out.append("")
+    for a, st, n in zip(alpha, status, np.asarray(counts, dtype=np.int64), strict=True):
+        words = []
+        if st == "ok" and np.isfinite(a):
+            if a < ALPHA_OVER_TRAINED:
+                words.append("over-trained")
+            elif a > ALPHA_UNDER_TRAINED:
+                words.append("under-trained")
+            if n < min_evals:
+                words.append(f"few eigenvalues ({n} < {min_evals})")
+        out.append("; ".join(words))
     return out

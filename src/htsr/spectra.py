@@ -243,7 +243,10 @@ def fused_qkv(
 
 
 def _tied(key: str, tensor: torch.Tensor, state_dict: Mapping[str, torch.Tensor]) -> bool:
-    """Is the output head ``key`` equal to an embedding of the checkpoint (a tied head)?"""
+    """Is the output head ``key`` equal to an embedding of the checkpoint (a tied head)?
+    Shapes only (data unknown) for a tensor on the ``meta`` device: not tied."""
+    if tensor.is_meta:
+        return False
     for other in state_dict:
         if other != key and any(p in EMBEDDING_NAMES for p in other.split(".")):
             emb = state_dict[other]

@@ -1,0 +1,1 @@
+"""The science on tensors and arrays: which matrices a model yields, spectra, fits, metrics."""

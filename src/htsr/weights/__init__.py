@@ -1,0 +1,1 @@
+"""Weights in: reading checkpoint files of every format, adapters, writing edited checkpoints."""

@@ -70,6 +70,22 @@ CHECKPOINT_HELP = (
 )
 
 
+def _lora_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base", default=None, metavar="CHECKPOINT",
+                   help="with a LoRA adapter: its base model, to analyse W + s·B·A as well")
+    p.add_argument("--no-lora-scale", action="store_true",
+                   help="LoRA: B·A unscaled, as WeightWatcher (default: s = alpha/r)")
+
+
+def _source(args: argparse.Namespace) -> object:
+    """The checkpoint path, or for a LoRA adapter (or with ``--base``) its lazy state_dict."""
+    from htsr.weights.lora import is_adapter, open_adapter
+
+    if args.base is not None or is_adapter(args.checkpoint):
+        return open_adapter(args.checkpoint, base=args.base, scale=not args.no_lora_scale)
+    return args.checkpoint
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="htsr", description="Heavy-tailed spectral metrics.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -91,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="warn on a fitted row with fewer than N eigenvalues (default 8, WW's)")
     a.add_argument("--fit", choices=("truncated", "untruncated", "ww"), default=None)
     a.add_argument("--include-embeddings", action="store_true")
+    _lora_options(a)
     a.add_argument("--progress", action="store_true", help="progress bar on stderr")
     a.add_argument(
         "--bootstrap", type=int, default=0, metavar="N", help="95%% interval of each alpha (N)"
@@ -101,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--convention", choices=("paper", "ww", "ww2020"), default="paper")
     d.add_argument("--min-dim", type=int, default=None, help="paper: min(N,M); ww: min_evals")
     d.add_argument("--include-embeddings", action="store_true")
+    _lora_options(d)
     s = sub.add_parser("summarize", help="model-level means of analyze tables")
     s.add_argument("tables", nargs="+", help="TSV files written by 'htsr analyze'")
     s.add_argument("--min-evals", type=int, default=None, metavar="N",
@@ -186,7 +204,7 @@ def _unused_tensors(args: argparse.Namespace) -> pd.DataFrame:
     """The tensors of the checkpoint that no layer was made from (``describe``'s rows)."""
     from htsr.spectral.describe import describe
 
-    table = describe(args.checkpoint, args.convention, min_dim=args.min_dim,
+    table = describe(_source(args), args.convention, min_dim=args.min_dim,
                      include_embeddings=args.include_embeddings)  # fmt: skip
     return table[table["layer_type"] == ""]
 
@@ -207,7 +225,7 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.output and Path(args.output).suffix.lower() not in TABLE_SUFFIXES:
         raise ValueError(f"{args.output}: -o takes a {', '.join(TABLE_SUFFIXES)} file")
     table = analyze(
-        args.checkpoint,
+        _source(args),
         args.convention,
         min_dim=args.min_dim,
         fit=args.fit,
@@ -248,7 +266,7 @@ def _describe(args: argparse.Namespace) -> int:
     from htsr.io import write_table
     from htsr.spectral.describe import describe
 
-    table = describe(args.checkpoint, args.convention, min_dim=args.min_dim,
+    table = describe(_source(args), args.convention, min_dim=args.min_dim,
                      include_embeddings=args.include_embeddings)  # fmt: skip
     if args.output:
         write_table(args.output, table)

@@ -37,7 +37,7 @@ import os
 import sys
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -164,6 +164,7 @@ class _Options:
     tsvd_seed: int = 42
     bootstrap: int = 0
     bootstrap_seed: int = 0
+    num_components: int = 0  # keep the largest this many eigenvalues of each matrix (0: all)
 
 
 def _blank_row(
@@ -332,6 +333,8 @@ def _stack_evals(matrices: torch.Tensor, opts: _Options) -> list[np.ndarray]:
     """Eigenvalues (float64 numpy, ascending; NaN rows for non-finite matrices) of every matrix
     of the stack, in one batched call."""
     ev = eigenvalues(matrices, dtype=opts.dtype, device=opts.device)
+    if 0 < opts.num_components < ev.shape[-1]:  # a low-rank matrix: its nonzero eigenvalues
+        ev = ev[..., -opts.num_components :]
     return list(ev.to(device="cpu", dtype=torch.float64).numpy())
 
 
@@ -420,6 +423,8 @@ def _layer_rows(layer: LayerWeight, opts: _Options) -> list[dict[str, Any]]:
     except ValueError as err:
         warnings.warn(f"analyze: {err}; status 'unsupported'", RuntimeWarning, stacklevel=3)
         return [_blank_row(layer.name, layer.layer_type, "", (0, 0), "unsupported")]
+    if layer.num_components:
+        opts = replace(opts, num_components=layer.num_components)
     per_slice = opts.convention in PER_SLICE
     labels = stack.slices if per_slice else ("",)
     if stack.shape[1] == 0:
@@ -450,6 +455,10 @@ def _resolve_device(device: str | torch.device) -> torch.device:
 
 def _source(model_or_path: Any) -> nn.Module | Mapping[str, torch.Tensor]:
     if isinstance(model_or_path, (str, os.PathLike)):
+        from htsr.weights.lora import is_adapter, open_adapter
+
+        if is_adapter(model_or_path):  # a LoRA adapter alone: its updates s·B·A
+            return open_adapter(model_or_path)
         return open_checkpoint(model_or_path)
     if isinstance(model_or_path, (nn.Module, Mapping)):
         return model_or_path
@@ -484,7 +493,10 @@ def analyze(
         An ``nn.Module``, a state_dict, a checkpoint file (``.pth``/``.pt``/``.bin``/
         ``.safetensors``), a folder in the Hugging Face hub's layout (one weights file, or a
         shard index and its shards, with its ``config.json``), or ``hf://OWNER/REPO[@REVISION]``
-        (downloaded and verified first, :func:`htsr.sources.hf.fetch_uri`). Files are read one
+        (downloaded and verified first, :func:`htsr.sources.hf.fetch_uri`); a LoRA adapter
+        (``adapter_model.safetensors``/``.bin`` or its folder) is analysed as its updates
+        s·B·A (:func:`htsr.weights.lora.open_adapter`; pass ``open_adapter(path, base=...)``
+        for W + s·B·A). Files are read one
         tensor at a time (:func:`htsr.checkpoints.open_checkpoint`); a bad file raises
         :class:`htsr.checkpoints.CheckpointError` naming it.
     convention

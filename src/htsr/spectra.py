@@ -65,6 +65,9 @@ class LayerWeight:
     layer_type: str
     weight: torch.Tensor
     status: str = ""  # set when the weight cannot be analysed at all (e.g. "non_float")
+    #: keep only the largest this many eigenvalues of each matrix (0: all): the rank of a
+    #: low-rank matrix such as a LoRA update B·A, whose other eigenvalues are 0
+    num_components: int = 0
 
 
 @dataclass(frozen=True)
@@ -278,6 +281,7 @@ def layers_from_state_dict(
     """
     if config is None:
         config = getattr(state_dict, "config", None)
+    ranks = getattr(state_dict, "num_components", {})  # a LoRA update's rank, by key
     for key in state_dict:
         tensor = state_dict[key]
         kind = infer_layer(key, tensor, include_embeddings=include_embeddings)
@@ -302,7 +306,7 @@ def layers_from_state_dict(
                 if include_attention:
                     yield LayerWeight(name, "attention", qkv)
                 continue
-        yield LayerWeight(name, kind, tensor)
+        yield LayerWeight(name, kind, tensor, num_components=int(ranks.get(key, 0)))
 
 
 def iter_layers(

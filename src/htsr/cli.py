@@ -8,6 +8,8 @@
                  [--include-embeddings] [--progress]
     htsr describe MODEL.pth|FOLDER|hf://... [-o table.tsv] [--convention ...] [--min-dim N]
     htsr summarize table.tsv [table2.tsv ...] [--min-evals N]
+    htsr smooth MODEL -o SMOOTHED [--method detX|percent] [--percent 0.8] [--report r.tsv]
+    htsr sharpen MODEL -o SHARPENED [--seed 0] [--report r.tsv]
     htsr predict MODEL.pth --models results/models.tsv --family FAMILY [--set SET]
                  [--metric alpha_weighted] [--quality top1] [--json]
     htsr esd MODEL.pth --layer NAME [--slice i,j] -o esd.png [--convention paper|ww|ww2020]
@@ -119,6 +121,17 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--min-dim", type=int, default=None, help="paper: min(N,M); ww: min_evals")
     d.add_argument("--include-embeddings", action="store_true")
     _lora_options(d)
+    sm = sub.add_parser("smooth", help="WeightWatcher's SVD smoothing: keep each layer's tail")
+    sm.add_argument("checkpoint", help="a checkpoint file (.safetensors/.pth/.bin) or folder")
+    sm.add_argument("-o", "--output", required=True, help="the edited checkpoint, same format")
+    sm.add_argument("--method", choices=("detX", "percent"), default="detX")
+    sm.add_argument("--percent", type=float, default=0.8, help="percent: fraction of M kept")
+    sm.add_argument("--report", default=None, help="write the per-layer report (.tsv/.csv)")
+    sh = sub.add_parser("sharpen", help="WeightWatcher's SVD sharpening: remove the top spikes")
+    sh.add_argument("checkpoint", help="a checkpoint file (.safetensors/.pth/.bin) or folder")
+    sh.add_argument("-o", "--output", required=True, help="the edited checkpoint, same format")
+    sh.add_argument("--seed", type=int, default=0, help="seed of the entry permutations")
+    sh.add_argument("--report", default=None, help="write the per-layer report (.tsv/.csv)")
     s = sub.add_parser("summarize", help="model-level means of analyze tables")
     s.add_argument("tables", nargs="+", help="TSV files written by 'htsr analyze'")
     s.add_argument("--min-evals", type=int, default=None, metavar="N",
@@ -279,6 +292,27 @@ def _describe(args: argparse.Namespace) -> int:
           " other tensors of 2+ dimensions")  # fmt: skip
     for _, row in table[table["status"] != "ok"].iterrows():
         print(f"  {row['layer']}: {row['status']}: {row['reason']}")
+    return 0
+
+
+def _edit(args: argparse.Namespace) -> int:
+    from htsr.io import write_table
+    from htsr.spectral.edit import svd_sharpen, svd_smooth
+    from htsr.weights.write import write_edited
+
+    if args.command == "smooth":
+        edits, report = svd_smooth(args.checkpoint, method=args.method, percent=args.percent)
+    else:
+        edits, report = svd_sharpen(args.checkpoint, seed=args.seed)
+    files = write_edited(args.checkpoint, args.output, edits)
+    if args.report:
+        write_table(args.report, report)
+    shown = report.assign(energy_removed=report["energy_removed"].map("{:.4f}".format))
+    print(text_table(shown))
+    changed = report[report["removed"] > 0]
+    print(f"{args.output}: {len(changed)} of {len(report)} layers changed,"
+          f" {int(changed['removed'].sum())} singular components removed (per matrix;"
+          f" each conv tap loses as many), written as {len(files)} weights file(s)")  # fmt: skip
     return 0
 
 
@@ -443,7 +477,8 @@ def _track(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"analyze": _analyze, "describe": _describe, "summarize": _summarize, "predict": _predict, "esd": _esd,
+COMMANDS = {"analyze": _analyze, "describe": _describe, "summarize": _summarize, "smooth": _edit,
+            "sharpen": _edit, "predict": _predict, "esd": _esd,
             "compare": _compare, "track": _track}  # fmt: skip
 
 

@@ -14,7 +14,7 @@
                  [--metric alpha_weighted] [--quality top1] [--json]
     htsr esd MODEL.pth --layer NAME [--slice i,j] -o esd.png [--convention paper|ww|ww2020]
     htsr esd MODEL.pth --all -o esd.pdf
-    htsr compare A.pth B.pth -o table.tsv [--figure compare.png] [--delta]
+    htsr compare A.pth B.pth -o table.tsv [--figure compare.png] [--delta] [--distances]
     htsr track CHECKPOINT... | DIRECTORY -o track.tsv [--figure track.png]
 
 ``analyze`` prints one summary line and, without ``-o``, the table of
@@ -162,6 +162,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, help="TSV file to write")
     c.add_argument("--figure", default=None, help="α by depth for both (.png/.pdf)")
     c.add_argument("--delta", action="store_true", help="also analyse the spectra of W_B - W_A")
+    c.add_argument("--distances", action="store_true",
+                   help="add WeightWatcher's distances per layer: raw, euclidean, cka")
     c.add_argument("--convention", choices=("paper", "ww", "ww2020"), default="paper")
     t = sub.add_parser("track", help="model-level metrics of a training run's checkpoints")
     t.add_argument("checkpoints", nargs="+", help="checkpoint files or a directory of them")
@@ -439,6 +441,14 @@ def _compare(args: argparse.Namespace) -> int:
                 "log_norm": "delta_log_norm", "status": "delta_status"}  # fmt: skip
         table = table.merge(delta[["layer", "slice", *cols]].rename(columns=cols),
                             on=["layer", "slice"], how="left")  # fmt: skip
+    if args.distances:
+        from htsr.spectral.distances import METHODS, distances
+
+        for method in METHODS:
+            d = distances(args.a, args.b, method)
+            d = d.loc[d["status"] == "ok", ["layer", "delta_W"]]
+            table = table.merge(d.rename(columns={"delta_W": f"distance_{method}"}),
+                                on="layer", how="left")  # fmt: skip
     write_tsv(args.output, table)
     conv = args.convention
     s = compare_summary(table, summarize(ta, convention=conv), summarize(tb, convention=conv))
@@ -446,6 +456,10 @@ def _compare(args: argparse.Namespace) -> int:
           f"B {args.b}: alpha_weighted={s['alpha_weighted_b']:.4f}")  # fmt: skip
     print(f"{s['more_heavy_tailed']} matrices more heavy-tailed in B (alpha fell),"
           f" {s['less_heavy_tailed']} less, {s['unchanged']} unchanged")  # fmt: skip
+    if args.distances:
+        per_layer = table.drop_duplicates("layer")
+        print("distances (mean over layers): " + ", ".join(
+            f"{m} {per_layer[f'distance_{m}'].mean():.4g}" for m in ("raw", "euclidean", "cka")))
     for side in ("a", "b"):
         if s[f"only_{side}"]:
             print(f"only in {side.upper()}: {', '.join(s[f'only_{side}'])}")

@@ -16,9 +16,9 @@ convention's layers: 8 to 15000 pooled eigenvalues), matched by name:
 
 These are WW's formulas (``WeightWatcher.matrix_distance``), checked against WW's own
 ``distances`` in the tests. One difference: WW reports ``delta_b = 0`` for a conv2d layer
-(its ``PyTorchLayer`` does not read conv biases); here it is the biases' distance. A layer in only one checkpoint, or of another shape in the other,
-gets a row with its status (``only A``, ``only B``, ``shape differs``) and NaN distances;
-WW stops with an error there.
+(its ``PyTorchLayer`` does not read conv biases); here it is the biases' distance. A layer in
+only one checkpoint, or of another shape in the other, gets a row with its status (``only A``,
+``only B``, ``shape differs``) and NaN distances; WW stops with an error there.
 
 Example
 -------

@@ -107,7 +107,8 @@ def _mp_resid(sigma: float, x: np.ndarray, q: float, bw: float) -> float:
         peak = xde[np.argmax(yde)]
         if b < peak or b > xde.max() or a > peak:
             return float(len(yde)) * 1e6
-        ymp = np.nan_to_num((q / (2 * np.pi * sigma * sigma * xde)) * np.sqrt((b - xde) * (xde - a)))
+        ymp = q / (2 * np.pi * sigma * sigma * xde) * np.sqrt((b - xde) * (xde - a))
+        ymp = np.nan_to_num(ymp)
     return float(np.sum((ymp - yde) ** 2))
 
 

@@ -8,7 +8,8 @@
                  [--include-embeddings] [--progress]
     htsr describe MODEL.pth|FOLDER|hf://... [-o table.tsv] [--convention ...] [--min-dim N]
     htsr summarize table.tsv [table2.tsv ...] [--min-evals N]
-    htsr smooth MODEL -o SMOOTHED [--method detX|percent] [--percent 0.8] [--report r.tsv]
+    htsr smooth MODEL -o SMOOTHED [--method detX|percent] [--percent 0.8] [--svd exact|randomized]
+                [--report r.tsv]
     htsr sharpen MODEL -o SHARPENED [--seed 0] [--report r.tsv]
     htsr predict MODEL.pth --models results/models.tsv --family FAMILY [--set SET]
                  [--metric alpha_weighted] [--quality top1] [--json]
@@ -126,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("-o", "--output", required=True, help="the edited checkpoint, same format")
     sm.add_argument("--method", choices=("detX", "percent"), default="detX")
     sm.add_argument("--percent", type=float, default=0.8, help="percent: fraction of M kept")
+    sm.add_argument("--svd", choices=("exact", "randomized"), default="exact",
+                    help="randomized: WW's TruncatedSVD, to reproduce its weights")
     sm.add_argument("--report", default=None, help="write the per-layer report (.tsv/.csv)")
     sh = sub.add_parser("sharpen", help="WeightWatcher's SVD sharpening: remove the top spikes")
     sh.add_argument("checkpoint", help="a checkpoint file (.safetensors/.pth/.bin) or folder")
@@ -303,7 +306,8 @@ def _edit(args: argparse.Namespace) -> int:
     from htsr.weights.write import write_edited
 
     if args.command == "smooth":
-        edits, report = svd_smooth(args.checkpoint, method=args.method, percent=args.percent)
+        edits, report = svd_smooth(args.checkpoint, method=args.method, percent=args.percent,
+                                   svd=args.svd)  # fmt: skip
     else:
         edits, report = svd_sharpen(args.checkpoint, seed=args.seed)
     files = write_edited(args.checkpoint, args.output, edits)

@@ -26,7 +26,9 @@ n_slices, num_evals, method, num_smooth, kept, removed, energy_removed, status``
 
 Differences from WeightWatcher 0.7.7, each with its line: WW keeps the top k with scikit-learn's
 randomized ``TruncatedSVD(n_iter=7, random_state=42)`` (``RMT_Util._smooth_W_accurate``); here
-the SVD is exact (LAPACK, float64), equal to WW's to ~1e-6 on the test models. WW's det X loop
+the SVD is exact by default (LAPACK, float64: the best approximation of rank k, within 2 % of
+WW's weights on the test models where half of a flat spectrum is kept, 1e-6 on the conv taps),
+and ``svd="randomized"`` runs WW's ``TruncatedSVD`` (equal to WW's weights to 1e-6). WW's det X loop
 multiplies eigenvalues (``detX_constraint``, ``np.prod(evals[idx:])``) and can overflow to inf
 on a large layer, after which no tail satisfies det X < 1; here the product is a sum of logs.
 When WW's MP fit fails, ``num_spikes`` is −1 and SVDSharpness then *keeps* only the top
@@ -87,17 +89,24 @@ def detx_num(evals: np.ndarray) -> int:
     return int(below[0] + 1) if below.size else int(ev.size)
 
 
-def _mp_resid(sigma: float, x: np.ndarray, q: float, bw: float) -> float:
-    """WW's ``resid_mp(..., allresid=False)``: Σ (MP density − linear-KDE density)² on a grid
-    of 1000 points over [0, max + 0.5], where the KDE density is above 0.01 (a quarter circle
-    for Q = 1)."""
+def _kde(x: np.ndarray, bw: float) -> tuple[np.ndarray, np.ndarray]:
+    """WW's ``resid_mp`` density estimate: scikit-learn's linear-kernel KDE (bandwidth ``bw``)
+    of ``x`` on 1000 points over [0, max + 0.5], kept where it exceeds 0.01. It does not depend
+    on σ, so it is computed once per ESD (WW refits it for every σ it tries)."""
     from sklearn.neighbors import KernelDensity
 
     kde = KernelDensity(kernel="linear", bandwidth=bw).fit(x.reshape(-1, 1))
     xde = np.linspace(0, np.max(x) + 0.5, 1000)
     yde = np.exp(kde.score_samples(xde[:, None]))
     good = yde > 0.01
-    xde, yde = xde[good], yde[good]
+    return xde[good], yde[good]
+
+
+def _mp_resid(sigma: Any, xde: np.ndarray, yde: np.ndarray, q: float) -> float:
+    """WW's ``resid_mp(..., allresid=False)``: Σ (MP density of σ − KDE density)² over the
+    grid (a quarter circle for Q = 1); 1000 per point where the MP edges do not straddle the
+    KDE's peak or the upper edge passes the grid."""
+    sigma = float(np.ravel(sigma)[0])
     with np.errstate(divide="ignore", invalid="ignore"):
         if q == 1:
             ymp = np.nan_to_num((1 / (np.pi * sigma * sigma)) * np.sqrt(4 - xde**2))
@@ -116,7 +125,8 @@ def mp_num_spikes(evals: np.ndarray, n: int, m: int) -> int:
     """Spikes of an ESD beyond its fitted Marchenko–Pastur bulk edge plus a Tracy–Widom margin,
     WeightWatcher 0.7.7's ``mp_fit``: the eigenvalues are rescaled to sum to their number,
     σ is fitted by ``scipy.optimize.brute`` (then ``fmin``) over [0.05, 2)·σ₀ in steps of
-    0.01·σ₀, σ₀ = √(λmax) / (1 + 1/√Q), Q = N/M, minimising :func:`_mp_resid` (bandwidth 0.1);
+    0.01·σ₀, σ₀ = √(λmax) / (1 + 1/√Q), Q = N/M, minimising :func:`_mp_resid` against the
+    ESD's :func:`_kde` (bandwidth 0.1; of √λ for Q = 1);
     bulk edge λ₊ = σ²(1 + 1/√Q)², TW = Q^(-1/2) λ₊^(2/3) M^(-2/3); spikes: λ > λ₊ + √TW.
     Raises ``ValueError`` when the fit cannot run.
     """
@@ -127,22 +137,33 @@ def mp_num_spikes(evals: np.ndarray, n: int, m: int) -> int:
     q = n / m
     sigma0 = np.sqrt(np.max(ev)) / (1 + 1 / np.sqrt(q))
     grid = (slice(0.05 * sigma0, 2.0 * sigma0, 0.01 * sigma0),)
-    x = np.sqrt(ev) if q == 1 else ev
+    xde, yde = _kde(np.sqrt(ev) if q == 1 else ev, 0.1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        sigma = float(np.atleast_1d(optimize.brute(_mp_resid, grid, args=(x, q, 0.1)))[0])
+        sigma = float(np.atleast_1d(optimize.brute(_mp_resid, grid, args=(xde, yde, q)))[0])
     bulk_max = (sigma * (1 + 1 / np.sqrt(q))) ** 2
     tw = 1 / np.sqrt(q) * bulk_max ** (2 / 3) * m ** (-2 / 3)
     return int(np.sum(ev > bulk_max + np.sqrt(tw)))
 
 
-def _svd_edit(w: torch.Tensor, k: int) -> torch.Tensor:
+def _svd_edit(w: torch.Tensor, k: int, svd: str = "exact") -> torch.Tensor:
     """``w`` (2-D) with only its k largest singular components (k > 0), or without its −k
-    largest (k < 0), in float64; unchanged copy for k = 0 or k ≥ min(N, M)."""
+    largest (k < 0), in float64; unchanged copy for k = 0 or k ≥ min(N, M). ``svd=
+    "randomized"``: the k largest from scikit-learn's ``TruncatedSVD(k, n_iter=7,
+    random_state=42)`` on the float32 weights, as WeightWatcher 0.7.7 does
+    (``RMT_Util._smooth_W_accurate``)."""
     x = w.detach().to(torch.float64)
     m = min(x.shape)
     if k == 0 or k >= m:
         return x.clone()
+    if svd == "randomized" and k > 0:
+        from sklearn.decomposition import TruncatedSVD
+
+        t = TruncatedSVD(n_components=k, n_iter=7, random_state=42)
+        a = w.detach().float().numpy()
+        if a.shape[0] < a.shape[1]:
+            return torch.from_numpy((t.fit_transform(a.T) @ t.components_).T).double()
+        return torch.from_numpy(t.fit_transform(a) @ t.components_).double()
     u, s, vh = torch.linalg.svd(x, full_matrices=False)
     s = s.clone()
     if k > 0:
@@ -152,15 +173,15 @@ def _svd_edit(w: torch.Tensor, k: int) -> torch.Tensor:
     return (u * s) @ vh
 
 
-def _edit_layer(layer: LayerWeight, per_matrix: int) -> torch.Tensor:
+def _edit_layer(layer: LayerWeight, per_matrix: int, svd: str) -> torch.Tensor:
     """The layer's weight with every matrix (conv2d: each tap) edited by ``_svd_edit``."""
     w = layer.weight.detach()
     if layer.layer_type == "linear":
-        return _svd_edit(w, per_matrix).to(w.dtype)
+        return _svd_edit(w, per_matrix, svd).to(w.dtype)
     out = torch.empty_like(w, dtype=torch.float64)
     for i in range(w.shape[2]):
         for j in range(w.shape[3]):
-            out[:, :, i, j] = _svd_edit(w[:, :, i, j], per_matrix)
+            out[:, :, i, j] = _svd_edit(w[:, :, i, j], per_matrix, svd)
     return out.to(w.dtype)
 
 
@@ -179,7 +200,7 @@ def _ww_matrices(layer: LayerWeight) -> list[torch.Tensor]:
     return mats
 
 
-def _edit(source: Any, method: str, percent: float, seed: int,
+def _edit(source: Any, method: str, percent: float, seed: int, svd: str = "exact",
           ) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:  # fmt: skip
     from htsr.metrics import _Options
     from htsr.spectral.describe import _shape_status
@@ -226,7 +247,7 @@ def _edit(source: Any, method: str, percent: float, seed: int,
                               RuntimeWarning, stacklevel=3)  # fmt: skip
                 continue
         per = num_smooth if rf == 1 else math.ceil(num_smooth / rf)
-        new = _edit_layer(layer, per)
+        new = _edit_layer(layer, per, svd)
         m = stack.shape[1]
         kept = m if per == 0 else min(per, m) if per > 0 else max(m + per, 0)
         old_sq = float(layer.weight.detach().double().square().sum())
@@ -242,19 +263,24 @@ def svd_smooth(
     *,
     method: str = "detX",
     percent: float = 0.8,
+    svd: str = "exact",
 ) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
     """WeightWatcher's SVD smoothing of every linear and conv2d layer (module docstring).
 
     Returns ``(edits, report)``: ``edits`` maps each edited weight's state_dict key
     (``<layer>.weight``) to its new tensor (same shape and dtype), ``report`` has one row per
     linear/conv2d layer (:data:`REPORT_COLUMNS`; a layer WW skips keeps its status and is not
-    edited). ``method``: ``"detX"`` or ``"percent"`` (keep ⌊percent·M·slices⌋ components).
+    edited). ``method``: ``"detX"`` or ``"percent"`` (keep ⌊percent·M·slices⌋ components;
+    WW calls it ``method="svd"``). ``svd``: ``"exact"`` (LAPACK; the best approximation of
+    that rank) or ``"randomized"`` (WW's ``TruncatedSVD``, to reproduce its weights).
     """
+    if svd not in ("exact", "randomized"):
+        raise ValueError(f"svd must be 'exact' or 'randomized', got {svd!r}")
     if method not in ("detX", "percent"):
         raise ValueError(f"method must be 'detX' or 'percent', got {method!r}")
     if not 0.0 <= percent <= 1.0:
         raise ValueError(f"percent must be in [0, 1], got {percent}")
-    return _edit(_source(model_or_path), method, percent, 0)
+    return _edit(_source(model_or_path), method, percent, 0, svd)
 
 
 def svd_sharpen(

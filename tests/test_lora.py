@@ -111,7 +111,8 @@ def test_scaling_config_and_describe(peft_files: dict, capsys) -> None:
     rs = adapter_scaling({**cfg, "use_rslora": True, "rank_pattern": {"v_proj": 16}})
     assert (rs("a.q_proj"), rs("a.v_proj")) == (8 / 2, 8 / 4)
     t = describe(peft_files["adapter"], "ww")
-    assert list(t.loc[t["layer_type"] == "linear", "num_evals"].unique()) == [64]
+    lin = t[t["layer_type"] == "linear"]
+    assert list(lin["num_evals"].unique()) == [4] and list(lin["M"].unique()) == [64]
     assert main(["analyze", str(peft_files["adapter"]), "--base", str(peft_files["base"]),
                  "--convention", "ww"]) == 0  # fmt: skip
     out = capsys.readouterr().out

@@ -61,6 +61,7 @@ class MetaStateDict(Mapping[str, torch.Tensor]):
     def __init__(self, source: Mapping[str, torch.Tensor]) -> None:
         self.source = source
         self.config = getattr(source, "config", None)
+        self.num_components = getattr(source, "num_components", {})  # a LoRA update's rank
 
     def __getitem__(self, key: str) -> torch.Tensor:
         meta = getattr(self.source, "meta", None)
@@ -138,6 +139,8 @@ def _layer_row(layer: LayerWeight, convention: str, min_dim: int) -> dict[str, A
     except ValueError:
         return row | dict(n_slices=0, N=0, M=0, num_evals=0, status="unsupported")
     status, num_evals = _shape_status(stack, convention, min_dim)
+    if layer.num_components:  # a low-rank update: its r nonzero eigenvalues are analysed
+        num_evals = min(num_evals, layer.num_components)
     n, m = stack.shape
     return row | dict(n_slices=len(stack.slices), N=n, M=m, num_evals=num_evals, status=status)
 

@@ -127,3 +127,15 @@ def test_smooth_and_sharpen_commands_keep_the_format(tmp_path: Path, capsys) -> 
     torch.save(m.state_dict(), a)
     assert main(["compare", str(a), str(tmp_path / "s.pth"), "-o", str(b), "--distances"]) == 0
     assert "distances (mean over layers): raw" in capsys.readouterr().out
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    from htsr.spectral import describe as describe_mod
+    from htsr.spectral import distances as distances_mod
+    from htsr.spectral import edit
+    from htsr.weights import lora
+
+    for module in (describe_mod, distances_mod, edit, lora):
+        assert doctest.testmod(module).failed == 0, module.__name__

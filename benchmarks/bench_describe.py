@@ -119,8 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             table = describe(big)
         finally:
             TensorStore.__getitem__ = orig
-        print(f"7B-shaped sharded checkpoint: {size / 1e9:.1f} GB in 2 shards,"
-              f" {len(table)} rows, describe {t_big:.3f} s (no tensor data read)")
+        print(
+            f"7B-shaped sharded checkpoint: {size / 1e9:.1f} GB in 2 shards,"
+            f" {len(table)} rows, describe {t_big:.3f} s (no tensor data read)"
+        )
         if args.skip_ww:
             return 0
         import logging
@@ -135,9 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         watcher = weightwatcher.WeightWatcher(log_level=logging.ERROR)
         t_ww = _best(lambda: watcher.describe(model=small), args.repeat)
         t_us = _best(lambda: describe(path, "ww"), args.repeat)
-        print(f"reduced model ({args.small_layers} layers, hidden 1024, float32,"
-              f" {path.stat().st_size / 1e6:.0f} MB): htsr describe {t_us:.4f} s,"
-              f" WeightWatcher 0.7.7 describe {t_ww:.4f} s, ratio WW/htsr {t_ww / t_us:.1f}")
+        print(
+            f"reduced model ({args.small_layers} layers, hidden 1024, float32,"
+            f" {path.stat().st_size / 1e6:.0f} MB): htsr describe {t_us:.4f} s,"
+            f" WeightWatcher 0.7.7 describe {t_ww:.4f} s, ratio WW/htsr {t_ww / t_us:.1f}"
+        )
     return 0
 
 

@@ -71,8 +71,10 @@ def test_describe_command(tmp_path: Path, capsys) -> None:
     assert main(["describe", str(tmp_path / "m.safetensors")]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[1].split()[:3] == ["a", "conv2d", "64x32x3x3"]
-    assert out[-3] == f"{tmp_path / 'm.safetensors'}: 3 layers, 11 rows (paper), 1 layers to fit;" \
+    assert (
+        out[-3] == f"{tmp_path / 'm.safetensors'}: 3 layers, 11 rows (paper), 1 layers to fit;"
         " 0 other tensors of 2+ dimensions"
+    )
     assert out[-2] == "  a: too_small: a conv slice with min(N, M) < min_dim = 50"
     assert out[-1] == "  c: non_float: not a floating-point tensor (integer or quantized weights)"
     with pytest.raises(SystemExit):

@@ -74,10 +74,17 @@ CHECKPOINT_HELP = (
 
 
 def _lora_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base", default=None, metavar="CHECKPOINT",
-                   help="with a LoRA adapter: its base model, to analyse W + s·B·A as well")
-    p.add_argument("--no-lora-scale", action="store_true",
-                   help="LoRA: B·A unscaled, as WeightWatcher (default: s = alpha/r)")
+    p.add_argument(
+        "--base",
+        default=None,
+        metavar="CHECKPOINT",
+        help="with a LoRA adapter: its base model, to analyse W + s·B·A as well",
+    )
+    p.add_argument(
+        "--no-lora-scale",
+        action="store_true",
+        help="LoRA: B·A unscaled, as WeightWatcher (default: s = alpha/r)",
+    )
 
 
 def _source(args: argparse.Namespace) -> object:
@@ -106,8 +113,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     a.add_argument("--device", default="cpu", help="cpu or cuda (falls back to cpu with a warning)")
     a.add_argument("--min-dim", type=int, default=None, help="paper: min(N,M); ww: min_evals")
-    a.add_argument("--min-evals", type=int, default=8, metavar="N",
-                   help="warn on a fitted row with fewer than N eigenvalues (default 8, WW's)")
+    a.add_argument(
+        "--min-evals",
+        type=int,
+        default=8,
+        metavar="N",
+        help="warn on a fitted row with fewer than N eigenvalues (default 8, WW's)",
+    )
     a.add_argument("--fit", choices=("truncated", "untruncated", "ww"), default=None)
     a.add_argument("--include-embeddings", action="store_true")
     _lora_options(a)
@@ -127,8 +139,12 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("-o", "--output", required=True, help="the edited checkpoint, same format")
     sm.add_argument("--method", choices=("detX", "percent"), default="detX")
     sm.add_argument("--percent", type=float, default=0.8, help="percent: fraction of M kept")
-    sm.add_argument("--svd", choices=("exact", "randomized"), default="exact",
-                    help="randomized: WW's TruncatedSVD, to reproduce its weights")
+    sm.add_argument(
+        "--svd",
+        choices=("exact", "randomized"),
+        default="exact",
+        help="randomized: WW's TruncatedSVD, to reproduce its weights",
+    )
     sm.add_argument("--report", default=None, help="write the per-layer report (.tsv/.csv)")
     sh = sub.add_parser("sharpen", help="WeightWatcher's SVD sharpening: remove the top spikes")
     sh.add_argument("checkpoint", help="a checkpoint file (.safetensors/.pth/.bin) or folder")
@@ -137,8 +153,13 @@ def _parser() -> argparse.ArgumentParser:
     sh.add_argument("--report", default=None, help="write the per-layer report (.tsv/.csv)")
     s = sub.add_parser("summarize", help="model-level means of analyze tables")
     s.add_argument("tables", nargs="+", help="TSV files written by 'htsr analyze'")
-    s.add_argument("--min-evals", type=int, default=None, metavar="N",
-                   help="leave out rows with fewer than N eigenvalues (default: keep all)")
+    s.add_argument(
+        "--min-evals",
+        type=int,
+        default=None,
+        metavar="N",
+        help="leave out rows with fewer than N eigenvalues (default: keep all)",
+    )
     r = sub.add_parser(
         "predict", help="predict a checkpoint's quality from its family's trend, with a 95%% PI"
     )
@@ -165,8 +186,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, help="TSV file to write")
     c.add_argument("--figure", default=None, help="α by depth for both (.png/.pdf)")
     c.add_argument("--delta", action="store_true", help="also analyse the spectra of W_B - W_A")
-    c.add_argument("--distances", action="store_true",
-                   help="add WeightWatcher's distances per layer: raw, euclidean, cka")
+    c.add_argument(
+        "--distances",
+        action="store_true",
+        help="add WeightWatcher's distances per layer: raw, euclidean, cka",
+    )
     c.add_argument("--convention", choices=("paper", "ww", "ww2020"), default="paper")
     t = sub.add_parser("track", help="model-level metrics of a training run's checkpoints")
     t.add_argument("checkpoints", nargs="+", help="checkpoint files or a directory of them")
@@ -303,8 +327,12 @@ def _describe(args: argparse.Namespace) -> int:
 def _edit(args: argparse.Namespace) -> int:
     from htsr.io import write_table
     from htsr.spectral.edit import svd_sharpen, svd_smooth
+    from htsr.weights.lora import is_adapter
     from htsr.weights.write import write_edited
 
+    if is_adapter(args.checkpoint):
+        raise ValueError(f"{args.checkpoint}: a LoRA adapter; {args.command} edits a model's"
+                         " checkpoint (merge the adapter into its base first)")  # fmt: skip
     if args.command == "smooth":
         edits, report = svd_smooth(args.checkpoint, method=args.method, percent=args.percent,
                                    svd=args.svd)  # fmt: skip
@@ -462,8 +490,12 @@ def _compare(args: argparse.Namespace) -> int:
           f" {s['less_heavy_tailed']} less, {s['unchanged']} unchanged")  # fmt: skip
     if args.distances:
         per_layer = table.drop_duplicates("layer")
-        print("distances (mean over layers): " + ", ".join(
-            f"{m} {per_layer[f'distance_{m}'].mean():.4g}" for m in ("raw", "euclidean", "cka")))
+        print(
+            "distances (mean over layers): "
+            + ", ".join(
+                f"{m} {per_layer[f'distance_{m}'].mean():.4g}" for m in ("raw", "euclidean", "cka")
+            )
+        )
     for side in ("a", "b"):
         if s[f"only_{side}"]:
             print(f"only in {side.upper()}: {', '.join(s[f'only_{side}'])}")

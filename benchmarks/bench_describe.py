@@ -4,7 +4,7 @@ Writes Llama-2-7B's tensor names, shapes and dtype (hidden 4096, MLP 11008, 32 l
 vocabulary 32000, bfloat16: 6.7e9 parameters, 13.5 GB) as two safetensors shards with their
 ``model.safetensors.index.json`` and ``config.json``, each shard as its real header followed by
 a *sparse* data region (``os.truncate``: no bytes on disk, reading it would give zeros), and
-times :func:`htsr.spectral.describe.describe` on the folder (best of ``--repeat``), with
+times :func:`htsr.weights.describe.describe` on the folder (best of ``--repeat``), with
 ``TensorStore.__getitem__`` made to raise: describe never asks for a tensor's data.
 
 For the ratio against WeightWatcher 0.7.7's ``describe`` (which reads every tensor to numpy,
@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from htsr.checkpoints import TensorStore
-    from htsr.spectral.describe import describe
+    from htsr.weights.checkpoints import TensorStore
+    from htsr.weights.describe import describe
 
     def no_data(self, key):
         raise AssertionError(f"describe read the data of {key}")

@@ -14,7 +14,7 @@ from torch import nn
 
 from htsr import analyze
 from htsr.cli import main
-from htsr.trends import summarize
+from htsr.studies.trends import summarize
 
 
 @pytest.fixture(scope="module")

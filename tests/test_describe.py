@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from htsr.checkpoints import TensorStore
 from htsr.cli import main
-from htsr.spectral.describe import describe
+from htsr.weights.checkpoints import TensorStore
+from htsr.weights.describe import describe
 
 _BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_describe.py"
 _spec = importlib.util.spec_from_file_location("bench_describe", _BENCH)

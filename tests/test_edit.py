@@ -14,8 +14,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from htsr.cli import main
-from htsr.spectral.distances import distances
-from htsr.spectral.edit import detx_num, svd_sharpen, svd_smooth
+from htsr.weights.distances import distances
+from htsr.weights.edit import detx_num, svd_sharpen, svd_smooth
 
 
 def _model() -> nn.Sequential:
@@ -132,10 +132,9 @@ def test_smooth_and_sharpen_commands_keep_the_format(tmp_path: Path, capsys) -> 
 def test_docstring_examples() -> None:
     import doctest
 
-    from htsr.spectral import describe as describe_mod
-    from htsr.spectral import distances as distances_mod
-    from htsr.spectral import edit
-    from htsr.weights import lora
+    from htsr.weights import describe as describe_mod
+    from htsr.weights import distances as distances_mod
+    from htsr.weights import edit, lora
 
     for module in (describe_mod, distances_mod, edit, lora):
         assert doctest.testmod(module).failed == 0, module.__name__

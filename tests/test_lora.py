@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from htsr import analyze
 from htsr.cli import main
-from htsr.spectral.describe import describe
+from htsr.weights.describe import describe
 from htsr.weights.lora import LoraStateDict, adapter_scaling, open_adapter
 
 pytest.importorskip("peft")

@@ -17,15 +17,18 @@
     htsr esd MODEL.pth --all -o esd.pdf
     htsr compare A.pth B.pth -o table.tsv [--figure compare.png] [--delta] [--distances]
     htsr track CHECKPOINT... | DIRECTORY -o track.tsv [--figure track.png]
+    htsr guide CHECKPOINT --method tempbalance|modelbalancing|alphadecay|alphapruning
+               [--sparsity S] [--epsilon E] [--farms] [--lower published|corrected]
+               [--json] [-o table.tsv]
 
 ``analyze`` prints one summary line and, without ``-o``, the table of
-:func:`htsr.metrics.analyze` in columns; with ``-o`` it writes the table as TSV, CSV or parquet
-by the suffix (atomically: a temporary file in the same directory, then ``os.replace``); with
-``--json`` the summary is one JSON object. Every layer that got no fit is listed after it, with
-why (its status in words), and so is every tensor no layer was made from (an embedding left
+:func:`htsr.spectral.metrics.analyze` in columns; with ``-o`` it writes the table as TSV, CSV or
+parquet by the suffix (atomically: a temporary file in the same directory, then ``os.replace``);
+with ``--json`` the summary is one JSON object. Every layer that got no fit is listed after it,
+with why (its status in words), and so is every tensor no layer was made from (an embedding left
 out, a parameter that is not a layer weight). ``describe`` lists the matrices analyze would
-analyse, from the checkpoint's headers only (:func:`htsr.spectral.describe.describe`). Errors (a bad
-checkpoint, a bad option) print one line ``htsr: error: ...`` naming the file, exit code 2.
+analyse, from the checkpoint's headers only (:func:`htsr.weights.describe.describe`). Errors (a
+bad checkpoint, a bad option) print one line ``htsr: error: ...`` naming the file, exit code 2.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from htsr.provenance import write_tsv
+from htsr.io import atomic_output, write_tsv
 
 
 def summary_line(name: str, summary: pd.Series) -> str:
@@ -58,7 +61,7 @@ def _require_some(name: str, table: pd.DataFrame) -> None:
     if table.empty:
         raise NothingAnalysed(f"{name}: no weight matrices found (no Linear/Conv weights)")
     if not (table["status"] == "ok").any():
-        from htsr.metrics import status_counts
+        from htsr.spectral.metrics import status_counts
 
         raise NothingAnalysed(
             f"{name}: none of its {len(table)} matrices could be analysed"
@@ -67,7 +70,8 @@ def _require_some(name: str, table: pd.DataFrame) -> None:
 
 
 CHECKPOINT_HELP = (
-    "a .pth/.pt/.bin state_dict or .safetensors file, a folder in the Hugging Face hub's layout"
+    "a checkpoint file (a torch.save zip or legacy pickle, safetensors, or a zip holding one;"
+    " recognised by its content, whatever its suffix), a folder in the Hugging Face hub's layout"
     " (one weights file or a shard index and its shards, beside config.json), or"
     " hf://OWNER/REPO[@REVISION] (downloaded and verified; $HF_ENDPOINT, cache $HTSR_CACHE)"
 )
@@ -92,7 +96,10 @@ def _source(args: argparse.Namespace) -> object:
     from htsr.weights.lora import is_adapter, open_adapter
 
     if args.base is not None or is_adapter(args.checkpoint):
-        return open_adapter(args.checkpoint, base=args.base, scale=not args.no_lora_scale)
+        from htsr.weights.analysis import open_weights
+
+        base = open_weights(args.base) if args.base is not None else None
+        return open_adapter(args.checkpoint, base=base, scale=not args.no_lora_scale)
     return args.checkpoint
 
 
@@ -192,6 +199,28 @@ def _parser() -> argparse.ArgumentParser:
         help="add WeightWatcher's distances per layer: raw, euclidean, cka",
     )
     c.add_argument("--convention", choices=("paper", "ww", "ww2020"), default="paper")
+    g = sub.add_parser(
+        "guide",
+        help="per-layer learning-rate/weight-decay factors or pruning"
+        " sparsities of the published alpha-guided methods (docs/guide.md)",
+    )
+    g.add_argument("checkpoint", help=CHECKPOINT_HELP)
+    g.add_argument(
+        "--method",
+        required=True,
+        choices=("tempbalance", "modelbalancing", "alphadecay", "alphapruning"),
+    )
+    g.add_argument("--sparsity", type=float, help="alphapruning: target mean sparsity in [0, 1)")
+    g.add_argument("--epsilon", type=float, default=0.3, help="alphapruning: map onto [1-e, 1+e]")
+    g.add_argument(
+        "--lower",
+        choices=("published", "corrected"),
+        default="published",
+        help="alpha_peak's lower xmin bound (docs/guide.md: the published quirk)",
+    )
+    g.add_argument("--farms", action="store_true", help="alpha from FARMS submatrices")
+    g.add_argument("--json", action="store_true", help="print the summary as JSON")
+    g.add_argument("-o", "--output", help="TSV file to write, one row per layer")
     t = sub.add_parser("track", help="model-level metrics of a training run's checkpoints")
     t.add_argument("checkpoints", nargs="+", help="checkpoint files or a directory of them")
     t.add_argument("-o", "--output", required=True, help="TSV file to write")
@@ -229,7 +258,7 @@ def skipped_lines(table: pd.DataFrame, unused: pd.DataFrame, convention: str,
                   min_dim: int | None) -> list[str]:  # fmt: skip
     """One line per layer with rows that got no fit (status and why, with the slice count),
     then one per tensor that no layer was made from (``unused``: :func:`describe`'s rows)."""
-    from htsr.spectral.describe import status_reason
+    from htsr.weights.describe import status_reason
 
     lines = []
     bad = table[table["status"] != "ok"]
@@ -244,7 +273,7 @@ def skipped_lines(table: pd.DataFrame, unused: pd.DataFrame, convention: str,
 
 def _unused_tensors(args: argparse.Namespace) -> pd.DataFrame:
     """The tensors of the checkpoint that no layer was made from (``describe``'s rows)."""
-    from htsr.spectral.describe import describe
+    from htsr.weights.describe import describe
 
     table = describe(_source(args), args.convention, min_dim=args.min_dim,
                      include_embeddings=args.include_embeddings)  # fmt: skip
@@ -261,8 +290,8 @@ def _analyze(args: argparse.Namespace) -> int:
     import json
 
     from htsr.io import TABLE_SUFFIXES, write_table
-    from htsr.metrics import analyze
-    from htsr.trends import summarize
+    from htsr.studies.trends import summarize
+    from htsr.weights.analysis import analyze
 
     if args.output and Path(args.output).suffix.lower() not in TABLE_SUFFIXES:
         raise ValueError(f"{args.output}: -o takes a {', '.join(TABLE_SUFFIXES)} file")
@@ -306,7 +335,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
 def _describe(args: argparse.Namespace) -> int:
     from htsr.io import write_table
-    from htsr.spectral.describe import describe
+    from htsr.weights.describe import describe
 
     table = describe(_source(args), args.convention, min_dim=args.min_dim,
                      include_embeddings=args.include_embeddings)  # fmt: skip
@@ -326,7 +355,7 @@ def _describe(args: argparse.Namespace) -> int:
 
 def _edit(args: argparse.Namespace) -> int:
     from htsr.io import write_table
-    from htsr.spectral.edit import svd_sharpen, svd_smooth
+    from htsr.weights.edit import svd_sharpen, svd_smooth
     from htsr.weights.lora import is_adapter
     from htsr.weights.write import write_edited
 
@@ -351,7 +380,7 @@ def _edit(args: argparse.Namespace) -> int:
 
 
 def _summarize(args: argparse.Namespace) -> int:
-    from htsr.trends import summarize
+    from htsr.studies.trends import summarize
 
     for path in args.tables:
         if not Path(path).is_file():
@@ -371,9 +400,9 @@ def _summarize(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import json
 
-    from htsr.metrics import analyze
-    from htsr.predict import predict_quality
-    from htsr.trends import summarize
+    from htsr.studies.predict import predict_quality
+    from htsr.studies.trends import summarize
+    from htsr.weights.analysis import analyze
 
     path = Path(args.models)
     if not path.is_file():
@@ -408,9 +437,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _esd(args: argparse.Namespace) -> int:
-    from htsr import plots
-    from htsr.metrics import analyze
-    from htsr.provenance import atomic_output
+    from htsr.figures.commands import esd_row_figure
+    from htsr.figures.common import save_figure
+    from htsr.weights.analysis import analyze
 
     table = analyze(args.checkpoint, args.convention, keep_evals=True)
     name = Path(args.checkpoint).name
@@ -423,7 +452,7 @@ def _esd(args: argparse.Namespace) -> int:
 
         with atomic_output(args.output) as tmp, PdfPages(tmp) as pdf:
             for _, row in table.iterrows():
-                pdf.savefig(plots.esd_row_figure(row, name))
+                pdf.savefig(esd_row_figure(row, name))
         print(f"{args.output}: {len(table)} pages, one per matrix of {args.checkpoint}")
         return 0
     rows = table[table["layer"] == args.layer]
@@ -438,7 +467,7 @@ def _esd(args: argparse.Namespace) -> int:
     elif len(rows) > 1:
         rows = rows.iloc[[int(np.argmax(rows["lambda_max"].fillna(-1).to_numpy(float)))]]
     row = rows.iloc[0]
-    plots.save_figure(plots.esd_row_figure(row, name), [args.output])
+    save_figure(esd_row_figure(row, name), [args.output])
     where = f" [{row['slice']}]" if str(row["slice"]) not in ("", "nan") else ""
     print(f"{args.output}: {args.layer}{where} alpha={row['alpha']:.3f} D={row['D']:.3f}"
           f" status={row['status']}")  # fmt: skip
@@ -447,7 +476,7 @@ def _esd(args: argparse.Namespace) -> int:
 
 def _delta_state_dict(a: str, b: str) -> dict:
     """W_B - W_A for every tensor the two checkpoints share with the same shape."""
-    from htsr.checkpoints import load_state_dict
+    from htsr.weights.checkpoints import load_state_dict
 
     sa, sb = load_state_dict(a), load_state_dict(b)
     common = [
@@ -459,10 +488,11 @@ def _delta_state_dict(a: str, b: str) -> dict:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from htsr import plots
-    from htsr.compare import compare_summary, compare_tables
-    from htsr.metrics import analyze
-    from htsr.trends import summarize
+    from htsr.figures.commands import compare_figure
+    from htsr.figures.common import save_figure
+    from htsr.studies.compare import compare_summary, compare_tables
+    from htsr.studies.trends import summarize
+    from htsr.weights.analysis import analyze
 
     ta, tb = analyze(args.a, args.convention), analyze(args.b, args.convention)
     table = compare_tables(ta, tb)
@@ -474,7 +504,7 @@ def _compare(args: argparse.Namespace) -> int:
         table = table.merge(delta[["layer", "slice", *cols]].rename(columns=cols),
                             on=["layer", "slice"], how="left")  # fmt: skip
     if args.distances:
-        from htsr.spectral.distances import METHODS, distances
+        from htsr.weights.distances import METHODS, distances
 
         for method in METHODS:
             d = distances(args.a, args.b, method)
@@ -500,16 +530,17 @@ def _compare(args: argparse.Namespace) -> int:
         if s[f"only_{side}"]:
             print(f"only in {side.upper()}: {', '.join(s[f'only_{side}'])}")
     if args.figure:
-        fig = plots.compare_figure(table, Path(args.a).name, Path(args.b).name)
-        plots.save_figure(fig, [args.figure])
+        fig = compare_figure(table, Path(args.a).name, Path(args.b).name)
+        save_figure(fig, [args.figure])
     return 0
 
 
 def _track(args: argparse.Namespace) -> int:
-    from htsr import plots
-    from htsr.compare import alpha_by_layer, order_checkpoints, track_table
-    from htsr.metrics import analyze
-    from htsr.trends import summarize
+    from htsr.figures.commands import track_figure
+    from htsr.figures.common import save_figure
+    from htsr.studies.compare import alpha_by_layer, order_checkpoints, track_table
+    from htsr.studies.trends import summarize
+    from htsr.weights.analysis import analyze
 
     rows, tables = [], []
     for path, step in order_checkpoints(args.checkpoints):
@@ -523,13 +554,53 @@ def _track(args: argparse.Namespace) -> int:
     write_tsv(args.output, track)
     print(f"{args.output}: {len(track)} checkpoints, steps {track['step'].tolist()}")
     if args.figure:
-        plots.save_figure(plots.track_figure(track, alpha_by_layer(tables)), [args.figure])
+        save_figure(track_figure(track, alpha_by_layer(tables)), [args.figure])
+    return 0
+
+
+def _guide(args: argparse.Namespace) -> int:
+    import json
+
+    from htsr.guide import METHODS, guide_summary, guide_table, layer_alphas
+    from htsr.weights.checkpoints import open_checkpoint
+
+    if args.method == "alphapruning" and args.sparsity is None:
+        raise ValueError("--method alphapruning needs --sparsity S (the target, e.g. 0.7)")
+    spec = METHODS[args.method]
+    state = open_checkpoint(args.checkpoint)
+    alphas = layer_alphas(state, spec.estimator, xmin_pos=spec.xmin_pos, lower=args.lower,
+                          farms=args.farms)  # fmt: skip
+    if alphas.empty:
+        raise NothingAnalysed(f"{args.checkpoint}: no Conv2d/Linear weights found")
+    kw = {"sparsity": args.sparsity, "epsilon": args.epsilon} if spec.key == "sparsity" else {}
+    guided = guide_table(alphas, args.method, **kw)
+    summary = guide_summary(guided, args.method) | {"checkpoint": str(args.checkpoint),
+                                                     "farms": bool(args.farms)}  # fmt: skip
+    if args.output:
+        write_tsv(args.output, guided)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    col = "sparsity" if spec.key == "sparsity" else "factor"
+    with pd.option_context("display.max_rows", None, "display.width", 120):
+        print(guided[["layer", "layer_type", "n_params", "eigs_num", "alpha", "tuned", col]]
+              .to_string(index=False))  # fmt: skip
+    line = f"{args.method}: {summary['n_tuned']} of {summary['n_layers']} layers tuned"
+    if spec.key == "sparsity":
+        line += (
+            f", parameter-weighted mean sparsity {summary['weighted_sparsity_tuned']:.6f}"
+            f" (target {args.sparsity}) over the pruned layers,"
+            f" {summary['weighted_sparsity_all']:.6f} over all"
+        )
+    elif summary["n_tuned"]:
+        line += f", {spec.key} factor {summary['factor_min']:.4f} to {summary['factor_max']:.4f}"
+    print(line)
     return 0
 
 
 COMMANDS = {"analyze": _analyze, "describe": _describe, "summarize": _summarize, "smooth": _edit,
-            "sharpen": _edit, "predict": _predict, "esd": _esd,
-            "compare": _compare, "track": _track}  # fmt: skip
+            "sharpen": _edit, "predict": _predict, "esd": _esd, "compare": _compare,
+            "track": _track, "guide": _guide}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

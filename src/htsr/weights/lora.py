@@ -53,7 +53,7 @@ from typing import Any
 
 import torch
 
-from htsr.checkpoints import CheckpointError, open_checkpoint
+from htsr.weights.checkpoints import CheckpointError, open_checkpoint
 
 __all__ = ["ADAPTER_FILES", "LoraStateDict", "adapter_scaling", "is_adapter", "open_adapter"]
 
@@ -247,13 +247,15 @@ class LoraStateDict(Mapping[str, torch.Tensor]):
         return len(self._keys)
 
 
-def open_adapter(path: str | os.PathLike[str], *, base: str | os.PathLike[str] | None = None,
+def open_adapter(path: str | os.PathLike[str], *,
+                 base: str | os.PathLike[str] | Mapping[str, torch.Tensor] | None = None,
                  scale: bool = True) -> LoraStateDict:  # fmt: skip
     """A LoRA adapter (``adapter_model.safetensors``/``.bin``, or its folder) as a
     :class:`LoraStateDict`, scaled by its ``adapter_config.json`` (beside the file; s = 1 with
     a warning-free note in the docs when there is none, or when ``scale`` is False), with the
-    base checkpoint ``base`` (any path :func:`htsr.checkpoints.open_checkpoint` reads) if
-    given."""
+    base checkpoint ``base`` (a state_dict, or any path
+    :func:`htsr.weights.checkpoints.open_checkpoint` reads; an ``hf://`` address through
+    :func:`htsr.weights.analysis.open_weights`) if given."""
     file = _adapter_file(Path(path))
     adapter = open_checkpoint(file)
     config_path = file.parent / "adapter_config.json"
@@ -263,7 +265,7 @@ def open_adapter(path: str | os.PathLike[str], *, base: str | os.PathLike[str] |
             config = json.loads(config_path.read_text("utf-8"))
         except ValueError as exc:
             raise CheckpointError(f"{config_path}: not readable JSON ({exc})") from exc
-    base_sd = open_checkpoint(base) if base is not None else None
+    base_sd = base if isinstance(base, Mapping) or base is None else open_checkpoint(base)
     return LoraStateDict(adapter, scaling=adapter_scaling(config if scale else {}),
                          base=base_sd, fan_in_fan_out=bool(config.get("fan_in_fan_out")),
                          name=str(file))  # fmt: skip

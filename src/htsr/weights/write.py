@@ -2,10 +2,10 @@
 
 :func:`write_edited` copies the checkpoint at a path to another path, file for file: a
 ``.safetensors`` file as safetensors (its header metadata kept), a ``.pth``/``.pt``/``.bin``/
-``.ckpt`` pickle with ``torch.save`` (the same nesting: a state_dict under ``state_dict`` or
-``model`` stays there), a folder in the Hugging Face hub's layout as a folder with the same
-file names (each weights file or shard rewritten, every other file such as ``config.json``,
-the shard index or tokenizer files copied). Each file is written atomically
+``.ckpt`` pickle with ``torch.save`` (the same nesting: a state_dict under ``state_dict``,
+``model`` or another wrapper key stays there), a folder in the Hugging Face hub's layout as a
+folder with the same file names (each weights file or shard rewritten, every other file such as
+``config.json``, the shard index or tokenizer files copied). Each file is written atomically
 (:func:`htsr.io.atomic_output`); one shard is held in memory at a time.
 """
 
@@ -19,16 +19,17 @@ from typing import Any
 
 import torch
 
-from htsr.checkpoints import (
-    NESTED_KEYS,
+from htsr.io import atomic_output
+from htsr.weights.checkpoints import (
     SAFETENSORS_SUFFIXES,
     TORCH_SUFFIXES,
+    WRAPPER_KEYS,
+    WRAPPER_PREFIXES,
     CheckpointError,
     TensorStore,
     _torch_load,
     open_checkpoint,
 )
-from htsr.io import atomic_output
 
 __all__ = ["write_edited"]
 
@@ -37,13 +38,16 @@ def _replace(tensors: Mapping[str, Any], edits: Mapping[str, torch.Tensor],
              used: set[str]) -> dict[str, Any]:  # fmt: skip
     out = {}
     for key, value in tensors.items():
-        if key in edits:
-            new = edits[key]
+        name = key
+        for prefix in WRAPPER_PREFIXES:  # "module.": the name the store reads it under
+            name = name.removeprefix(prefix)
+        if name in edits:
+            key_used, new = name, edits[name]
             if isinstance(value, torch.Tensor) and new.shape != value.shape:
                 raise ValueError(f"edit of {key}: shape {tuple(new.shape)} is not"
                                  f" {tuple(value.shape)}")  # fmt: skip
             out[key] = new.to(value.dtype) if isinstance(value, torch.Tensor) else new
-            used.add(key)
+            used.add(key_used)
         else:
             out[key] = value
     return out
@@ -66,7 +70,7 @@ def _write_file(src: Path, dst: Path, edits: Mapping[str, torch.Tensor], used: s
         obj = _torch_load(src, src)
         if not isinstance(obj, dict):
             raise CheckpointError(f"{src}: holds a {type(obj).__name__}, not a state_dict")
-        inner = next((k for k in NESTED_KEYS if isinstance(obj.get(k), Mapping)), None)
+        inner = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
         if inner is None:
             obj = _replace(obj, edits, used)
         else:

@@ -555,7 +555,8 @@ def analyze(
         A fitted row whose ESD has fewer eigenvalues than this says so in its ``warning``
         (``"few eigenvalues (7 < 8)"``): its α rests on too few values to trust. Default
         WeightWatcher 0.7.7's ``min_evals`` (8); 50 is a stricter choice. Nothing is dropped:
-        :func:`htsr.trends.summarize` leaves such rows out only when asked (its ``min_evals``).
+        :func:`htsr.studies.trends.summarize` leaves such rows out only when asked (its
+        ``min_evals``).
 
     A bad layer never stops the run: it gets a row whose ``status`` says why (``nonfinite``,
     ``overflow``/``underflow`` (finite nonzero weights whose spectrum over- or underflows even in

@@ -7,7 +7,7 @@ reason in words; and every other tensor of two or more dimensions that no row is
 (``excluded``: an embedding without ``include_embeddings``, a bare attention projection under
 the ``ww`` convention; ``unsupported``: a parameter not named ``weight`` such as an LSTM's
 ``weight_ih_l0``), so nothing is dropped in silence. From a checkpoint file it reads shapes and
-dtypes only (:meth:`htsr.checkpoints.TensorStore.meta`: the safetensors header, or the
+dtypes only (:meth:`htsr.weights.checkpoints.TensorStore.meta`: the safetensors header, or the
 memory-mapped pickle), never tensor data: a 7B-parameter sharded checkpoint is described in
 well under a second (``benchmarks/bench_describe.py``).
 
@@ -55,7 +55,7 @@ _CONV = ("conv1d", "conv2d", "conv3d", "capsule")
 class MetaStateDict(Mapping[str, torch.Tensor]):
     """A checkpoint's tensors as ``meta`` tensors (shape and dtype, no data), in its order.
 
-    Wraps a :class:`htsr.checkpoints.TensorStore` (its ``meta``) or any mapping of tensors
+    Wraps a :class:`htsr.weights.checkpoints.TensorStore` (its ``meta``) or any mapping of tensors
     (each turned into a meta tensor of its shape); ``config`` is passed through.
     """
 

@@ -124,11 +124,11 @@ class LoraStateDict(Mapping[str, torch.Tensor]):
 
     ``adapter``: the adapter's tensors (name → tensor; a
     :class:`htsr.weights.checkpoints.TensorStore` is read one tensor at a time); ``scaling``:
-    module name → s (:func:`adapter_scaling`); ``base``: the base model's state_dict, or None; ``fan_in_fan_out``: the base stores its
-    weights as (in, out) (GPT-2's ``Conv1D``), so ΔW is added transposed. See the module
-    docstring for the keys. ``KeyError``-free: a module with only one factor, or whose base
-    weight is missing or of another shape, raises :class:`htsr.weights.errors.CheckpointError`
-    naming it when built.
+    module name → s (:func:`adapter_scaling`); ``base``: the base model's state_dict, or None;
+    ``fan_in_fan_out``: the base stores its weights as (in, out) (GPT-2's ``Conv1D``), so ΔW is
+    added transposed. See the module docstring for the keys. ``KeyError``-free: a module with
+    only one factor, or whose base weight is missing or of another shape, raises
+    :class:`htsr.weights.errors.CheckpointError` naming it when built.
     """
 
     def __init__(self, adapter: Mapping[str, torch.Tensor], *,

@@ -2,25 +2,34 @@
 
 ::
 
-    htsr analyze MODEL.pth|FOLDER|hf://OWNER/REPO[@REV] -o table.tsv [--convention paper|ww]
-                 [--dtype float32|float64]
-                 [--device cpu|cuda] [--min-dim N] [--fit truncated|untruncated|ww]
+    htsr analyze MODEL.pth|FOLDER|hf://OWNER/REPO[@REV] [-o table.tsv|.csv|.parquet] [--json]
+                 [--convention paper|ww] [--dtype float32|float64]
+                 [--device cpu|cuda] [--min-dim N] [--min-evals N] [--fit truncated|untruncated|ww]
                  [--include-embeddings] [--progress]
                  [--randomize] [--mp-fit] [--detX] [--vectors] [--fix-fingers xmin_peak|clip_xmax]
                  [--fit PL|TPL|E_TPL] [--distribution-compare] [--intra] [--seed S]
-    htsr summarize table.tsv [table2.tsv ...]
+    htsr describe MODEL.pth|FOLDER|hf://... [-o table.tsv] [--convention ...] [--min-dim N]
+    htsr summarize table.tsv [table2.tsv ...] [--min-evals N]
+    htsr smooth MODEL -o SMOOTHED [--method detX|percent] [--percent 0.8] [--svd exact|randomized]
+                [--report r.tsv]
+    htsr sharpen MODEL -o SHARPENED [--seed 0] [--report r.tsv]
     htsr predict MODEL.pth --models results/models.tsv --family FAMILY [--set SET]
                  [--metric alpha_weighted] [--quality top1] [--json]
     htsr esd MODEL.pth --layer NAME [--slice i,j] -o esd.png [--convention paper|ww|ww2020]
     htsr esd MODEL.pth --all -o esd.pdf
-    htsr compare A.pth B.pth -o table.tsv [--figure compare.png] [--delta]
+    htsr compare A.pth B.pth -o table.tsv [--figure compare.png] [--delta] [--distances]
     htsr track CHECKPOINT... | DIRECTORY -o track.tsv [--figure track.png]
     htsr guide CHECKPOINT --method tempbalance|modelbalancing|alphadecay|alphapruning
                [--sparsity S] [--epsilon E] [--farms] [--lower published|corrected]
                [--json] [-o table.tsv]
 
-``analyze`` writes the table of :func:`htsr.spectral.metrics.analyze` as TSV (atomically: a
-temporary file in the same directory, then ``os.replace``) and prints one summary line. Errors (a
+``analyze`` prints one summary line and, without ``-o``, the table of
+:func:`htsr.spectral.metrics.analyze` in columns; with ``-o`` it writes the table as TSV, CSV or
+parquet by the suffix (atomically: a temporary file in the same directory, then ``os.replace``);
+with ``--json`` the summary is one JSON object. Every layer that got no fit is listed after it,
+with why (its status in words), and so is every tensor no layer was made from (an embedding left
+out, a parameter that is not a layer weight). ``describe`` lists the matrices analyze would
+analyse, from the checkpoint's headers only (:func:`htsr.weights.describe.describe`). Errors (a
 bad checkpoint, a bad option) print one line ``htsr: error: ...`` naming the file, exit code 2.
 """
 
@@ -70,12 +79,40 @@ CHECKPOINT_HELP = (
 )
 
 
+def _lora_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--base",
+        default=None,
+        metavar="CHECKPOINT",
+        help="with a LoRA adapter: its base model, to analyse W + s·B·A as well",
+    )
+    p.add_argument(
+        "--no-lora-scale",
+        action="store_true",
+        help="LoRA: B·A unscaled, as WeightWatcher (default: s = alpha/r)",
+    )
+
+
+def _source(args: argparse.Namespace) -> object:
+    """The checkpoint path, or for a LoRA adapter (or with ``--base``) its lazy state_dict."""
+    from htsr.weights.lora import is_adapter, open_adapter
+
+    if args.base is not None or is_adapter(args.checkpoint):
+        from htsr.weights.analysis import open_weights
+
+        base = open_weights(args.base) if args.base is not None else None
+        return open_adapter(args.checkpoint, base=base, scale=not args.no_lora_scale)
+    return args.checkpoint
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="htsr", description="Heavy-tailed spectral metrics.")
     sub = p.add_subparsers(dest="command", required=True)
     a = sub.add_parser("analyze", help="per-matrix spectra and metrics of a checkpoint")
     a.add_argument("checkpoint", help=CHECKPOINT_HELP)
-    a.add_argument("-o", "--output", required=True, help="TSV file to write")
+    a.add_argument("-o", "--output", default=None,
+                   help="table to write: .tsv, .csv or .parquet (default: print it)")  # fmt: skip
+    a.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     a.add_argument("--convention", choices=("paper", "ww", "ww2020"), default="paper")
     a.add_argument(
         "--dtype",
@@ -91,7 +128,15 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="power-law fit; TPL/E_TPL: WeightWatcher's truncated power law (adds Lambda)",
     )
+    a.add_argument(
+        "--min-evals",
+        type=int,
+        default=8,
+        metavar="N",
+        help="warn on a fitted row with fewer than N eigenvalues (default 8, WW's)",
+    )
     a.add_argument("--include-embeddings", action="store_true")
+    _lora_options(a)
     a.add_argument("--progress", action="store_true", help="progress bar on stderr")
     a.add_argument(
         "--bootstrap", type=int, default=0, metavar="N", help="95%% interval of each alpha (N)"
@@ -109,8 +154,39 @@ def _parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--intra", action="store_true", help="between consecutive layers")
     d.add_argument("--seed", type=int, default=0, help="seed of --randomize/--intra draws")
+    d = sub.add_parser("describe", help="the matrices analyze would analyse; nothing computed")
+    d.add_argument("checkpoint", help=CHECKPOINT_HELP)
+    d.add_argument("-o", "--output", default=None, help=".tsv/.csv/.parquet (default: print)")
+    d.add_argument("--convention", choices=("paper", "ww", "ww2020"), default="paper")
+    d.add_argument("--min-dim", type=int, default=None, help="paper: min(N,M); ww: min_evals")
+    d.add_argument("--include-embeddings", action="store_true")
+    _lora_options(d)
+    sm = sub.add_parser("smooth", help="WeightWatcher's SVD smoothing: keep each layer's tail")
+    sm.add_argument("checkpoint", help="a checkpoint file (.safetensors/.pth/.bin) or folder")
+    sm.add_argument("-o", "--output", required=True, help="the edited checkpoint, same format")
+    sm.add_argument("--method", choices=("detX", "percent"), default="detX")
+    sm.add_argument("--percent", type=float, default=0.8, help="percent: fraction of M kept")
+    sm.add_argument(
+        "--svd",
+        choices=("exact", "randomized"),
+        default="exact",
+        help="randomized: WW's TruncatedSVD, to reproduce its weights",
+    )
+    sm.add_argument("--report", default=None, help="write the per-layer report (.tsv/.csv)")
+    sh = sub.add_parser("sharpen", help="WeightWatcher's SVD sharpening: remove the top spikes")
+    sh.add_argument("checkpoint", help="a checkpoint file (.safetensors/.pth/.bin) or folder")
+    sh.add_argument("-o", "--output", required=True, help="the edited checkpoint, same format")
+    sh.add_argument("--seed", type=int, default=0, help="seed of the entry permutations")
+    sh.add_argument("--report", default=None, help="write the per-layer report (.tsv/.csv)")
     s = sub.add_parser("summarize", help="model-level means of analyze tables")
     s.add_argument("tables", nargs="+", help="TSV files written by 'htsr analyze'")
+    s.add_argument(
+        "--min-evals",
+        type=int,
+        default=None,
+        metavar="N",
+        help="leave out rows with fewer than N eigenvalues (default: keep all)",
+    )
     r = sub.add_parser(
         "predict", help="predict a checkpoint's quality from its family's trend, with a 95%% PI"
     )
@@ -137,6 +213,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, help="TSV file to write")
     c.add_argument("--figure", default=None, help="α by depth for both (.png/.pdf)")
     c.add_argument("--delta", action="store_true", help="also analyse the spectra of W_B - W_A")
+    c.add_argument(
+        "--distances",
+        action="store_true",
+        help="add WeightWatcher's distances per layer: raw, euclidean, cka",
+    )
     c.add_argument("--convention", choices=("paper", "ww", "ww2020"), default="paper")
     g = sub.add_parser(
         "guide",
@@ -168,12 +249,74 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Columns of the table ``analyze`` prints, and their number formats.
+SHOWN = {"layer": None, "slice": None, "layer_type": None, "N": None, "M": None,
+         "num_evals": None, "alpha": "{:.3f}", "alpha_weighted": "{:.3f}", "log_norm": "{:.3f}",
+         "lambda_max": "{:.4g}", "D": "{:.3f}", "status": None, "warning": None}  # fmt: skip
+
+
+def readable_table(table: pd.DataFrame) -> str:
+    """The analyze table as aligned text: the :data:`SHOWN` columns, NaN as blank."""
+    out = table[[c for c in SHOWN if c in table.columns]].copy()
+    for col, fmt in SHOWN.items():
+        if fmt and col in out:
+            out[col] = [fmt.format(v) if np.isfinite(v) else "" for v in out[col].astype(float)]
+    return text_table(out.fillna("").astype(str))
+
+
+def text_table(table: pd.DataFrame) -> str:
+    """A table as aligned text, text columns left-aligned and numbers right-aligned."""
+    fmt = {}
+    for col in table.columns:
+        if not pd.api.types.is_numeric_dtype(table[col]):
+            width = max([len(str(col)), *map(len, table[col].astype(str))])
+            fmt[col] = f"{{:<{width}}}".format
+    return table.to_string(index=False, justify="left", formatters=fmt)
+
+
+def skipped_lines(table: pd.DataFrame, unused: pd.DataFrame, convention: str,
+                  min_dim: int | None) -> list[str]:  # fmt: skip
+    """One line per layer with rows that got no fit (status and why, with the slice count),
+    then one per tensor that no layer was made from (``unused``: :func:`describe`'s rows)."""
+    from htsr.weights.describe import status_reason
+
+    lines = []
+    bad = table[table["status"] != "ok"]
+    for (layer, status), rows in bad.groupby(["layer", "status"], sort=False):
+        n = f" ({len(rows)} slices)" if len(rows) > 1 else ""
+        why = status_reason(str(status), convention=convention, min_dim=min_dim)
+        lines.append(f"  {layer}{n}: {status}" + (f": {why}" if why else ""))
+    for _, row in unused.iterrows():
+        lines.append(f"  {row['layer']} ({row['shape']}): {row['status']}: {row['reason']}")
+    return lines
+
+
+def _unused_tensors(args: argparse.Namespace) -> pd.DataFrame:
+    """The tensors of the checkpoint that no layer was made from (``describe``'s rows)."""
+    from htsr.weights.describe import describe
+
+    table = describe(_source(args), args.convention, min_dim=args.min_dim,
+                     include_embeddings=args.include_embeddings)  # fmt: skip
+    return table[table["layer_type"] == ""]
+
+
+def _json_value(v: object) -> object:
+    if isinstance(v, (float, np.floating)):
+        return float(v) if np.isfinite(v) else None
+    return v.item() if isinstance(v, np.generic) else v
+
+
 def _analyze(args: argparse.Namespace) -> int:
+    import json
+
+    from htsr.io import TABLE_SUFFIXES, write_table
     from htsr.studies.trends import summarize
     from htsr.weights.analysis import analyze
 
+    if args.output and Path(args.output).suffix.lower() not in TABLE_SUFFIXES:
+        raise ValueError(f"{args.output}: -o takes a {', '.join(TABLE_SUFFIXES)} file")
     table = analyze(
-        args.checkpoint,
+        _source(args),
         args.convention,
         min_dim=args.min_dim,
         fit=args.fit,
@@ -190,10 +333,77 @@ def _analyze(args: argparse.Namespace) -> int:
         distribution_compare=args.distribution_compare,
         intra=args.intra,
         seed=args.seed,
+        min_evals=args.min_evals,
     )
-    write_tsv(args.output, table)
+    if args.output:
+        write_table(args.output, table)
     _require_some(args.checkpoint, table)  # the table is written either way, for its statuses
-    print(summary_line(args.checkpoint, summarize(table, convention=args.convention)))
+    summary = summarize(table, convention=args.convention)
+    unused = _unused_tensors(args)
+    skipped = skipped_lines(table, unused, args.convention, args.min_dim)
+    if args.json:
+        bad = table[table["status"] != "ok"]
+        out = {"checkpoint": args.checkpoint, "convention": args.convention}
+        out |= {k: _json_value(v) for k, v in summary.items()}
+        out |= {"n_matrices": int(summary["n_matrices"]), "n_rows": int(summary["n_rows"]),
+                "not_analysed": {str(k): int(v) for k, v in bad["status"].value_counts().items()},
+                "not_layers": [{"tensor": r["layer"], "status": r["status"],
+                                "reason": r["reason"]} for _, r in unused.iterrows()]}  # fmt: skip
+        print(json.dumps(out))
+        return 0
+    print(summary_line(args.checkpoint, summary))
+    if not args.output:
+        print(readable_table(table))
+    if skipped:
+        print(f"not analysed ({len(table) - int(summary['n_matrices'])} rows,"
+              f" {len(unused)} other tensors):")  # fmt: skip
+        print("\n".join(skipped))
+    return 0
+
+
+def _describe(args: argparse.Namespace) -> int:
+    from htsr.io import write_table
+    from htsr.weights.describe import describe
+
+    table = describe(_source(args), args.convention, min_dim=args.min_dim,
+                     include_embeddings=args.include_embeddings)  # fmt: skip
+    if args.output:
+        write_table(args.output, table)
+    else:
+        print(text_table(table.drop(columns="reason")))
+    layers = table[table["layer_type"] != ""]
+    ok = layers[layers["status"] == "ok"]
+    print(f"{args.checkpoint}: {len(layers)} layers, {int(layers['rows'].sum())} rows"
+          f" ({args.convention}), {len(ok)} layers to fit; {len(table) - len(layers)}"
+          " other tensors of 2+ dimensions")  # fmt: skip
+    for _, row in table[table["status"] != "ok"].iterrows():
+        print(f"  {row['layer']}: {row['status']}: {row['reason']}")
+    return 0
+
+
+def _edit(args: argparse.Namespace) -> int:
+    from htsr.io import write_table
+    from htsr.weights.edit import svd_sharpen, svd_smooth
+    from htsr.weights.lora import is_adapter
+    from htsr.weights.write import write_edited
+
+    if is_adapter(args.checkpoint):
+        raise ValueError(f"{args.checkpoint}: a LoRA adapter; {args.command} edits a model's"
+                         " checkpoint (merge the adapter into its base first)")  # fmt: skip
+    if args.command == "smooth":
+        edits, report = svd_smooth(args.checkpoint, method=args.method, percent=args.percent,
+                                   svd=args.svd)  # fmt: skip
+    else:
+        edits, report = svd_sharpen(args.checkpoint, seed=args.seed)
+    files = write_edited(args.checkpoint, args.output, edits)
+    if args.report:
+        write_table(args.report, report)
+    shown = report.assign(energy_removed=report["energy_removed"].map("{:.4f}".format))
+    print(text_table(shown))
+    changed = report[report["removed"] > 0]
+    print(f"{args.output}: {len(changed)} of {len(report)} layers changed,"
+          f" {int(changed['removed'].sum())} singular components removed (per matrix;"
+          f" each conv tap loses as many), written as {len(files)} weights file(s)")  # fmt: skip
     return 0
 
 
@@ -208,7 +418,7 @@ def _summarize(args: argparse.Namespace) -> int:
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise ValueError(f"{path}: not a readable TSV table ({exc})") from exc
         try:
-            summary = summarize(table)
+            summary = summarize(table, min_evals=args.min_evals)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from exc
         print(summary_line(path, summary))
@@ -321,6 +531,14 @@ def _compare(args: argparse.Namespace) -> int:
                 "log_norm": "delta_log_norm", "status": "delta_status"}  # fmt: skip
         table = table.merge(delta[["layer", "slice", *cols]].rename(columns=cols),
                             on=["layer", "slice"], how="left")  # fmt: skip
+    if args.distances:
+        from htsr.weights.distances import METHODS, distances
+
+        for method in METHODS:
+            d = distances(args.a, args.b, method)
+            d = d.loc[d["status"] == "ok", ["layer", "delta_W"]]
+            table = table.merge(d.rename(columns={"delta_W": f"distance_{method}"}),
+                                on="layer", how="left")  # fmt: skip
     write_tsv(args.output, table)
     conv = args.convention
     s = compare_summary(table, summarize(ta, convention=conv), summarize(tb, convention=conv))
@@ -328,6 +546,14 @@ def _compare(args: argparse.Namespace) -> int:
           f"B {args.b}: alpha_weighted={s['alpha_weighted_b']:.4f}")  # fmt: skip
     print(f"{s['more_heavy_tailed']} matrices more heavy-tailed in B (alpha fell),"
           f" {s['less_heavy_tailed']} less, {s['unchanged']} unchanged")  # fmt: skip
+    if args.distances:
+        per_layer = table.drop_duplicates("layer")
+        print(
+            "distances (mean over layers): "
+            + ", ".join(
+                f"{m} {per_layer[f'distance_{m}'].mean():.4g}" for m in ("raw", "euclidean", "cka")
+            )
+        )
     for side in ("a", "b"):
         if s[f"only_{side}"]:
             print(f"only in {side.upper()}: {', '.join(s[f'only_{side}'])}")
@@ -400,8 +626,9 @@ def _guide(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"analyze": _analyze, "summarize": _summarize, "predict": _predict, "esd": _esd,
-            "compare": _compare, "track": _track, "guide": _guide}  # fmt: skip
+COMMANDS = {"analyze": _analyze, "describe": _describe, "summarize": _summarize, "smooth": _edit,
+            "sharpen": _edit, "predict": _predict, "esd": _esd, "compare": _compare,
+            "track": _track, "guide": _guide}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

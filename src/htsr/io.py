@@ -80,6 +80,27 @@ def write_tsv(path: str | os.PathLike[str], table: pd.DataFrame) -> None:
         table.to_csv(tmp, sep="\t", index=False)
 
 
+#: Table formats :func:`write_table` writes, by the file's suffix.
+TABLE_SUFFIXES: tuple[str, ...] = (".tsv", ".csv", ".parquet")
+
+
+def write_table(path: str | os.PathLike[str], table: pd.DataFrame) -> None:
+    """Write ``table`` atomically as TSV, CSV or parquet (pyarrow), chosen by ``path``'s suffix
+    (:data:`TABLE_SUFFIXES`; ``ValueError`` naming the path for any other). Array-valued
+    columns (``evals``) are written by parquet as lists, by TSV/CSV as their text."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise ValueError(
+            f"{path}: unknown table format {suffix or '(no suffix)'!r}"
+            f" (one of {', '.join(TABLE_SUFFIXES)})"
+        )
+    with atomic_output(path) as tmp:
+        if suffix == ".parquet":
+            table.to_parquet(tmp, index=False)
+        else:
+            table.to_csv(tmp, sep="\t" if suffix == ".tsv" else ",", index=False)
+
+
 def sha256_file(path: str | os.PathLike[str], *, chunk_bytes: int = 1 << 20) -> tuple[str, int]:
     """``(sha256 hex digest, size in bytes)`` of a file, read in chunks of ``chunk_bytes``."""
     digest = hashlib.sha256()

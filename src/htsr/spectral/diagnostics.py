@@ -69,8 +69,10 @@ class Diagnostics:
         if self.fit not in WW_FITS:
             raise ValueError(f"fit must be one of {WW_FITS}, got {self.fit!r}")
         if self.fit == "E_TPL" and self.fix_fingers == "clip_xmax":
-            raise ValueError("fit='E_TPL' searches xmin near the peak; it cannot be combined"
-                             " with fix_fingers='clip_xmax' (as in WeightWatcher)")
+            raise ValueError(
+                "fit='E_TPL' searches xmin near the peak; it cannot be combined"
+                " with fix_fingers='clip_xmax' (as in WeightWatcher)"
+            )
         if self.fit == "E_TPL":
             object.__setattr__(self, "fix_fingers", "xmin_peak")
         if self.max_fingers < 1:

@@ -51,6 +51,9 @@ class LayerWeight:
     weight: torch.Tensor
     status: str = ""  # set when the weight cannot be analysed at all (e.g. "non_float")
     stored_type: str = ""  # how a non_float weight is stored: "int8", a GGUF "Q4_K"
+    #: keep only the largest this many eigenvalues of each matrix (0: all): the rank of a
+    #: low-rank matrix such as a LoRA update B·A, whose other eigenvalues are 0
+    num_components: int = 0
 
 
 @dataclass(frozen=True)
@@ -231,7 +234,10 @@ def fused_qkv(
 
 
 def _tied(key: str, tensor: torch.Tensor, state_dict: Mapping[str, torch.Tensor]) -> bool:
-    """Is the output head ``key`` equal to an embedding of the checkpoint (a tied head)?"""
+    """Is the output head ``key`` equal to an embedding of the checkpoint (a tied head)?
+    Shapes only (data unknown) for a tensor on the ``meta`` device: not tied."""
+    if tensor.is_meta:
+        return False
     for other in state_dict:
         if other != key and any(p in EMBEDDING_NAMES for p in other.split(".")):
             emb = state_dict[other]
@@ -265,6 +271,7 @@ def layers_from_state_dict(
     if config is None:
         config = getattr(state_dict, "config", None)
     stored_types = getattr(state_dict, "stored_types", {})  # htsr.weights.formats.Weights
+    ranks = getattr(state_dict, "num_components", {})  # a LoRA update's rank, by key
     for key in state_dict:
         tensor = state_dict[key]
         kind = infer_layer(key, tensor, include_embeddings=include_embeddings)
@@ -290,7 +297,7 @@ def layers_from_state_dict(
                 if include_attention:
                     yield LayerWeight(name, "attention", qkv)
                 continue
-        yield LayerWeight(name, kind, tensor)
+        yield LayerWeight(name, kind, tensor, num_components=int(ranks.get(key, 0)))
 
 
 def iter_layers(

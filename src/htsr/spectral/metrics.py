@@ -37,7 +37,7 @@ import dataclasses
 import sys
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -97,6 +97,10 @@ ALPHA_OVER_TRAINED = 2.0
 ALPHA_UNDER_TRAINED = 6.0
 
 
+#: Default of ``analyze``'s ``min_evals``: a fitted row with fewer eigenvalues gets a warning.
+#: WeightWatcher 0.7.7's ``DEFAULT_MIN_EVALS`` (``htsr.ww.WW_MIN_EVALS``).
+MIN_EVALS = 8
+
 #: Paper default for the smaller side of a conv slice to be analysed.
 PAPER_MIN_DIM = 50
 
@@ -155,6 +159,7 @@ class _Options:
     bootstrap: int = 0
     bootstrap_seed: int = 0
     diag: Any = None  # htsr.spectral.diagnostics.Diagnostics, when any is asked for
+    num_components: int = 0  # keep the largest this many eigenvalues of each matrix (0: all)
 
 
 def _blank_row(
@@ -321,6 +326,8 @@ def _stack_evals(matrices: torch.Tensor, opts: _Options) -> list[np.ndarray]:
     """Eigenvalues (float64 numpy, ascending; NaN rows for non-finite matrices) of every matrix
     of the stack, in one batched call."""
     ev = eigenvalues(matrices, dtype=opts.dtype, device=opts.device)
+    if 0 < opts.num_components < ev.shape[-1]:  # a low-rank matrix: its nonzero eigenvalues
+        ev = ev[..., -opts.num_components :]
     return list(ev.to(device="cpu", dtype=torch.float64).numpy())
 
 
@@ -507,6 +514,8 @@ def _layer_rows(layer: LayerWeight, opts: _Options) -> list[dict[str, Any]]:
     except ValueError as err:
         warnings.warn(f"analyze: {err}; status 'unsupported'", RuntimeWarning, stacklevel=3)
         return [_blank_row(layer.name, layer.layer_type, "", (0, 0), "unsupported")]
+    if layer.num_components:
+        opts = replace(opts, num_components=layer.num_components)
     per_slice = opts.convention in PER_SLICE
     labels = stack.slices if per_slice else ("",)
     if stack.shape[1] == 0:
@@ -571,6 +580,7 @@ def analyze(
     max_fingers: int = 10,
     finger_thresh: float = 1.0,
     seed: int = 0,
+    min_evals: int = MIN_EVALS,
 ) -> pd.DataFrame:
     """Spectral metrics of every weight matrix of a model, one row per matrix (see ``COLUMNS``).
 
@@ -641,6 +651,12 @@ def analyze(
     seed
         Seed of the ``numpy.random.RandomState`` that ``randomize`` (and ``intra``) draw from
         (one generator for the whole model, layer after layer, as WW draws from ``np.random``).
+    min_evals
+        A fitted row whose ESD has fewer eigenvalues than this says so in its ``warning``
+        (``"few eigenvalues (7 < 8)"``): its α rests on too few values to trust. Default
+        WeightWatcher 0.7.7's ``min_evals`` (8); 50 is a stricter choice. Nothing is dropped:
+        :func:`htsr.studies.trends.summarize` leaves such rows out only when asked (its
+        ``min_evals``).
 
     A bad layer never stops the run: it gets a row whose ``status`` says why (``nonfinite``,
     ``overflow``/``underflow`` (finite nonzero weights whose spectrum over- or underflows even in
@@ -720,7 +736,9 @@ def analyze(
     columns += ["evals"] if keep_evals else []
     table = pd.DataFrame(rows, columns=columns)
     said = table["warning"].where(table["warning"].map(lambda w: isinstance(w, str)), "")
-    fitted = alpha_warnings(table["alpha"].to_numpy(float), table["status"])
+    fitted = alpha_warnings(
+        table["alpha"].to_numpy(float), table["status"], table["num_evals"], min_evals
+    )
     table["warning"] = [s or w for s, w in zip(said, fitted, strict=True)]  # non_float: its type
     if len(table) and not (table["status"] == "ok").any():
         warnings.warn(
@@ -739,10 +757,14 @@ def status_counts(table: pd.DataFrame) -> str:
     return ", ".join(f"{n} {st}" for st, n in table["status"].value_counts().items())
 
 
-def alpha_warnings(alpha: np.ndarray, status: Any) -> list[str]:
+def alpha_warnings(
+    alpha: np.ndarray, status: Any, num_evals: Any = None, min_evals: int = 0
+) -> list[str]:
     """The ``warning`` column: ``"over-trained"`` where a fitted α < 2 (a very heavy tail,
     possibly over-fitted), ``"under-trained"`` where α > 6 (a weakly correlated layer, possibly
-    under-trained), ``""`` otherwise and for rows without a fit (status other than ``ok``).
+    under-trained), ``""`` otherwise and for rows without a fit (status other than ``ok``);
+    with ``num_evals`` given, a fitted row with fewer than ``min_evals`` eigenvalues adds
+    ``"few eigenvalues (n < min_evals)"`` (joined by ``"; "``).
 
     The thresholds and words are WeightWatcher 0.7.7's (``OVER_TRAINED_THRESH = 2.0``,
     ``UNDER_TRAINED_THRESH = 6.0``), after Martin & Mahoney's heavy-tailed classes: α < 2 is
@@ -750,15 +772,20 @@ def alpha_warnings(alpha: np.ndarray, status: Any) -> list[str]:
 
     >>> alpha_warnings(np.array([1.5, 3.0, 7.0, np.nan]), ["ok", "ok", "ok", "too_small"])
     ['over-trained', '', 'under-trained', '']
+    >>> alpha_warnings(np.array([1.5, 3.0]), ["ok", "ok"], [7, 60], min_evals=50)
+    ['over-trained; few eigenvalues (7 < 50)', '']
     """
+    alpha = np.asarray(alpha, dtype=float)
+    counts = np.full(alpha.size, np.iinfo(np.int64).max) if num_evals is None else num_evals
     out = []
-    for a, st in zip(np.asarray(alpha, dtype=float), status, strict=True):
-        if st != "ok" or not np.isfinite(a):
-            out.append("")
-        elif a < ALPHA_OVER_TRAINED:
-            out.append("over-trained")
-        elif a > ALPHA_UNDER_TRAINED:
-            out.append("under-trained")
-        else:
-            out.append("")
+    for a, st, n in zip(alpha, status, np.asarray(counts, dtype=np.int64), strict=True):
+        words = []
+        if st == "ok" and np.isfinite(a):
+            if a < ALPHA_OVER_TRAINED:
+                words.append("over-trained")
+            elif a > ALPHA_UNDER_TRAINED:
+                words.append("under-trained")
+            if n < min_evals:
+                words.append(f"few eigenvalues ({n} < {min_evals})")
+        out.append("; ".join(words))
     return out

@@ -328,7 +328,9 @@ def models_table(
     return pd.DataFrame(records, columns=[*id_columns, *METRICS, "n_matrices"])
 
 
-def summarize(table: pd.DataFrame, *, convention: str = "paper") -> pd.Series:
+def summarize(
+    table: pd.DataFrame, *, convention: str = "paper", min_evals: int | None = None
+) -> pd.Series:
     """Model-level means over the rows with status ``ok``.
 
     Returns ``alpha_weighted`` (α̂ = mean of α·log10 λmax), ``log_norm``,
@@ -338,12 +340,20 @@ def summarize(table: pd.DataFrame, *, convention: str = "paper") -> pd.Series:
     ``convention`` is the one ``table`` was made with: under ``ww2020`` the two spectral-norm
     metrics also take the ``too_small`` rows (WeightWatcher 0.2.7 averaged the spectral norm
     over every slice, small ones included; the 2019 notebooks and WW 0.7.7 did not).
+    ``min_evals``: leave out the rows whose ESD has fewer eigenvalues (``num_evals``) than
+    this, as if they were not ``ok`` (they carry a ``few eigenvalues`` warning in
+    :func:`htsr.analyze`); default None keeps every row, as each convention's papers did.
     """
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     missing = [c for c in SUMMARY_INPUTS if c not in table.columns]
     if missing:
         raise ValueError(f"summarize: table lacks columns {missing}")
+    if min_evals is not None:
+        if "num_evals" not in table.columns:
+            raise ValueError("summarize: min_evals needs the table's num_evals column")
+        few = table["num_evals"].astype(float) < min_evals
+        table = table.assign(status=table["status"].where(~few, "few_evals"))
     ok = table[table["status"] == "ok"]
     lam = table["lambda_max"].astype(float)
     small = (table["status"] == "too_small") & (lam > 0) & (convention == "ww2020")

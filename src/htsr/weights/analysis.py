@@ -37,11 +37,16 @@ def open_weights(path: str | os.PathLike[str]) -> Mapping[str, torch.Tensor]:
     """A lazy name → tensor mapping of the checkpoint at ``path``
     (:func:`htsr.weights.checkpoints.open_checkpoint`), where ``path`` may also be an
     ``hf://OWNER/REPO[@REVISION]`` address, downloaded and verified first
-    (:func:`htsr.weights.sources.hf.fetch_uri`). A bad file raises
+    (:func:`htsr.weights.sources.hf.fetch_uri`), or a LoRA adapter (``adapter_model.*`` or
+    its folder: the updates s·B·A, :func:`htsr.weights.lora.open_adapter`). A bad file raises
     :class:`htsr.weights.checkpoints.CheckpointError` naming it."""
     text = os.fspath(path)
     if _HF_URI.match(text):
         return open_checkpoint(hf.fetch_uri(text))
+    from htsr.weights.lora import is_adapter, open_adapter
+
+    if is_adapter(path):  # a LoRA adapter alone: its updates s·B·A (htsr.weights.lora)
+        return open_adapter(path)
     return open_checkpoint(path)
 
 

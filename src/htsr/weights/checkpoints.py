@@ -178,6 +178,15 @@ def _read_safetensors(source: Path | io.BytesIO, where: str) -> object:
         raise CheckpointError(f"{where}: not a readable safetensors file ({exc})") from exc
 
 
+#: safetensors' dtype codes (its header's ``dtype`` field) as torch dtypes.
+SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2, "U16": torch.uint16, "U32": torch.uint32, "U64": torch.uint64,
+}  # fmt: skip
+
+
 def _open_safetensors(path: Path) -> Mapping[str, Any]:
     from safetensors import SafetensorError, safe_open
 
@@ -194,6 +203,14 @@ class _SafetensorsFile(Mapping[str, torch.Tensor]):
 
     def __init__(self, handle: Any, path: Path) -> None:
         self.handle, self.path, self._keys = handle, path, list(handle.keys())
+
+    def meta(self, key: str) -> torch.Tensor:
+        """Tensor ``key``'s shape and dtype from the file's header, as a ``meta`` tensor."""
+        sl = self.handle.get_slice(key)
+        dtype = SAFETENSORS_DTYPES.get(sl.get_dtype())
+        if dtype is None:
+            raise CheckpointError(f"{self.path}: tensor {key!r} has dtype {sl.get_dtype()}")
+        return torch.empty(sl.get_shape(), dtype=dtype, device="meta")
 
     def __getitem__(self, key: str) -> torch.Tensor:
         if key not in self._keys:
@@ -603,6 +620,17 @@ class TensorStore(Mapping[str, torch.Tensor]):
     def __getitem__(self, key: str) -> torch.Tensor:
         i, raw = self._where[key]
         return self._handle(i)[raw]
+
+    def meta(self, key: str) -> torch.Tensor:
+        """Tensor ``key``'s shape and dtype as a tensor on the ``meta`` device, from the file's
+        header (safetensors) or the memory-mapped pickle, its data never touched: what
+        :func:`htsr.weights.describe.describe` reads."""
+        i, raw = self._where[key]
+        handle = self._handle(i)
+        if hasattr(handle, "meta"):
+            return handle.meta(raw)
+        t = handle[raw]
+        return torch.empty(t.shape, dtype=t.dtype, device="meta")
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._order)

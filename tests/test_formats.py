@@ -379,6 +379,79 @@ def test_flax_msgpack_gives_the_torch_models_spectra(
     _same_spectra(_table(path), _table(net))
 
 
+def _flax_linen_params(net: Net) -> dict:
+    """The params tree of a flax.linen model (Conv + Dense + Dense) as flax's ``init`` makes it,
+    holding ``net``'s weights in flax's layout: Conv ``(kh, kw, in, out)``, Dense ``(in, out)``;
+    biases zero."""
+    import jax
+    import jax.numpy as jnp
+    from flax import linen
+
+    class FlaxNet(linen.Module):
+        @linen.compact
+        def __call__(self, x: jax.Array) -> jax.Array:
+            h = linen.relu(linen.Conv(96, (3, 3), padding="VALID")(x))
+            h = linen.Dense(120)(h.reshape(h.shape[0], -1))
+            return linen.Dense(80, use_bias=False)(h)
+
+    # flax's own tree (names, shapes, dtypes) without running the model: eval_shape of init
+    tree = jax.eval_shape(FlaxNet().init, jax.random.PRNGKey(0), jnp.zeros((1, 5, 5, 64)))
+    params = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), dict(tree))
+    shapes = {k: v["kernel"].shape for k, v in params["params"].items()}
+    assert shapes == {"Conv_0": (3, 3, 64, 96), "Dense_0": (96 * 9, 120), "Dense_1": (120, 80)}
+    conv, fc, seq = (m.detach().numpy() for m in (net.conv.weight, net.fc.weight, net.seq.weight))
+    params["params"]["Conv_0"]["kernel"] = jnp.asarray(conv.transpose(2, 3, 1, 0))
+    params["params"]["Dense_0"]["kernel"] = jnp.asarray(fc.T)
+    params["params"]["Dense_1"]["kernel"] = jnp.asarray(seq.T)
+    return params
+
+
+@pytest.mark.parametrize("writer", ["to_bytes", "msgpack_serialize_chunked"])
+def test_flax_serialization_files_give_the_torch_models_spectra(
+    net: Net, tmp_path: Path, writer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files written by flax itself (``flax.serialization.to_bytes``; ``msgpack_serialize`` with
+    MAX_CHUNK_SIZE lowered to 30 kB so every kernel is split into ``__msgpack_chunked_array__``
+    chunks, as flax does above 1 GiB) from a flax.linen model holding the torch model's weights."""
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    serialization = pytest.importorskip("flax.serialization")
+    params = _flax_linen_params(net)
+    if writer == "to_bytes":
+        data = serialization.to_bytes(params)
+    else:
+        monkeypatch.setattr(serialization, "MAX_CHUNK_SIZE", 30_000)
+        data = serialization.msgpack_serialize(params)
+        assert data.count(b"__msgpack_chunked_array__") == 3
+    path = tmp_path / "flax_model.msgpack"
+    path.write_bytes(data)
+    assert checkpoints.detect_format(path) == "flax"
+    sd = checkpoints.open_checkpoint(path)
+    assert list(sd) == ["params.Conv_0.weight", "params.Dense_0.weight", "params.Dense_1.weight"]
+    assert torch.equal(sd["params.Conv_0.weight"], net.conv.weight.detach())
+    assert torch.equal(sd["params.Dense_0.weight"], net.fc.weight.detach())
+    _same_spectra(_table(path), _table(net))
+
+
+def test_flax_serialization_bfloat16_kernels_read_exactly(
+    net: Net, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bfloat16 tree written by ``flax.serialization.to_bytes`` gives torch's bfloat16 weights
+    bit for bit (flax names the dtype ``bfloat16``; numpy has none)."""
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    serialization = pytest.importorskip("flax.serialization")
+    import jax
+    import jax.numpy as jnp
+
+    params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.bfloat16), _flax_linen_params(net))
+    path = tmp_path / "flax_model.msgpack"
+    path.write_bytes(serialization.to_bytes(params))
+    sd = checkpoints.open_checkpoint(path)
+    for name, module in (("Conv_0", net.conv), ("Dense_0", net.fc), ("Dense_1", net.seq)):
+        got = sd[f"params.{name}.weight"]
+        assert got.dtype == torch.bfloat16
+        assert torch.equal(got, module.weight.detach().to(torch.bfloat16)), name
+
+
 # --------------------------------------------------------------------------- detection
 
 

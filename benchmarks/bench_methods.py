@@ -20,6 +20,7 @@ basis).
 Usage::
 
     python benchmarks/bench_methods.py [--models resnet18 vgg11 ...] [--threads 2] [--skip-sklearn]
+        [--repeat 3] [--clock cpu]
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ import htsr
 from htsr.spectra import TSVD_N_ITER, iter_layers, layer_matrices
 
 
-def _floor(model: torch.nn.Module) -> float:
+def _floor(model: torch.nn.Module, clock=time.perf_counter) -> float:
     """scikit-learn's TruncatedSVD of every matrix the paper convention fits (min side >= 50
-    for conv taps, every Linear), as the tsvd route calls it."""
-    start = time.perf_counter()
+    for conv taps, every Linear), as the tsvd_sklearn route calls it."""
+    start = clock()
     for layer in iter_layers(model, include_attention=True):
         stack = layer_matrices(layer)
         m = stack.shape[1]
@@ -50,7 +51,7 @@ def _floor(model: torch.nn.Module) -> float:
                 w = w.T
             TruncatedSVD(n_components=min(w.shape) - 1, n_iter=TSVD_N_ITER,
                          random_state=42).fit(w)  # fmt: skip
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def main() -> None:
@@ -60,10 +61,17 @@ def main() -> None:
     parser.add_argument(
         "--skip-sklearn", action="store_true", help="do not time scikit-learn (d): minutes on VGG"
     )
+    parser.add_argument("--repeat", type=int, default=1, help="best of N runs of (a), (b), (c)")
+    parser.add_argument(
+        "--clock", choices=["wall", "cpu"], default="wall",
+        help="wall seconds, or this process's CPU seconds (all threads): steadier on a shared"
+        " machine",
+    )  # fmt: skip
     args = parser.parse_args()
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     torch.set_num_threads(args.threads)
-    print(f"threads {args.threads}; seconds; b/a, c/a = tsvd against exact, d/b = scikit-learn's"
-          " TruncatedSVD alone against tsvd")  # fmt: skip
+    print(f"threads {args.threads}; {args.clock} seconds, best of {args.repeat}; b/a, c/a = tsvd"
+          " against exact, d/b = scikit-learn's TruncatedSVD alone against tsvd")  # fmt: skip
     print(
         "| model | Mparams | a exact | b tsvd | c ww2020 tsvd | d sklearn floor | b/a | c/a | d/b "
         "| a s/Mparam | b s/Mparam |"
@@ -73,14 +81,15 @@ def main() -> None:
         torch.manual_seed(0)
         model = torchvision.models.get_model(name, weights=None).eval()
         mparams = sum(p.numel() for p in model.parameters()) / 1e6
-        times = []
-        for kwargs in ({"convention": "paper", "dtype": "float64"},
-                       {"convention": "paper", "evals": "tsvd"},
-                       {"convention": "ww2020", "evals": "tsvd"}):  # fmt: skip
-            start = time.perf_counter()
-            htsr.analyze(model, **kwargs)
-            times.append(time.perf_counter() - start)
-        floor = float("nan") if args.skip_sklearn else _floor(model)
+        times = [float("inf")] * 3
+        for _ in range(args.repeat):
+            for i, kwargs in enumerate(({"convention": "paper", "dtype": "float64"},
+                                        {"convention": "paper", "evals": "tsvd"},
+                                        {"convention": "ww2020", "evals": "tsvd"})):  # fmt: skip
+                start = clock()
+                htsr.analyze(model, **kwargs)
+                times[i] = min(times[i], clock() - start)
+        floor = float("nan") if args.skip_sklearn else _floor(model, clock)
         a, b, c = times
         print(
             f"| {name} | {mparams:.1f} | {a:.2f} | {b:.2f} | {c:.2f} | {floor:.2f} "

@@ -293,7 +293,7 @@ def report(out: Path, wall: float | None, build_s: float | None) -> str:
     ]
     for rule, r in table.iterrows():
         lines.append(
-            f"| {rule} | {r.jobs} | {r.wall_s:.0f} | {r.cpu_s:.0f} | {r.peak_rss_mb:.0f} "
+            f"| {rule} | {int(r.jobs)} | {r.wall_s:.0f} | {r.cpu_s:.0f} | {r.peak_rss_mb:.0f} "
             f"| {r.mem_mb:.0f} | {r.worst_rss_share:.2f} |"
         )
     total_jobs = int(table["jobs"].sum()) if len(table) else 0
@@ -325,13 +325,14 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=None,
                         help="only the N smallest models of each source")  # fmt: skip
     parser.add_argument("--report-only", action="store_true",
-                        help="print the report of a finished run in --out")  # fmt: skip
+                        help="print the report of the run in --out (finished or not)")  # fmt: skip
     parser.add_argument("--delete-weights", action="store_true",
                         help="remove the weight files (served, downloaded) afterwards")  # fmt: skip
     args = parser.parse_args()
     out = args.out.resolve()
     if args.report_only:
-        timing = json.loads((out / "timing.json").read_text())
+        timing_path = out / "timing.json"  # absent while the run goes on: no wall time yet
+        timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
         print(report(out, timing.get("wall_s"), timing.get("build_s")))
         return
     from zoo_server import serve_zoo
@@ -354,6 +355,7 @@ def main() -> None:
     by_model = {str(r["model"]): files[str(r["weights"])]
                 for _, r in rows.drop_duplicates("weights").iterrows()}  # fmt: skip
     print("4. snakemake", flush=True)
+    (out / "timing.json").write_text(json.dumps({"build_s": build_s}))
     with serve_zoo(by_model) as base:
         wall = run_snakemake(work, base, args.cores, extra, out / "snakemake.log")
     (out / "timing.json").write_text(json.dumps({"wall_s": wall, "build_s": build_s}))

@@ -72,3 +72,34 @@ def test_rewritten_rows_verify_the_generated_files(rehearsal) -> None:
         with pytest.raises(Exception, match="squeezenet1_1"):
             zoo.download_weights(original, tmp / "original.pth", torchvision_base_url=base,
                                  retries=0)  # fmt: skip
+
+
+def test_report_sums_the_benchmark_files_per_rule(tmp_path: Path) -> None:
+    """Per rule: jobs, summed wall and CPU seconds, peak RSS against the job's declared mem_mb
+    (from the Snakemake log's job blocks, the last attempt's when a job was retried)."""
+    from rehearse_default import benchmark_table
+
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    jobs = {"model_spectra/imagenet/a.tsv": (10.0, 700.0, 9.0),
+            "model_spectra/imagenet/b.tsv": (20.0, 2500.0, 18.0),
+            "aggregate/imagenet.tsv": (5.0, 300.0, 4.0)}  # fmt: skip
+    log = []
+    for rel, (s, rss, cpu) in jobs.items():
+        path = tmp_path / "logs" / "benchmarks" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + f"{s}\t0:00:{s:02.0f}\t{rss}\t1\t1\t1\t0\t0\t50\t{cpu}\n")
+        rule = rel.split("/")[0]
+        mem = 2048 if rule == "aggregate" else 3000
+        log.append(f"[Mon Dec  7 18:00:00 2026]\nrule {rule}:\n    output: x\n"
+                   f"    benchmark: logs/benchmarks/{rel}\n    threads: 1\n"
+                   f"    resources: tmpdir=/tmp, mem_mb={mem}, mem_mib=1\n")  # fmt: skip
+    # b was retried with twice the memory: the last block counts
+    log.append("[Mon Dec  7 18:10:00 2026]\nrule model_spectra:\n"
+               "    benchmark: logs/benchmarks/model_spectra/imagenet/b.tsv\n"
+               "    resources: tmpdir=/tmp, runtime=3, mem_mb=6000, mem_mib=1\n")  # fmt: skip
+    table = benchmark_table(tmp_path, "\n".join(log))
+    spectra, agg = table.loc["model_spectra"], table.loc["aggregate"]
+    assert (spectra["jobs"], spectra["wall_s"], spectra["cpu_s"]) == (2, 30.0, 27.0)
+    assert (spectra["peak_rss_mb"], spectra["mem_mb"]) == (2500.0, 6000)
+    assert spectra["worst_rss_share"] == pytest.approx(max(700 / 3000, 2500 / 6000))
+    assert (agg["jobs"], agg["mem_mb"], agg["worst_rss_share"]) == (1, 2048, 300 / 2048)

@@ -13,7 +13,7 @@ For each random-init torchvision model (seed 0), in one process:
     every matrix (b) analyses, nothing else (``--skip-sklearn``: not run, NaN);
 
 and prints the seconds, the ratios b/a and c/a (what a tsvd job costs against an exact one: the
-pipeline's ``TSVD_COST_FACTOR``) and d/b (how much faster the exact route is than scikit-learn's
+pipeline's ``EVALS_COST_FACTOR``) and d/b (how much faster the exact route is than scikit-learn's
 alone). Seconds per million parameters are printed too (the pipeline's ``SPECTRA_S_PER_MPARAM``
 basis).
 

@@ -74,7 +74,8 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 
 import htsr  # noqa: E402
-from htsr.spectra import eigenvalues, iter_layers, layer_matrices  # noqa: E402
+from htsr.spectral.eigen import eigenvalues  # noqa: E402
+from htsr.spectral.matrices import iter_layers, layer_matrices  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
 warnings.filterwarnings("ignore")

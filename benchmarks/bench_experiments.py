@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from htsr import studies, train
+from htsr.experiments import train
+from htsr.studies import study as studies
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {

@@ -1,4 +1,4 @@
-"""Time ``htsr.fit`` against the reference implementations it reproduces, in one run.
+"""Time ``htsr.spectral.fit`` against the reference implementations it reproduces, in one run.
 
 * untruncated: ``fit_power_law(x)`` vs ``powerlaw.Fit(x, parameter_ranges={'alpha': [1, 100]})``
   of powerlaw 2.0.0 (in this process);
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "tests" / "reference"))
 
 from powerlaw_refs import extract_powerlaw_146, run_powerlaw  # noqa: E402
 
-from htsr.fit import fit_power_law, fit_power_law_ww  # noqa: E402
+from htsr.spectral.fit import fit_power_law, fit_power_law_ww  # noqa: E402
 
 
 def bulk_tail_spectrum(n: int, alpha: float, seed: int) -> np.ndarray:

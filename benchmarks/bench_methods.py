@@ -33,7 +33,8 @@ import torchvision
 from sklearn.decomposition import TruncatedSVD
 
 import htsr
-from htsr.spectra import TSVD_N_ITER, iter_layers, layer_matrices
+from htsr.spectral.eigen import TSVD_N_ITER
+from htsr.spectral.matrices import iter_layers, layer_matrices
 
 
 def _floor(model: torch.nn.Module, clock=time.perf_counter) -> float:

@@ -112,8 +112,8 @@ CHILD = textwrap.dedent(
             if line.startswith("RssAnon:"):
                 return int(line.split()[1]) * 1024
     import htsr
-    from htsr.checkpoints import open_checkpoint
-    from htsr.spectra import iter_layers, layer_matrices
+    from htsr.weights.checkpoints import open_checkpoint
+    from htsr.spectral.matrices import iter_layers, layer_matrices
     base, peak, done = anon(), [0], threading.Event()
     def sample():
         while not done.is_set():

@@ -11,8 +11,8 @@ repository):
    weight file per ``weights`` key. ``--subset N`` keeps the N smallest models of each source
    (a smoke run: ``--config model_set=[those keys]``).
 2. **Weights** (``OUT/served/``): each file's architecture at random init (``torch.manual_seed
-   (0)``, ``htsr.zoo.build_model``: today's torchvision and pytorchcv classes, the shapes of the
-   real file), saved as its source serves it (``tests/zoo_server.make_weight_files``): a
+   (0)``, ``htsr.weights.zoo.build_model``: today's torchvision and pytorchcv classes, the shapes of
+   the real file), saved as its source serves it (``tests/zoo_server.make_weight_files``): a
    torchvision ``.pth`` named ``{stem}-{sha256 prefix}.pth`` like the real one, an OSMR store
    ``.pth.zip`` holding ``{name}-{error}-{sha1[:8]}.pth``, in torch's legacy format where the
    store's file is. ``OUT/served/manifest.json`` lets a rerun skip the files already built.
@@ -74,7 +74,7 @@ def default_selection(config_dir: Path = ROOT / "config") -> tuple[pd.DataFrame,
     """``(rows, table paths)``: the model rows the default config runs (every study of
     ``config.yaml``, its ``model_set`` or each study's own) and the model tables they come from,
     as the workflow's ``common.smk`` selects them."""
-    from htsr import studies
+    from htsr.studies import study as studies
 
     config = yaml.safe_load((config_dir / "config.yaml").read_text())
     study_dir = ROOT / config.get("study_dir", "config/studies")
@@ -164,7 +164,7 @@ def rehearsal_table(table: pd.DataFrame, files: Mapping[str, Path]) -> pd.DataFr
     SHA-1 of the ``.pth`` inside the generated zip and the url's ``{sha1[:8]}`` with it (the
     store URL of the same repository, release, name and error). Raises ``ValueError`` for a row
     whose url has no hash to replace."""
-    from htsr import osmr
+    from htsr.weights import osmr
 
     out = table.copy()
     for i, row in out.iterrows():

@@ -3,11 +3,11 @@ the trends of each of its quality metrics per group (set and/or family)."""
 
 import pandas as pd
 
-from htsr.experiments import quality_from_results, read_results
-from htsr.predict import leave_one_out
-from htsr.provenance import job_log, write_tsv
-from htsr.table import Quality
-from htsr.trends import (
+from htsr.experiments.grids import quality_from_results, read_results
+from htsr.io import job_log, write_tsv
+from htsr.studies.predict import leave_one_out
+from htsr.studies.table import Quality
+from htsr.studies.trends import (
     BASE_ID_COLUMNS,
     METRICS,
     SUMMARY_INPUTS,

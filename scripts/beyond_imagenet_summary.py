@@ -1,14 +1,14 @@
 """Rule beyond_imagenet_summary: every study's trends side by side with a verdict per family,
-quality and metric (htsr.summary), and the figure of τ per family for α̂ and its headline
-quality (htsr.plots.answer_figure)."""
+quality and metric (htsr.studies.summary), and the figure of τ per family for α̂ and its headline
+quality (htsr.figures.studies.answer_figure)."""
 
 import pandas as pd
 
-from htsr import plots
-from htsr.io import atomic_output
-from htsr.provenance import job_log, write_tsv
-from htsr.studies import headline_functions
-from htsr.summary import answer_table, answer_text
+from htsr.figures.common import save_figure
+from htsr.figures.studies import answer_figure
+from htsr.io import atomic_output, job_log, write_tsv
+from htsr.studies.study import headline_functions
+from htsr.studies.summary import answer_table, answer_text
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = job_log(smk.log[0], "beyond_imagenet_summary")
@@ -26,7 +26,7 @@ write_tsv(smk.output.table, table)
 headline = {name: headline_functions(spec)[0] for name, spec in studies.items()}
 pairs = zip(table["study"], table["family"], table["quality"], strict=True)
 shown = table[[q == headline[s](f)[0] for s, f, q in pairs]]  # each family's headline quality
-plots.save_figure(plots.answer_figure(shown), [smk.output.png, smk.output.pdf])
+save_figure(answer_figure(shown), [smk.output.png, smk.output.pdf])
 with atomic_output(smk.output.text) as tmp:
     tmp.write_text(answer_text(shown), encoding="utf-8")
 log.info("%d rows: %s", len(table), table["verdict"].value_counts().to_dict())

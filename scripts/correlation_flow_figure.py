@@ -1,13 +1,14 @@
 """Rule correlation_flow_figure: α by layer depth for the best and the worst model of each
-family by its headline quality (Nat. Commun. 2021's "correlation flow"; htsr.plots)."""
+family by its headline quality (Nat. Commun. 2021's "correlation flow"; htsr.figures.spectra)."""
 
 import pandas as pd
 
-from htsr import plots
-from htsr.provenance import job_log
-from htsr.studies import headline_functions
-from htsr.table import select_layers
-from htsr.trends import with_more_families
+from htsr.figures.common import save_figure
+from htsr.figures.spectra import correlation_flow_figure
+from htsr.io import job_log
+from htsr.studies.study import headline_functions
+from htsr.studies.table import select_layers
+from htsr.studies.trends import with_more_families
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = job_log(smk.log[0], "correlation_flow_figure")
@@ -21,10 +22,10 @@ spectra = {
     for model, path in zip(smk.params.models, smk.input.spectra, strict=True)
 }
 models = with_more_families(models, study["more_families"])
-figure = plots.correlation_flow_figure(
+figure = correlation_flow_figure(
     models, spectra, headline=headline, higher_is_better=higher_is_better,
     families=study["families"],
     title=f"{study['name']}: correlation flow, α by layer depth for the best and worst model",
 )  # fmt: skip
-plots.save_figure(figure, [smk.output.png, smk.output.pdf])
+save_figure(figure, [smk.output.png, smk.output.pdf])
 log.info("%d models' spectra read", len(spectra))

@@ -1,13 +1,14 @@
-"""Rule download_weights: fetch and verify one model's weight file (htsr.zoo.download_weights).
+"""Rule download_weights: fetch and verify one model's weight file
+(htsr.weights.zoo.download_weights).
 
 Retries, verification, atomic placement and offline mode (config `offline` or HTSR_OFFLINE=1)
-live in htsr.zoo; this script only passes the configuration through and logs the result.
+live in htsr.weights.zoo; this script only passes the configuration through and logs the result.
 """
 
 import json
 
-from htsr import zoo
-from htsr.provenance import job_log
+from htsr.io import job_log
+from htsr.weights import zoo
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = job_log(smk.log[0], "download_weights")

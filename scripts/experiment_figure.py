@@ -1,12 +1,14 @@
 """Rule experiment_figure: one family of a controlled experiment, its training curves and its
-metric and quality by the varied hyperparameter with the seeds' spread (htsr.plots)."""
+metric and quality by the varied hyperparameter with the seeds' spread
+(htsr.figures.experiments)."""
 
 import pandas as pd
 
-from htsr import plots
-from htsr.experiments import read_results
-from htsr.provenance import job_log
-from htsr.studies import headline_functions
+from htsr.experiments.grids import read_results
+from htsr.figures.common import save_figure
+from htsr.figures.experiments import experiment_figure
+from htsr.io import job_log
+from htsr.studies.study import headline_functions
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 family = smk.wildcards.family
@@ -18,7 +20,7 @@ curves = {r["model"]: r["curve"] for r in read_results(smk.input.training).value
 quality = headline(family)
 hit = trends[(trends["family"] == family) & (trends["quality"] == quality[0])
              & (trends["metric"] == "alpha_weighted")]  # fmt: skip
-figure = plots.experiment_figure(models, curves, family=family, quality=quality,
+figure = experiment_figure(models, curves, family=family, quality=quality,
                                  trend=hit.iloc[0] if len(hit) else None)  # fmt: skip
-plots.save_figure(figure, [smk.output.png, smk.output.pdf])
+save_figure(figure, [smk.output.png, smk.output.pdf])
 log.info("%s: %d models drawn", family, len(curves))

@@ -10,8 +10,8 @@ import time
 import torch
 
 import htsr
-from htsr import zoo
-from htsr.provenance import atomic_output, job_log
+from htsr.io import atomic_output, job_log
+from htsr.weights import zoo
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = job_log(smk.log[0], "model_spectra")

@@ -1,11 +1,13 @@
-"""Rule paper_comparison: the papers' printed cells beside ours (htsr.paper), the figure of ours
-against printed, and the 2019 set's alpha_hat with exact and TruncatedSVD eigenvalues."""
+"""Rule paper_comparison: the papers' printed cells beside ours (htsr.studies.paper), the figure
+of ours against printed, and the 2019 set's alpha_hat with exact and TruncatedSVD eigenvalues."""
 
 import pandas as pd
 import yaml
 
-from htsr import paper, plots
-from htsr.provenance import job_log, write_tsv
+from htsr.figures.common import save_figure
+from htsr.figures.studies import paper_comparison_figure
+from htsr.io import job_log, write_tsv
+from htsr.studies import paper
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = job_log(smk.log[0], "paper_comparison")
@@ -43,4 +45,4 @@ for method in smk.params.same_convention_methods:
         )  # fmt: skip
 diff = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 write_tsv(smk.output.methods, diff)
-plots.save_figure(plots.paper_comparison_figure(table), [smk.output.png, smk.output.pdf])
+save_figure(paper_comparison_figure(table), [smk.output.png, smk.output.pdf])

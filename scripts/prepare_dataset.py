@@ -1,8 +1,8 @@
 """Rule prepare_dataset: fetch one experiment dataset with its library's loader and write it as
-one tensor file (htsr.datasets.prepare)."""
+one tensor file (htsr.experiments.datasets.prepare)."""
 
-from htsr import datasets
-from htsr.provenance import job_log
+from htsr.experiments import datasets
+from htsr.io import job_log
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = job_log(smk.log[0], "prepare_dataset")

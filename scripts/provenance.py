@@ -1,6 +1,7 @@
 """Rule provenance: versions, configuration, weight hashes and git state of the run."""
 
-from htsr.provenance import collect_provenance, job_log, write_json
+from htsr.io import job_log, write_json
+from htsr.studies.provenance import collect_provenance
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = job_log(smk.log[0], "provenance")

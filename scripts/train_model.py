@@ -1,13 +1,14 @@
-"""Rule train_model: train one model of a controlled experiment (htsr.train), resuming from its
-last epoch if a killed run left one, and write its checkpoint and result atomically."""
+"""Rule train_model: train one model of a controlled experiment (htsr.experiments.train),
+resuming from its last epoch if a killed run left one, and write its checkpoint and result
+atomically."""
 
 import json
 from pathlib import Path
 
 import torch
 
-from htsr import datasets, train
-from htsr.provenance import atomic_output, job_log
+from htsr.experiments import datasets, train
+from htsr.io import atomic_output, job_log
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = job_log(smk.log[0], "train_model")

@@ -1,11 +1,13 @@
 """Rule trajectory_figure: a training trajectory (one model's checkpoints at several steps):
-the headline metric and quality against step, and α per layer against step (htsr.plots)."""
+the headline metric and quality against step, and α per layer against step
+(htsr.figures.experiments)."""
 
 import pandas as pd
 
-from htsr import plots
-from htsr.provenance import job_log
-from htsr.studies import headline_functions
+from htsr.figures.common import save_figure
+from htsr.figures.experiments import trajectory_figure
+from htsr.io import job_log
+from htsr.studies.study import headline_functions
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 family = smk.wildcards.family
@@ -21,8 +23,8 @@ spectra = {
     model: pd.read_parquet(path, columns=columns)
     for model, path in zip(smk.params.models, smk.input.spectra, strict=True)
 }
-figure = plots.trajectory_figure(
+figure = trajectory_figure(
     models, spectra, family=family, quality=quality, trend=hit.iloc[0] if len(hit) else None
 )
-plots.save_figure(figure, [smk.output.png, smk.output.pdf])
+save_figure(figure, [smk.output.png, smk.output.pdf])
 log.info("%s: %d checkpoints drawn", family, len(spectra))

@@ -37,7 +37,7 @@ def images(n: int = 512, size: int = 16, channels: int = 3, classes: int = 4,
 def graph(n: int = 400, classes: int = 4, features: int = 96, within: float = 0.8,
           seed: int = 0) -> dict[str, Any]:  # fmt: skip
     """``htsr.datasets.planted_partition`` at a test's size."""
-    from htsr.datasets import planted_partition
+    from htsr.experiments.datasets import planted_partition
 
     return planted_partition(nodes=n, features=features, classes=classes, within=within,
                              seed=seed)  # fmt: skip

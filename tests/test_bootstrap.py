@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import htsr
-from htsr.metrics import bootstrap_alpha_interval
+from htsr.spectral.metrics import bootstrap_alpha_interval
 
 
 def test_each_resample_is_powerlaws_mle_at_that_xmin() -> None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from htsr.metrics import COLUMNS
+from htsr.spectral.metrics import COLUMNS
 
 
 def _htsr(*args: str) -> subprocess.CompletedProcess[str]:

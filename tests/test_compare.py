@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from htsr import compare
-from htsr.metrics import analyze
+from htsr.studies import compare
+from htsr.weights.analysis import analyze
 
 
 def _htsr(*args: str) -> subprocess.CompletedProcess[str]:

@@ -19,7 +19,8 @@ import safetensors.torch
 import torch
 from zoo_server import make_weight_files, serve_zoo, served_table
 
-from htsr import zoo
+from htsr.studies.table import read_model_table, select_models
+from htsr.weights import zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 TV = "squeezenet1_1"  # torchvision, torch.hub URL
@@ -31,8 +32,8 @@ FAST: dict[str, Any] = {"retries": 3, "backoff_s": 0.01}
 @pytest.fixture(scope="session")
 def zoo_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, dict[str, Path]]:
     torch.set_num_threads(1)
-    table = zoo.read_model_table(ROOT / "config" / "studies" / "imagenet.tsv")
-    rows = zoo.select_models(table, [TV, HUB, URL])
+    table = read_model_table(ROOT / "config" / "studies" / "imagenet.tsv")
+    rows = select_models(table, [TV, HUB, URL])
     files = make_weight_files(rows, tmp_path_factory.mktemp("served"))
     return served_table(rows, files).set_index("model", drop=False), files
 
@@ -295,7 +296,7 @@ def test_row_can_point_at_a_local_checkpoint(zoo_files, tmp_path: Path) -> None:
 
 
 def test_torchvision_files_load_through_torchvision_own_pretrained_path(tmp_path: Path) -> None:
-    table = zoo.read_model_table(ROOT / "config" / "studies" / "imagenet.tsv").set_index(
+    table = read_model_table(ROOT / "config" / "studies" / "imagenet.tsv").set_index(
         "model", drop=False
     )
     row = table.loc["densenet121"]

@@ -296,11 +296,11 @@ def test_import_scan_follows_htsr_modules(tmp_path: Path) -> None:
     """The scanner sees through ``htsr`` to the third-party packages its modules import."""
     script = tmp_path / "script.py"
     script.write_text(
-        "import json\nimport htsr\nfrom htsr.trends import fit_trend\nhtsr.analyze\n"
+        "import json\nimport htsr\nfrom htsr.studies.trends import fit_trend\nhtsr.analyze\n"
         "try:\n    import not_installed_anywhere\nexcept ImportError:\n    pass\n"
     )
     needed = third_party_imports(script)
     assert "json" not in needed and "not_installed_anywhere" not in needed
-    # htsr.trends imports scipy; htsr.analyze lives in htsr.metrics, which imports torch.
+    # htsr.trends imports scipy; htsr.analyze lives in htsr.weights.analysis, which imports torch.
     assert {"scipy", "torch", "pandas", "numpy"} <= set(needed), needed
     assert distributions_of("yaml") == {"pyyaml"}

@@ -21,9 +21,12 @@ import torch
 from PIL import Image
 
 import htsr
-import htsr.table
-from htsr import datasets, experiments, nets, studies, summary, train
-from htsr.experiments import grid_table, quality_from_results
+import htsr.studies.table
+from htsr.experiments import datasets, nets, train
+from htsr.experiments import grids as experiments
+from htsr.experiments.grids import grid_table, quality_from_results
+from htsr.studies import study as studies
+from htsr.studies import summary
 
 sys.path.insert(0, str(Path(__file__).parent))
 import synthetic  # noqa: E402
@@ -68,7 +71,7 @@ def test_gnn_widths_give_spectra_long_enough_to_fit() -> None:
         model = nets.build(rec.architecture, meta, json.loads(rec.hyperparameters))
         for source in (model, model.state_dict()):  # PyG's own Linear, found either way
             table = htsr.analyze(source)
-            hidden = htsr.table.select_layers(table, rec.layers)
+            hidden = htsr.studies.table.select_layers(table, rec.layers)
             assert len(hidden) == 2 and (hidden["M"] >= 128).all(), table[["layer", "N", "M"]]
             assert len(table) == 3  # and the classes x 128 output layer (left out by `layers`)
 
@@ -93,7 +96,7 @@ def test_capsule_transform_is_one_matrix_per_output_capsule() -> None:
             assert len(caps) == (10 if convention == "paper" else 1)
             assert set(zip(caps["N"], caps["M"], strict=True)) == {(576, 128)}
     # the matrix of output capsule j holds W[:, j] with the input capsules as rows
-    from htsr.spectra import LayerWeight, layer_matrices
+    from htsr.spectral.matrices import LayerWeight, layer_matrices
 
     stack = layer_matrices(LayerWeight("digit_caps.capsule_weight", "capsule", w.detach()))
     torch.testing.assert_close(stack.matrices[3], w.detach()[:, 3].reshape(576, 128))
@@ -158,7 +161,7 @@ KILLED_RUN = textwrap.dedent(
     import sys, torch
     sys.path.insert(0, sys.argv[1])
     import synthetic
-    from htsr import train
+    from htsr.experiments import train
     torch.set_num_threads(1)
     hp = {"epochs": 8, "batch_size": 16, "conv_width": 16, "fc_widths": [64, 64]}
     train.train("mini_alexnet", hp, synthetic.images(n=512), seed=5, state_path=sys.argv[2])
@@ -289,4 +292,4 @@ def test_experiments_end_to_end(run: Path) -> None:
 def test_experiments_module_exports() -> None:
     assert experiments.dataset_key({"name": "planetoid", "dataset": "Cora"}) == "planetoid-Cora"
     assert experiments.dataset_key({"name": "file", "path": "a/b/images.pt"}) == "file-images"
-    assert grid_table.__module__ == "htsr.experiments"
+    assert grid_table.__module__ == "htsr.experiments.grids"

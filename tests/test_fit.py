@@ -17,13 +17,8 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-import htsr.fit as fitmod
-from htsr.fit import (
-    PowerLawFit,
-    fit_power_law,
-    fit_power_law_ww,
-    truncated_power_law_mle,
-)
+import htsr.spectral.fit as fitmod
+from htsr.spectral.fit import PowerLawFit, fit_power_law, fit_power_law_ww, truncated_power_law_mle
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "reference"))
 

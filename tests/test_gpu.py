@@ -152,7 +152,7 @@ def test_cuda_bad_layers_same_status_as_cpu(convention: str) -> None:
 @pytest.mark.gpu
 @needs_cuda
 def test_cuda_eigenvalues_nan_row() -> None:
-    from htsr.spectra import eigenvalues
+    from htsr.spectral.eigen import eigenvalues
 
     torch.manual_seed(4)
     x = torch.randn(3, 60, 40, dtype=torch.float64)

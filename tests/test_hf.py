@@ -16,10 +16,10 @@ import pytest
 import torch
 
 import htsr
-from htsr import checkpoints, zoo
-from htsr.download import DownloadError
-from htsr.sources import hf
-from htsr.spectra import EMBEDDING_NAMES, layers_from_state_dict
+from htsr.spectral.matrices import EMBEDDING_NAMES, layers_from_state_dict
+from htsr.weights import checkpoints, zoo
+from htsr.weights.download import DownloadError
+from htsr.weights.sources import hf
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lm_states import HEADS, lm_state, save_hub_folder  # noqa: E402
@@ -35,7 +35,7 @@ def _evals(matrix: torch.Tensor) -> np.ndarray:
 def _layers(model_type: str, **kwargs: object) -> dict[tuple[str, str], torch.Tensor]:
     sd, config = lm_state(model_type, H)
     out = {}
-    from htsr.spectra import layer_matrices
+    from htsr.spectral.matrices import layer_matrices
 
     for layer in layers_from_state_dict(sd, config=config, **kwargs):
         stack = layer_matrices(layer)

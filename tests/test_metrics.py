@@ -13,9 +13,11 @@ import torchvision
 from torch import nn
 
 import htsr
-from htsr import metrics, trends
-from htsr.fit import fit_power_law
-from htsr.spectra import eigenvalues, iter_layers, layer_matrices
+from htsr.spectral import metrics
+from htsr.spectral.eigen import eigenvalues
+from htsr.spectral.fit import fit_power_law
+from htsr.spectral.matrices import iter_layers, layer_matrices
+from htsr.studies import trends
 
 
 def _heavy_tailed(n: int, m: int, seed: int) -> torch.Tensor:

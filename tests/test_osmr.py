@@ -13,8 +13,9 @@ import pytest
 import torch
 from zoo_server import make_weight_files, serve_zoo, served_table
 
-from htsr import checkpoints, download, osmr, zoo
-from htsr.spectra import layer_matrices, layers_from_module, layers_from_state_dict
+from htsr.spectral.matrices import layer_matrices, layers_from_module, layers_from_state_dict
+from htsr.studies.table import ModelTableError, read_model_table, select_models
+from htsr.weights import checkpoints, download, osmr, zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = [
@@ -35,7 +36,7 @@ FAMILY_MODELS = [
 
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
-    return zoo.read_model_table(TABLES)
+    return read_model_table(TABLES)
 
 
 def test_store_url_is_what_pytorchcv_builds(table: pd.DataFrame, monkeypatch, tmp_path) -> None:
@@ -89,14 +90,14 @@ def test_mirror_replaces_the_repository_url(table: pd.DataFrame, monkeypatch) ->
     ],
 )
 def test_bad_pytorchcv_rows_are_named(tmp_path: Path, table, cells, message) -> None:
-    rows = zoo.select_models(table, ["paper2019.tv.vgg11", "paper2019.osmr.resnet10"])
+    rows = select_models(table, ["paper2019.tv.vgg11", "paper2019.osmr.resnet10"])
     i = rows.index[rows["source"] == "pytorchcv"][0]
     for column, value in cells.items():
         rows.loc[i, column] = value
     path = tmp_path / "t.tsv"
     rows.to_csv(path, sep="\t", index=False)
-    with pytest.raises(zoo.ModelTableError, match=f"model 'paper2019.osmr.resnet10'.*{message}"):
-        zoo.read_model_table(path)
+    with pytest.raises(ModelTableError, match=f"model 'paper2019.osmr.resnet10'.*{message}"):
+        read_model_table(path)
 
 
 def test_rows_sharing_weights_must_agree(tmp_path: Path, table: pd.DataFrame) -> None:
@@ -105,10 +106,8 @@ def test_rows_sharing_weights_must_agree(tmp_path: Path, table: pd.DataFrame) ->
     rows.iloc[1, rows.columns.get_loc("url")] = "https://download.pytorch.org/models/v-0123abcd.pth"
     path = tmp_path / "t.tsv"
     rows.to_csv(path, sep="\t", index=False)
-    with pytest.raises(
-        zoo.ModelTableError, match="shares weights 'vgg11-bbd30ac9'.*differs in url"
-    ):
-        zoo.read_model_table(path)
+    with pytest.raises(ModelTableError, match="shares weights 'vgg11-bbd30ac9'.*differs in url"):
+        read_model_table(path)
 
 
 # ------------------------------------------------------------------------------ downloads
@@ -117,7 +116,7 @@ def test_rows_sharing_weights_must_agree(tmp_path: Path, table: pd.DataFrame) ->
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, table: pd.DataFrame):
     torch.set_num_threads(1)
-    rows = zoo.select_models(table, ["paper2019.osmr.resnet10", "paper2019.osmr.menet108_8x1_g3"])
+    rows = select_models(table, ["paper2019.osmr.resnet10", "paper2019.osmr.menet108_8x1_g3"])
     rows.loc[rows["model_id"] == "resnet10", "note"] = "legacy format, as in 2018"
     files = make_weight_files(rows, tmp_path_factory.mktemp("served"))
     return served_table(rows, files).set_index("model", drop=False), files
@@ -216,7 +215,7 @@ def test_zip_checkpoint_errors_name_the_file(tmp_path: Path) -> None:
     with zipfile.ZipFile(two, "w") as zf:
         zf.writestr("a.pth", b"1")
         zf.writestr("b.pth", b"2")
-    with pytest.raises(checkpoints.CheckpointError, match="exactly one .pth"):
+    with pytest.raises(checkpoints.CheckpointError, match="exactly one checkpoint file"):
         checkpoints.load_state_dict(two)
 
 

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from htsr import paper, trends, zoo
+from htsr.studies import paper, trends
+from htsr.studies.table import read_model_table
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGENET_TABLES = [ROOT / "config" / "studies" / f"{t}.tsv" for t in ("imagenet", "imagenet_paper")]
@@ -52,7 +53,7 @@ def notes() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
-    return zoo.read_model_table(IMAGENET_TABLES)
+    return read_model_table(IMAGENET_TABLES)
 
 
 def _authors_models(table: pd.DataFrame, set_name: str, fix: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from htsr import paper, zoo
+from htsr.studies import paper
+from htsr.studies.table import read_model_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "paper"
@@ -23,7 +24,7 @@ TABLE = ROOT / "config" / "studies" / "imagenet_paper.tsv"
 
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
-    return zoo.read_model_table([ROOT / "config" / "studies" / "imagenet.tsv", TABLE])
+    return read_model_table([ROOT / "config" / "studies" / "imagenet.tsv", TABLE])
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/paper is not beside this checkout")

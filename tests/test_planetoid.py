@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from htsr import datasets
-from htsr.download import DownloadError
+from htsr.experiments import datasets
+from htsr.weights.download import DownloadError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from zoo_server import serve_zoo  # noqa: E402

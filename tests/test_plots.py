@@ -12,7 +12,18 @@ from matplotlib.figure import Figure
 from matplotlib.text import Annotation
 from PIL import Image
 
-from htsr import plots, trends, zoo
+from htsr.figures.commands import esd_figure, largest_matrix
+from htsr.figures.common import TOP1_LABEL, save_figure, short_name
+from htsr.figures.spectra import alpha_histogram_figure
+from htsr.figures.studies import paper_comparison_figure
+from htsr.figures.trends import (
+    families_figure,
+    metrics_comparison_figure,
+    parse_panels,
+    trend_figure,
+)
+from htsr.studies import trends
+from htsr.studies.table import read_model_table, select_models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +71,7 @@ def _labels(fig: Figure) -> list[list[Annotation]]:
 
 def _save_and_check(fig: Figure, tmp_path: Path, name: str) -> None:
     png, pdf = tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"
-    plots.save_figure(fig, [png, pdf])
+    save_figure(fig, [png, pdf])
     with Image.open(png) as image:
         assert image.format == "PNG" and min(image.size) > 300
     assert pdf.read_bytes()[:5] == b"%PDF-"
@@ -77,7 +88,7 @@ def _figure(name: str, models: pd.DataFrame, table: pd.DataFrame | None = None) 
     ``table`` or fitted here."""
     spec = FIGURE_TABLE.loc[name]
     fits = trends.family_trends(models) if table is None else table
-    return plots.trend_figure(models, fits, families=spec["families"], metrics=spec["metrics"],
+    return trend_figure(models, fits, families=spec["families"], metrics=spec["metrics"],
                               title=spec["title"])  # fmt: skip
 
 
@@ -136,19 +147,19 @@ def test_trend_figure_reads_the_saved_fit(models: pd.DataFrame) -> None:
 
 
 def test_panels_parse_groups_and_metrics() -> None:
-    panels = plots.parse_panels("A+B;C", "log_norm;alpha_weighted", set_name="s")
+    panels = parse_panels("A+B;C", "log_norm;alpha_weighted", set_name="s")
     assert [(p.families, p.metric) for p in panels] == [
         (("A", "B"), "log_norm"), (("A", "B"), "alpha_weighted"),
         (("C",), "log_norm"), (("C",), "alpha_weighted"),
     ]  # fmt: skip
     assert {p.set for p in panels} == {"s"}
     with pytest.raises(ValueError, match="needs families and metrics"):
-        plots.parse_panels("", "log_norm")
+        parse_panels("", "log_norm")
 
 
 def test_same_family_in_two_sets_is_drawn_per_set(models: pd.DataFrame) -> None:
     both = pd.concat([models.assign(set="a"), models.assign(set="b", top1=models["top1"] - 5)])
-    fig = plots.families_figure(both, trends=trends.family_trends(both))
+    fig = families_figure(both, trends=trends.family_trends(both))
     titles = {ax.get_title() for ax in fig.axes if ax.get_visible()}
     assert {"VGG (a)", "VGG (b)", "ResNet (a)", "ResNet (b)"} <= titles
 
@@ -160,7 +171,7 @@ def test_paper_comparison_figure_draws_each_statistic(tmp_path) -> None:
         "printed": [0.9, 0.9, 0.5, -0.8, 2.0], "ours": [0.91, 0.7, 0.52, -0.8, 2.1],
         "within_rounding": [True, False, True, True, False],
     })  # fmt: skip
-    fig = plots.paper_comparison_figure(table)
+    fig = paper_comparison_figure(table)
     titles = [ax.get_title() for ax in fig.axes]
     assert "1 of 2 within the printed rounding" in titles[0]
     assert "0 of 1 within" in titles[3]
@@ -171,13 +182,13 @@ def test_paper_comparison_figure_draws_each_statistic(tmp_path) -> None:
 
 
 def test_families_figure_draws_families_with_three_models(models: pd.DataFrame) -> None:
-    fig = plots.families_figure(models)
+    fig = families_figure(models)
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
     assert titles == ["VGG", "VGG_BN", "ResNet"]
     note = fig._supxlabel.get_text()
     assert "ResNet_gluon" in note and "SqueezeNet" in note
     nan_metric = models.assign(alpha_weighted=np.nan)
-    fig = plots.families_figure(nan_metric)
+    fig = families_figure(nan_metric)
     assert "no family has 3 or more models" in fig.axes[0].texts[0].get_text()
     assert fig.axes[0].get_visible() and fig.legends == []
 
@@ -186,9 +197,7 @@ def test_families_figure_draws_families_with_three_models(models: pd.DataFrame) 
 def core_models() -> pd.DataFrame:
     """The core set of config/studies/imagenet.tsv with seeded metrics (α̂ falls with top-1,
     plus noise)."""
-    table = zoo.select_models(
-        zoo.read_model_table(ROOT / "config" / "studies" / "imagenet.tsv"), "core"
-    )
+    table = select_models(read_model_table(ROOT / "config" / "studies" / "imagenet.tsv"), "core")
     rng = np.random.default_rng(0)
     n, top1 = len(table), table["top1"].to_numpy(float)
     return table.assign(
@@ -204,14 +213,14 @@ def core_models() -> pd.DataFrame:
 def test_families_figure_names_every_model_without_overlap(
     core_models: pd.DataFrame, tmp_path
 ) -> None:
-    fig = plots.families_figure(core_models)
+    fig = families_figure(core_models)
     renderer = fig.canvas.get_renderer()
     panels = [ax for ax in fig.axes if ax.get_visible()]
     assert {"EfficientNet", "RegNetX"} <= {ax.get_title() for ax in panels}
     for ax in panels:
         family = core_models[core_models["family"] == ax.get_title()]
         labels = [t for t in ax.texts if isinstance(t, Annotation)]
-        assert sorted(a.get_text() for a in labels) == sorted(map(plots.short_name, family.model))
+        assert sorted(a.get_text() for a in labels) == sorted(map(short_name, family.model))
         assert all(a.get_fontsize() >= 6 for a in labels)
         boxes = [a.get_window_extent(renderer) for a in labels]
         stats = ax.texts[0]
@@ -223,7 +232,7 @@ def test_families_figure_names_every_model_without_overlap(
             assert panel_box.contains(box.x0, box.y0) and panel_box.contains(box.x1, box.y1)
         for a, b in itertools.combinations(boxes, 2):
             assert not a.overlaps(b), (ax.get_title(), a, b)
-        assert ax.get_xlabel() == plots.TOP1_LABEL
+        assert ax.get_xlabel() == TOP1_LABEL
         assert ax.get_ylabel() == "α̂ (weighted α, dimensionless)"
         assert ax.get_legend() is None  # one legend for the figure
     (legend,) = fig.legends
@@ -239,20 +248,20 @@ def test_families_figure_names_every_model_without_overlap(
 
 def test_metrics_comparison_bars_are_the_trend_r2(models: pd.DataFrame, tmp_path) -> None:
     table = trends.family_trends(models)
-    fig = plots.metrics_comparison_figure(table)
+    fig = metrics_comparison_figure(table)
     ax = fig.axes[0]
     heights = sorted(round(p.get_height(), 9) for p in ax.patches if p.get_height() > 0)
     expected = sorted(round(r, 9) for r in table.loc[table.status == "ok", "r2"] if r > 0)
     assert heights == expected
     assert len(ax.get_legend().get_texts()) == len(trends.METRICS)
     _save_and_check(fig, tmp_path, "metrics")
-    empty = plots.metrics_comparison_figure(table.assign(status="too_few_models"))
+    empty = metrics_comparison_figure(table.assign(status="too_few_models"))
     assert "no family has enough models" in empty.axes[0].texts[0].get_text()
 
 
 def test_alpha_histogram_share_and_clipping(tmp_path) -> None:
     alphas = np.array([1.5, 2.5, 3.0, 3.5, 4.5, 12.0, np.nan, 2.0, 4.0, 3.9])
-    fig = plots.alpha_histogram_figure(alphas, n_models=2)
+    fig = alpha_histogram_figure(alphas, n_models=2)
     text = fig.axes[0].texts[-1].get_text()
     # finite: 9 values; strictly inside (2, 4): 2.5, 3.0, 3.5, 3.9 -> 4/9
     assert f"{4 / 9:.1%} of 9 matrices from 2 models have 2 < α < 4" in text
@@ -275,8 +284,8 @@ def test_esd_figure_uses_the_largest_ok_matrix(tmp_path) -> None:
              "alpha": 2.0, "xmin": 1.0, "n_tail": 5, "evals": evals[:60]},
         ]
     )  # fmt: skip
-    assert plots.largest_matrix(table)["layer"] == "fc"
-    fig = plots.esd_figure(table, "toy")
+    assert largest_matrix(table)["layer"] == "fc"
+    fig = esd_figure(table, "toy")
     ax = fig.axes[0]
     assert ax.get_title() == "toy: fc (300×120)\nα = 3.20, KS distance D = 0.050"
     assert ax.get_xscale() == ax.get_yscale() == "log"
@@ -284,6 +293,6 @@ def test_esd_figure_uses_the_largest_ok_matrix(tmp_path) -> None:
     assert "power-law fit, α = 3.20" in legend and any(t.startswith("xmin = ") for t in legend)
     assert any(t.startswith("λmax = ") for t in legend)
     _save_and_check(fig, tmp_path, "esd")
-    failed = plots.esd_figure(table.assign(status="fit_failed"), "toy")
+    failed = esd_figure(table.assign(status="fit_failed"), "toy")
     legend = [t.get_text() for t in failed.axes[0].get_legend().get_texts()]
     assert "no power-law fit (status fit_failed)" in legend

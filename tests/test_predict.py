@@ -15,9 +15,9 @@ import statsmodels.api as sm
 import torch
 from torch import nn
 
-from htsr import predict
-from htsr.metrics import analyze
-from htsr.trends import summarize
+from htsr.studies import predict
+from htsr.studies.trends import summarize
+from htsr.weights.analysis import analyze
 
 
 def test_docstring_example() -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import htsr
-from htsr import checkpoints
+from htsr.weights import checkpoints
 
 WRITER = textwrap.dedent(
     """

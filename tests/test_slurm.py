@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from htsr import zoo
+from htsr.studies.table import read_model_table
 
 sys.path.insert(0, str(Path(__file__).parent))
 from zoo_server import make_weight_files, serve_zoo, served_table  # noqa: E402
@@ -135,7 +135,7 @@ def _workdir(path: Path, rows: pd.DataFrame, files: dict[str, Path]) -> Path:
 def runs(slurm_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Runs:
     """The .test workflow run locally and on Slurm, on the same served weights."""
     tmp = tmp_path_factory.mktemp("slurm_pipeline")
-    rows = zoo.read_model_table(TEST_CONFIG / "studies" / "imagenet.tsv")
+    rows = read_model_table(TEST_CONFIG / "studies" / "imagenet.tsv")
     files = make_weight_files(rows, tmp / "served")
     local = _workdir(tmp / "local", rows, files)
     remote = _workdir(tmp / "slurm", rows, files)

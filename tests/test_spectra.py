@@ -9,7 +9,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 import htsr
-from htsr.spectra import eigenvalues, infer_layer, iter_layers, layer_matrices
+from htsr.spectral.eigen import eigenvalues
+from htsr.spectral.matrices import infer_layer, iter_layers, layer_matrices
 
 #: Martin & Mahoney's matrix counts (conv slices with min(N, M) >= 50, all linear layers).
 PAPER_COUNTS = {
@@ -95,7 +96,7 @@ def test_eigenvalues_gram_matches_svd_and_is_ascending() -> None:
 
 
 def test_eigenvalues_blocked_gram(monkeypatch: pytest.MonkeyPatch) -> None:
-    import htsr.spectra as spectra
+    import htsr.spectral.eigen as spectra
 
     torch.manual_seed(2)
     x = torch.randn(1, 3000, 40)
@@ -106,7 +107,7 @@ def test_eigenvalues_blocked_gram(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_eigenvalues_float64_torch_route_matches_lapack(monkeypatch: pytest.MonkeyPatch) -> None:
     """Large float64 Gram matrices go to torch's eigvalsh (MKL); same values as scipy's syevd."""
-    import htsr.spectra as spectra
+    import htsr.spectral.eigen as spectra
 
     torch.manual_seed(3)
     x = torch.randn(2, 300, 120, dtype=torch.float64)
@@ -124,7 +125,7 @@ def test_eigenvalues_nonfinite_matrix_gives_nan_row(
     method: str, bad: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A NaN/Inf entry makes that matrix's row NaN; the solver never sees it, others unchanged."""
-    import htsr.spectra as spectra
+    import htsr.spectral.eigen as spectra
 
     torch.manual_seed(4)
     x = torch.randn(3, 60, 40, dtype=torch.float64)

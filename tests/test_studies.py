@@ -15,8 +15,9 @@ import yaml
 from scipy import stats
 from snakemake.utils import validate
 
-from htsr import studies, trends
-from htsr.table import ModelTableError, Quality, read_model_table
+from htsr.studies import study as studies
+from htsr.studies import trends
+from htsr.studies.table import ModelTableError, Quality, read_model_table
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "studies"
@@ -89,7 +90,7 @@ def test_autoencoder_views_rate_aware_quality_levels_and_vae_parts() -> None:
     their own layers and the whole leaves out the loss's networks."""
     import statsmodels.api as sm
 
-    from htsr.table import select_layers
+    from htsr.studies.table import select_layers
 
     study = studies.read_study(ROOT / "config" / "studies" / "autoencoders.yaml")
     table = study.read_table()
@@ -147,6 +148,18 @@ def test_quality_columns_are_validated(tmp_path: Path) -> None:
     pd.DataFrame([base | {"acc": "", "ppl": "2"}]).to_csv(path, sep="\t", index=False)
     table = read_model_table(path, quality=q)
     assert math.isnan(table.loc[0, "acc"]) and table.loc[0, "ppl"] == 2.0
+    # a study of weights without a published quality (unrated: true) takes empty rows, and
+    # still refuses a bad value
+    pd.DataFrame([base | {"acc": "", "ppl": ""}]).to_csv(path, sep="\t", index=False)
+    table = read_model_table(path, quality=q, unrated=True)
+    assert table[["acc", "ppl"]].isna().all().all()
+    pd.DataFrame([base | {"acc": "2", "ppl": ""}]).to_csv(path, sep="\t", index=False)
+    with pytest.raises(ModelTableError, match=r"acc = 2.0 is outside"):
+        read_model_table(path, quality=q, unrated=True)
+    study = studies.study_from_dict("s", {"quality": [{"name": "acc", "headline": True}],
+                                          "unrated": True})  # fmt: skip
+    assert study.unrated and not studies.study_from_dict("s", {"quality": [
+        {"name": "acc", "headline": True}]}).unrated  # fmt: skip
 
 
 def _tau_b(x: np.ndarray, y: np.ndarray) -> float:

@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from htsr import summary
-from htsr.trends import TREND_COLUMNS
+from htsr.studies import summary
+from htsr.studies.trends import TREND_COLUMNS
 
 
 @pytest.mark.parametrize(

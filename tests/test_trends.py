@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from htsr import trends
+from htsr.studies import trends
 
 
 def test_exact_line_has_r2_one_and_rmse_zero() -> None:

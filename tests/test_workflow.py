@@ -32,9 +32,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from htsr import studies, summary, zoo
-from htsr.provenance import sha256_file
-from htsr.trends import METRICS, TREND_COLUMNS, fit_trend
+from htsr.io import sha256_file
+from htsr.studies import study as studies
+from htsr.studies import summary
+from htsr.studies.table import read_model_table, select_models
+from htsr.studies.trends import METRICS, TREND_COLUMNS, fit_trend
 
 sys.path.insert(0, str(Path(__file__).parent))
 from study_states import make_url_files, served_url_table  # noqa: E402
@@ -120,7 +122,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     tmp = tmp_path_factory.mktemp("pipeline")
     workdir = tmp / "work"
     shutil.copytree(TEST_CONFIG, workdir / "config")
-    rows = zoo.read_model_table(TEST_CONFIG / "studies" / "imagenet.tsv")
+    rows = read_model_table(TEST_CONFIG / "studies" / "imagenet.tsv")
     files = make_weight_files(rows, tmp / "served")
     table = workdir / "config" / "studies" / "imagenet.tsv"
     served_table(rows, files).to_csv(table, sep="\t", index=False)
@@ -587,8 +589,8 @@ def test_default_dry_run_plans_every_model_of_both_papers(tmp_path: Path) -> Non
     """The default config runs paper2019 (67 rows) and natcomm2021 (36 rows); rows that read the
     same file (the torchvision VGGs of both papers) share one download and one spectrum."""
     counts, out = _dry_run(tmp_path)
-    table = zoo.read_model_table(IMAGENET_TABLES)
-    papers = zoo.select_models(table, ["paper2019", "natcomm2021"])
+    table = read_model_table(IMAGENET_TABLES)
+    papers = select_models(table, ["paper2019", "natcomm2021"])
     assert papers["set"].value_counts().to_dict() == {"paper2019": 67, "natcomm2021": 36}
     files = papers["weights"].nunique()
     assert files < len(papers)  # shared VGG files
@@ -610,9 +612,7 @@ def test_default_dry_run_plans_every_model_of_both_papers(tmp_path: Path) -> Non
 
 def test_core_dry_run_plans_one_job_per_core_model(tmp_path: Path) -> None:
     counts, _ = _dry_run(tmp_path, "--quiet", "rules", "--config", "model_set=core")
-    core = zoo.select_models(
-        zoo.read_model_table(ROOT / "config" / "studies" / "imagenet.tsv"), "core"
-    )
+    core = select_models(read_model_table(ROOT / "config" / "studies" / "imagenet.tsv"), "core")
     assert len(core) == 69
     assert counts["download_weights"] == 69
     assert counts["model_spectra"] == 69

@@ -22,7 +22,7 @@ import torch
 from sklearn.decomposition import TruncatedSVD
 
 import htsr
-from htsr.spectra import tsvd_eigenvalues
+from htsr.spectral.eigen import tsvd_eigenvalues
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "reference"))

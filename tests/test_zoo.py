@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from htsr import zoo
+from htsr.studies.table import ModelTableError, read_model_table, select_models
+from htsr.weights import zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "config" / "studies" / "imagenet.tsv"
@@ -19,7 +20,7 @@ SHARED = ROOT.parent / "shared" / "zoo" / "imagenet_models.tsv"
 
 @pytest.fixture(scope="session")
 def table() -> pd.DataFrame:
-    return zoo.read_model_table(TABLE)
+    return read_model_table(TABLE)
 
 
 def _raw_rows(path: Path) -> list[list[str]]:
@@ -142,14 +143,14 @@ def test_bad_rows_are_named_by_line_and_model(
 ) -> None:
     path = _write_table(tmp_path, {1: cells})  # data row 1 is on line 3
     key = cells.get("model", "vgg13")
-    with pytest.raises(zoo.ModelTableError, match=rf"line 3 \(model '{key}'\): {message}"):
-        zoo.read_model_table(path, sets=("core", "extended"))
+    with pytest.raises(ModelTableError, match=rf"line 3 \(model '{key}'\): {message}"):
+        read_model_table(path, sets=("core", "extended"))
 
 
 def test_all_bad_rows_are_reported_at_once(tmp_path: Path) -> None:
     path = _write_table(tmp_path, {0: {"top1": "x"}, 2: {"source": "keras"}})
-    with pytest.raises(zoo.ModelTableError) as info:
-        zoo.read_model_table(path)
+    with pytest.raises(ModelTableError) as info:
+        read_model_table(path)
     assert "line 2 (model 'vgg11')" in str(info.value)
     assert "line 4 (model 'vgg16')" in str(info.value)
 
@@ -158,14 +159,14 @@ def test_missing_column_is_named(tmp_path: Path) -> None:
     path = tmp_path / "models.tsv"
     path.write_text("model\tfamily\nx\ty\n")
     with pytest.raises(
-        zoo.ModelTableError,
+        ModelTableError,
         match="missing column.*source, set, quality_source, top1, top5",
     ):
-        zoo.read_model_table(path)
+        read_model_table(path)
 
 
 def test_good_small_table_reads(tmp_path: Path) -> None:
-    table = zoo.read_model_table(_write_table(tmp_path, {}))
+    table = read_model_table(_write_table(tmp_path, {}))
     assert list(table["model"]) == ["vgg11", "vgg13", "vgg16"]
 
 
@@ -173,13 +174,13 @@ def test_good_small_table_reads(tmp_path: Path) -> None:
 
 
 def test_select_core_and_all(table: pd.DataFrame) -> None:
-    assert len(zoo.select_models(table)) == 69
-    assert len(zoo.select_models(table, "core")) == 69
-    assert len(zoo.select_models(table, "all")) == 116
+    assert len(select_models(table)) == 69
+    assert len(select_models(table, "core")) == 69
+    assert len(select_models(table, "all")) == 116
 
 
 def test_select_mixes_keys_families_and_ids_in_table_order(table: pd.DataFrame) -> None:
-    chosen = zoo.select_models(table, ["DPN", "resnet18.gluon_in1k", "resnet18", "mobilenetv2_050"])
+    chosen = select_models(table, ["DPN", "resnet18.gluon_in1k", "resnet18", "mobilenetv2_050"])
     assert list(chosen["model"]) == [
         "resnet18",
         "resnet18.gluon_in1k",
@@ -191,7 +192,7 @@ def test_select_mixes_keys_families_and_ids_in_table_order(table: pd.DataFrame) 
         "dpn107.mx_in1k",
         "dpn131.mx_in1k",
     ]
-    assert list(zoo.select_models(table, "SqueezeNet")["model"]) == [
+    assert list(select_models(table, "SqueezeNet")["model"]) == [
         "squeezenet1_0",
         "squeezenet1_1",
     ]
@@ -199,9 +200,9 @@ def test_select_mixes_keys_families_and_ids_in_table_order(table: pd.DataFrame) 
 
 def test_select_unknown_name_is_named(table: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match="'resnet19'.*'NoFamily'"):
-        zoo.select_models(table, ["resnet18", "resnet19", "NoFamily"])
+        select_models(table, ["resnet18", "resnet19", "NoFamily"])
     with pytest.raises(ValueError, match="empty"):
-        zoo.select_models(table, [])
+        select_models(table, [])
 
 
 # ------------------------------------------------------------------------------ locations

@@ -4,15 +4,15 @@ Used by ``tests/test_tsvd_exact.py`` (the cheap shapes, in CI) and
 ``benchmarks/check_tsvd_exact.py`` (every shape, VGG's 25088 × 4096 included).
 
 ``paper_cases(limit)``
-    The distinct matrix shapes of one model of each family of the default model sets
-    (``paper2019``, run under method ``tsvd`` = convention ``paper``; ``natcomm2021``, method
-    ``ww2020``), from ``config/studies/imagenet_paper.tsv``. Each model is built by
-    :func:`htsr.zoo.build_model` on the meta device (no weights allocated); the module owning the
-    first matrix of each new (convention, N × M) shape is then materialised with its layer's
-    default initialisation (``reset_parameters`` after ``torch.manual_seed(0)``), i.e. at random
-    init with the model's real shape. Returns one state_dict per convention, one tensor per
-    shape (a conv tap as a 1 × 1 kernel, a Linear weight as stored), and the shapes skipped
-    because ``N·M² > limit`` (scikit-learn's cost grows as N·M²).
+    The distinct matrix shapes of one model of each family of the default model sets (``paper2019``,
+    run under method ``tsvd`` = convention ``paper``; ``natcomm2021``, method ``ww2020``), from
+    ``config/studies/imagenet_paper.tsv``. Each model is built by
+    :func:`htsr.weights.zoo.build_model` on the meta device (no weights allocated); the module
+    owning the first matrix of each new (convention, N × M) shape is then materialised with its
+    layer's default initialisation (``reset_parameters`` after ``torch.manual_seed(0)``), i.e. at
+    random init with the model's real shape. Returns one state_dict per convention, one tensor per
+    shape (a conv tap as a 1 × 1 kernel, a Linear weight as stored), and the shapes skipped because
+    ``N·M² > limit`` (scikit-learn's cost grows as N·M²).
 ``heavy_tailed_cases()``
     Heavy-tailed synthetic matrices (Student-t entries, a Pareto-weighted Gaussian, a product of
     random matrices), one state_dict.
@@ -30,8 +30,8 @@ import pandas as pd
 import torch
 
 import htsr
-from htsr import zoo
-from htsr.spectra import iter_layers, layer_matrices
+from htsr.spectral.matrices import iter_layers, layer_matrices
+from htsr.weights import zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 #: model set of the default run -> the convention its method runs (config/config.yaml methods)

@@ -75,7 +75,7 @@ from typing import Any
 
 import pandas as pd
 
-from htsr import osmr, zoo
+from htsr.weights import osmr, zoo
 
 __all__ = ["make_weight_files", "serve_zoo", "served_table"]
 

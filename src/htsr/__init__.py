@@ -1,8 +1,10 @@
 """htsr: heavy-tailed self-regularization metrics of trained neural networks.
 
-The science lives in small pure functions (``htsr.fit``, ``htsr.spectra``, ``htsr.metrics``);
-IO (checkpoints, downloads, figures) stays at the edges. Public names are imported lazily so
-that ``import htsr.zoo`` or the command line does not pay for what it does not use.
+One folder per stage, each importing only from the stages before it (docs/architecture.md):
+``htsr.io`` → ``htsr.spectral`` (the science on tensors) → ``htsr.weights`` (checkpoints,
+downloads, sources) → ``htsr.experiments`` → ``htsr.studies`` → ``htsr.figures`` →
+``htsr.cli``. Public names are imported lazily so that ``import htsr.weights.zoo`` or the
+command line does not pay for what it does not use.
 """
 
 from __future__ import annotations
@@ -10,17 +12,21 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from htsr import _deprecated
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "PowerLawFit": "htsr.fit",
-    "fit_power_law": "htsr.fit",
-    "fit_power_law_ww": "htsr.fit",
-    "analyze": "htsr.metrics",
-    "summarize": "htsr.trends",
+    "PowerLawFit": "htsr.spectral.fit",
+    "fit_power_law": "htsr.spectral.fit",
+    "fit_power_law_ww": "htsr.spectral.fit",
+    "analyze": "htsr.weights.analysis",
+    "summarize": "htsr.studies.trends",
 }
 
 __all__ = sorted(_EXPORTS)
+
+_deprecated.install()  # the old flat module paths (htsr.metrics, ...) for one release
 
 
 def __getattr__(name: str) -> Any:

@@ -13,10 +13,13 @@
     htsr esd MODEL.pth --all -o esd.pdf
     htsr compare A.pth B.pth -o table.tsv [--figure compare.png] [--delta]
     htsr track CHECKPOINT... | DIRECTORY -o track.tsv [--figure track.png]
+    htsr guide CHECKPOINT --method tempbalance|modelbalancing|alphadecay|alphapruning
+               [--sparsity S] [--epsilon E] [--farms] [--lower published|corrected]
+               [--json] [-o table.tsv]
 
-``analyze`` writes the table of :func:`htsr.metrics.analyze` as TSV (atomically: a temporary
-file in the same directory, then ``os.replace``) and prints one summary line. Errors (a bad
-checkpoint, a bad option) print one line ``htsr: error: ...`` naming the file, exit code 2.
+``analyze`` writes the table of :func:`htsr.spectral.metrics.analyze` as TSV (atomically: a
+temporary file in the same directory, then ``os.replace``) and prints one summary line. Errors (a
+bad checkpoint, a bad option) print one line ``htsr: error: ...`` naming the file, exit code 2.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from htsr.provenance import write_tsv
+from htsr.io import atomic_output, write_tsv
 
 
 def summary_line(name: str, summary: pd.Series) -> str:
@@ -49,7 +52,7 @@ def _require_some(name: str, table: pd.DataFrame) -> None:
     if table.empty:
         raise NothingAnalysed(f"{name}: no weight matrices found (no Linear/Conv weights)")
     if not (table["status"] == "ok").any():
-        from htsr.metrics import status_counts
+        from htsr.spectral.metrics import status_counts
 
         raise NothingAnalysed(
             f"{name}: none of its {len(table)} matrices could be analysed"
@@ -58,7 +61,8 @@ def _require_some(name: str, table: pd.DataFrame) -> None:
 
 
 CHECKPOINT_HELP = (
-    "a .pth/.pt/.bin state_dict or .safetensors file, a folder in the Hugging Face hub's layout"
+    "a checkpoint file (a torch.save zip or legacy pickle, safetensors, or a zip holding one;"
+    " recognised by its content, whatever its suffix), a folder in the Hugging Face hub's layout"
     " (one weights file or a shard index and its shards, beside config.json), or"
     " hf://OWNER/REPO[@REVISION] (downloaded and verified; $HF_ENDPOINT, cache $HTSR_CACHE)"
 )
@@ -114,6 +118,28 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--figure", default=None, help="α by depth for both (.png/.pdf)")
     c.add_argument("--delta", action="store_true", help="also analyse the spectra of W_B - W_A")
     c.add_argument("--convention", choices=("paper", "ww", "ww2020"), default="paper")
+    g = sub.add_parser(
+        "guide",
+        help="per-layer learning-rate/weight-decay factors or pruning"
+        " sparsities of the published alpha-guided methods (docs/guide.md)",
+    )
+    g.add_argument("checkpoint", help=CHECKPOINT_HELP)
+    g.add_argument(
+        "--method",
+        required=True,
+        choices=("tempbalance", "modelbalancing", "alphadecay", "alphapruning"),
+    )
+    g.add_argument("--sparsity", type=float, help="alphapruning: target mean sparsity in [0, 1)")
+    g.add_argument("--epsilon", type=float, default=0.3, help="alphapruning: map onto [1-e, 1+e]")
+    g.add_argument(
+        "--lower",
+        choices=("published", "corrected"),
+        default="published",
+        help="alpha_peak's lower xmin bound (docs/guide.md: the published quirk)",
+    )
+    g.add_argument("--farms", action="store_true", help="alpha from FARMS submatrices")
+    g.add_argument("--json", action="store_true", help="print the summary as JSON")
+    g.add_argument("-o", "--output", help="TSV file to write, one row per layer")
     t = sub.add_parser("track", help="model-level metrics of a training run's checkpoints")
     t.add_argument("checkpoints", nargs="+", help="checkpoint files or a directory of them")
     t.add_argument("-o", "--output", required=True, help="TSV file to write")
@@ -123,8 +149,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from htsr.metrics import analyze
-    from htsr.trends import summarize
+    from htsr.studies.trends import summarize
+    from htsr.weights.analysis import analyze
 
     table = analyze(
         args.checkpoint,
@@ -144,7 +170,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _summarize(args: argparse.Namespace) -> int:
-    from htsr.trends import summarize
+    from htsr.studies.trends import summarize
 
     for path in args.tables:
         if not Path(path).is_file():
@@ -164,9 +190,9 @@ def _summarize(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import json
 
-    from htsr.metrics import analyze
-    from htsr.predict import predict_quality
-    from htsr.trends import summarize
+    from htsr.studies.predict import predict_quality
+    from htsr.studies.trends import summarize
+    from htsr.weights.analysis import analyze
 
     path = Path(args.models)
     if not path.is_file():
@@ -201,9 +227,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _esd(args: argparse.Namespace) -> int:
-    from htsr import plots
-    from htsr.metrics import analyze
-    from htsr.provenance import atomic_output
+    from htsr.figures.commands import esd_row_figure
+    from htsr.figures.common import save_figure
+    from htsr.weights.analysis import analyze
 
     table = analyze(args.checkpoint, args.convention, keep_evals=True)
     name = Path(args.checkpoint).name
@@ -216,7 +242,7 @@ def _esd(args: argparse.Namespace) -> int:
 
         with atomic_output(args.output) as tmp, PdfPages(tmp) as pdf:
             for _, row in table.iterrows():
-                pdf.savefig(plots.esd_row_figure(row, name))
+                pdf.savefig(esd_row_figure(row, name))
         print(f"{args.output}: {len(table)} pages, one per matrix of {args.checkpoint}")
         return 0
     rows = table[table["layer"] == args.layer]
@@ -231,7 +257,7 @@ def _esd(args: argparse.Namespace) -> int:
     elif len(rows) > 1:
         rows = rows.iloc[[int(np.argmax(rows["lambda_max"].fillna(-1).to_numpy(float)))]]
     row = rows.iloc[0]
-    plots.save_figure(plots.esd_row_figure(row, name), [args.output])
+    save_figure(esd_row_figure(row, name), [args.output])
     where = f" [{row['slice']}]" if str(row["slice"]) not in ("", "nan") else ""
     print(f"{args.output}: {args.layer}{where} alpha={row['alpha']:.3f} D={row['D']:.3f}"
           f" status={row['status']}")  # fmt: skip
@@ -240,7 +266,7 @@ def _esd(args: argparse.Namespace) -> int:
 
 def _delta_state_dict(a: str, b: str) -> dict:
     """W_B - W_A for every tensor the two checkpoints share with the same shape."""
-    from htsr.checkpoints import load_state_dict
+    from htsr.weights.checkpoints import load_state_dict
 
     sa, sb = load_state_dict(a), load_state_dict(b)
     common = [
@@ -252,10 +278,11 @@ def _delta_state_dict(a: str, b: str) -> dict:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from htsr import plots
-    from htsr.compare import compare_summary, compare_tables
-    from htsr.metrics import analyze
-    from htsr.trends import summarize
+    from htsr.figures.commands import compare_figure
+    from htsr.figures.common import save_figure
+    from htsr.studies.compare import compare_summary, compare_tables
+    from htsr.studies.trends import summarize
+    from htsr.weights.analysis import analyze
 
     ta, tb = analyze(args.a, args.convention), analyze(args.b, args.convention)
     table = compare_tables(ta, tb)
@@ -277,16 +304,17 @@ def _compare(args: argparse.Namespace) -> int:
         if s[f"only_{side}"]:
             print(f"only in {side.upper()}: {', '.join(s[f'only_{side}'])}")
     if args.figure:
-        fig = plots.compare_figure(table, Path(args.a).name, Path(args.b).name)
-        plots.save_figure(fig, [args.figure])
+        fig = compare_figure(table, Path(args.a).name, Path(args.b).name)
+        save_figure(fig, [args.figure])
     return 0
 
 
 def _track(args: argparse.Namespace) -> int:
-    from htsr import plots
-    from htsr.compare import alpha_by_layer, order_checkpoints, track_table
-    from htsr.metrics import analyze
-    from htsr.trends import summarize
+    from htsr.figures.commands import track_figure
+    from htsr.figures.common import save_figure
+    from htsr.studies.compare import alpha_by_layer, order_checkpoints, track_table
+    from htsr.studies.trends import summarize
+    from htsr.weights.analysis import analyze
 
     rows, tables = [], []
     for path, step in order_checkpoints(args.checkpoints):
@@ -300,12 +328,52 @@ def _track(args: argparse.Namespace) -> int:
     write_tsv(args.output, track)
     print(f"{args.output}: {len(track)} checkpoints, steps {track['step'].tolist()}")
     if args.figure:
-        plots.save_figure(plots.track_figure(track, alpha_by_layer(tables)), [args.figure])
+        save_figure(track_figure(track, alpha_by_layer(tables)), [args.figure])
+    return 0
+
+
+def _guide(args: argparse.Namespace) -> int:
+    import json
+
+    from htsr.guide import METHODS, guide_summary, guide_table, layer_alphas
+    from htsr.weights.checkpoints import open_checkpoint
+
+    if args.method == "alphapruning" and args.sparsity is None:
+        raise ValueError("--method alphapruning needs --sparsity S (the target, e.g. 0.7)")
+    spec = METHODS[args.method]
+    state = open_checkpoint(args.checkpoint)
+    alphas = layer_alphas(state, spec.estimator, xmin_pos=spec.xmin_pos, lower=args.lower,
+                          farms=args.farms)  # fmt: skip
+    if alphas.empty:
+        raise NothingAnalysed(f"{args.checkpoint}: no Conv2d/Linear weights found")
+    kw = {"sparsity": args.sparsity, "epsilon": args.epsilon} if spec.key == "sparsity" else {}
+    guided = guide_table(alphas, args.method, **kw)
+    summary = guide_summary(guided, args.method) | {"checkpoint": str(args.checkpoint),
+                                                     "farms": bool(args.farms)}  # fmt: skip
+    if args.output:
+        write_tsv(args.output, guided)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    col = "sparsity" if spec.key == "sparsity" else "factor"
+    with pd.option_context("display.max_rows", None, "display.width", 120):
+        print(guided[["layer", "layer_type", "n_params", "eigs_num", "alpha", "tuned", col]]
+              .to_string(index=False))  # fmt: skip
+    line = f"{args.method}: {summary['n_tuned']} of {summary['n_layers']} layers tuned"
+    if spec.key == "sparsity":
+        line += (
+            f", parameter-weighted mean sparsity {summary['weighted_sparsity_tuned']:.6f}"
+            f" (target {args.sparsity}) over the pruned layers,"
+            f" {summary['weighted_sparsity_all']:.6f} over all"
+        )
+    elif summary["n_tuned"]:
+        line += f", {spec.key} factor {summary['factor_min']:.4f} to {summary['factor_max']:.4f}"
+    print(line)
     return 0
 
 
 COMMANDS = {"analyze": _analyze, "summarize": _summarize, "predict": _predict, "esd": _esd,
-            "compare": _compare, "track": _track}  # fmt: skip
+            "compare": _compare, "track": _track, "guide": _guide}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,7 +7,9 @@ import math
 import pandas as pd
 import yaml
 
-from htsr import experiments, sources, studies, zoo
+from htsr.experiments.grids import RESULT_SUFFIX, dataset_key
+from htsr.studies.study import study_from_dict
+from htsr.weights import sources, zoo
 
 WEIGHTS_DIR = "resources/weights"
 FIGURES = ("families", "alpha_histogram", "metrics_comparison", "correlation_flow")
@@ -37,7 +39,7 @@ def _read_study(name):
             f"config studies: study {name!r} has no definition {path}: {err}"
         )
     validate(spec, "../schemas/study.schema.yaml")
-    return studies.study_from_dict(name, spec)
+    return study_from_dict(name, spec)
 
 
 STUDIES = {name: _read_study(name) for name in config["studies"]}
@@ -147,7 +149,7 @@ def trajectory_families(study):
     return [f for f in STUDIES[study].trajectories if f in present]
 
 
-# the columns htsr.zoo needs to fetch and build a model; as params of a rule, a change to one of
+# the columns htsr.weights.zoo needs to fetch and build a model; as params of a rule, a change to one of
 # them (not to an accuracy) makes Snakemake rerun the model's jobs
 IDENTITY_COLUMNS = [
     "model", "weights", "model_id", "source", "weights_tag", "url", "sha256", "sha1",
@@ -222,7 +224,7 @@ def extra_columns(study):
 
 # The controlled experiments: the prepared datasets, and each trained model's result file.
 DATASETS = {
-    experiments.dataset_key(s.experiment["dataset"]): dict(s.experiment["dataset"])
+    dataset_key(s.experiment["dataset"]): dict(s.experiment["dataset"])
     for s in STUDIES.values()
     if s.experiment
 }
@@ -231,7 +233,7 @@ TRAINED = TRAINED.set_index("weights", drop=False)
 
 
 def training_result(weights):
-    return f"{WEIGHTS_DIR}/{weights}{experiments.RESULT_SUFFIX}"
+    return f"{WEIGHTS_DIR}/{weights}{RESULT_SUFFIX}"
 
 
 def training_files(study):

@@ -1,4 +1,4 @@
-# The papers' printed numbers beside ours (htsr.paper): one row per printed cell the run can
+# The papers' printed numbers beside ours (htsr.studies.paper): one row per printed cell the run can
 # compute, the figure of ours against printed, and the 2019 set's alpha_hat by both eigenvalue
 # methods.
 rule paper_comparison:

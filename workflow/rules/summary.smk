@@ -1,4 +1,4 @@
-# Every study side by side: does the heavy-tailed trend hold beyond ImageNet (htsr.summary)?
+# Every study side by side: does the heavy-tailed trend hold beyond ImageNet (htsr.studies.summary)?
 rule beyond_imagenet_summary:
     input:
         trends=[f"{results_dir(s)}/trends.tsv" for s in STUDIES],

@@ -267,9 +267,14 @@ def benchmark_table(work: Path, snakemake_log: str) -> pd.DataFrame:
     jobs["rss_share"] = jobs["max_rss_mb"] / jobs["mem_mb"]
     return (
         jobs.groupby("rule")
-        .agg(jobs=("s", "size"), wall_s=("s", "sum"), cpu_s=("cpu_s", "sum"),
-             peak_rss_mb=("max_rss_mb", "max"), mem_mb=("mem_mb", "max"),
-             worst_rss_share=("rss_share", "max"))  # fmt: skip
+        .agg(
+            jobs=("s", "size"),
+            wall_s=("s", "sum"),
+            cpu_s=("cpu_s", "sum"),
+            peak_rss_mb=("max_rss_mb", "max"),
+            mem_mb=("mem_mb", "max"),
+            worst_rss_share=("rss_share", "max"),
+        )  # fmt: skip
         .sort_values("cpu_s", ascending=False)
     )
 
@@ -303,7 +308,9 @@ def report(out: Path, wall: float | None, build_s: float | None) -> str:
         f"jobs with a benchmark file: {total_jobs}"
         + (f"; Snakemake's job stats:\n```\n{stats[1]}\n```" if stats else ""),
         f"total CPU time of the jobs: {table['cpu_s'].sum():.0f} s"
-        f" ({table['cpu_s'].sum() / 60:.1f} CPU-minutes)" if len(table) else "",
+        f" ({table['cpu_s'].sum() / 60:.1f} CPU-minutes)"
+        if len(table)
+        else "",
         f"snakemake wall time: {wall:.0f} s ({wall / 60:.1f} min)" if wall else "",
         f"building the weight files: {build_s:.0f} s" if build_s else "",
         f"disk: served weights {_du(out / 'served'):.2f} GB, downloaded weights"

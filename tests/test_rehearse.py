@@ -49,7 +49,11 @@ def test_only_the_hash_cells_change(rehearsal) -> None:
         if row["source"] == "pytorchcv":
             store, before = osmr.parse_store_url(row["url"]), osmr.parse_store_url(old["url"])
             assert (store.repo_url, store.release_tag, store.name, store.error) == (
-                before.repo_url, before.release_tag, before.name, before.error)
+                before.repo_url,
+                before.release_tag,
+                before.name,
+                before.error,
+            )
             with zipfile.ZipFile(files[row["weights"]]) as zf:
                 assert zf.namelist() == [store.member]  # the store's inner name, new sha1[:8]
                 assert hashlib.sha1(zf.read(store.member)).hexdigest() == row["sha1"]

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from htsr.fit import fit_power_law
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -86,10 +86,10 @@ def heavy_tailed_cases(seed: int = 0) -> dict[str, torch.Tensor]:
         "student_t2_300x200": rng.standard_t(2.0, size=(300, 200)),
         "student_t3_200x500": rng.standard_t(3.0, size=(200, 500)),
         "cauchy_400x120": rng.standard_cauchy(size=(400, 120)),
-        "pareto_cols_256x256": rng.standard_normal((256, 256))
-        * (rng.pareto(1.5, size=256) + 1.0),
-        "product_3_300x150": np.linalg.multi_dot([rng.standard_normal((300, 300)) for _ in
-                                                  range(3)])[:, :150],  # fmt: skip
+        "pareto_cols_256x256": rng.standard_normal((256, 256)) * (rng.pareto(1.5, size=256) + 1.0),
+        "product_3_300x150": np.linalg.multi_dot(
+            [rng.standard_normal((300, 300)) for _ in range(3)]
+        )[:, :150],  # fmt: skip
     }
     return {f"{k}.weight": torch.from_numpy(v) for k, v in cases.items()}
 

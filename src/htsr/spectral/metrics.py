@@ -351,9 +351,7 @@ def _tsvd_evals(stack: MatrixStack, opts: _Options) -> tuple[list[np.ndarray], l
     return [ev[1:] for ev in evals], statuses
 
 
-def _tsvd_sklearn_evals(
-    stack: MatrixStack, opts: _Options
-) -> tuple[list[np.ndarray], list[str]]:
+def _tsvd_sklearn_evals(stack: MatrixStack, opts: _Options) -> tuple[list[np.ndarray], list[str]]:
     """``evals="tsvd_sklearn"``: the 2019 notebooks' TruncatedSVD of each finite, nonzero matrix
     (:func:`htsr.spectral.eigen.tsvd_eigenvalues`); the others get NaN and their status."""
     statuses = _slice_status(stack.matrices)

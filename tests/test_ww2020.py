@@ -3,7 +3,9 @@
 * ``convention="ww2020"`` against WeightWatcher 0.2.7 itself (the version behind the Nat. Commun.
   2021 tables), run from PyPI's wheel on powerlaw 1.4.6 in a subprocess
   (``reference/ww027_worker.py``) on a small CNN with every layer case it treats differently.
-* ``evals="tsvd"`` (the 2019 notebooks' eigenvalues) against scikit-learn's ``TruncatedSVD``.
+* ``evals="tsvd_sklearn"`` (the 2019 notebooks' eigenvalues) against scikit-learn's
+  ``TruncatedSVD``, and ``evals="tsvd"`` (the same computed exactly) against both
+  (tests/test_tsvd_exact.py on the papers' shapes).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def ww027(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, di
     return net, out
 
 
-@pytest.mark.parametrize("evals", ["tsvd", "exact"])
+@pytest.mark.parametrize("evals", ["tsvd", "tsvd_sklearn", "exact"])
 def test_ww2020_reproduces_weightwatcher_027(ww027, evals: str) -> None:
     net, out = ww027
     table = htsr.analyze(net, "ww2020", evals=evals, dtype="float64")
@@ -139,9 +141,13 @@ def test_paper_tsvd_rows_hold_scikit_learns_eigenvalues() -> None:
     net = torch.nn.Sequential(
         torch.nn.Conv2d(60, 70, 3), torch.nn.Flatten(), torch.nn.Linear(70, 120)
     )
-    table = htsr.analyze(net, "paper", evals="tsvd", keep_evals=True)
+    table = htsr.analyze(net, "paper", evals="tsvd_sklearn", keep_evals=True)
+    exact = htsr.analyze(net, "paper", evals="tsvd", keep_evals=True)
     assert (table["status"] == "ok").all() and len(table) == 10
-    for _, row in table.iterrows():
+    for (_, row), (_, ex) in zip(table.iterrows(), exact.iterrows(), strict=True):
+        np.testing.assert_allclose(ex["evals"], row["evals"], rtol=1e-12)
+        assert ex["alpha"] == pytest.approx(row["alpha"], rel=1e-9)
+        assert ex["log_norm"] == row["log_norm"]
         module = net[0] if row["layer_type"] == "conv2d" else net[2]
         w = module.weight.detach().double()
         if row["layer_type"] == "conv2d":
@@ -159,7 +165,8 @@ def test_paper_tsvd_rows_hold_scikit_learns_eigenvalues() -> None:
 
 
 def test_tsvd_needs_a_per_slice_convention() -> None:
-    with pytest.raises(ValueError, match="per-slice convention"):
-        htsr.analyze(torch.nn.Linear(80, 60), "ww", evals="tsvd")
+    for evals in ("tsvd", "tsvd_sklearn"):
+        with pytest.raises(ValueError, match="per-slice convention"):
+            htsr.analyze(torch.nn.Linear(80, 60), "ww", evals=evals)
     with pytest.raises(ValueError, match="evals must be one of"):
         htsr.analyze(torch.nn.Linear(80, 60), evals="svd")

@@ -24,6 +24,8 @@ rule aggregate:
         ),
     log:
         "logs/aggregate/{study}.log",
+    benchmark:
+        "logs/benchmarks/aggregate/{study}.tsv"
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -71,6 +73,8 @@ use rule aggregate as method_aggregate with:
         ),
     log:
         "logs/method_aggregate/{study}/{method}.log",
+    benchmark:
+        "logs/benchmarks/method_aggregate/{study}/{method}.tsv"
     params:
         models=lambda wildcards: model_rows(
             method_models(wildcards.study, wildcards.method)

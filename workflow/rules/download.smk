@@ -3,6 +3,8 @@ rule download_weights:
         "resources/weights/{weights}.{ext}",
     log:
         "logs/download_weights/{weights}.{ext}.log",
+    benchmark:
+        "logs/benchmarks/download_weights/{weights}.{ext}.tsv"
     localrule: True
     conda:
         "../../envs/download.yaml"

@@ -9,6 +9,8 @@ rule prepare_dataset:
         "resources/datasets/{dataset}.pt",
     log:
         "logs/prepare_dataset/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/prepare_dataset/{dataset}.tsv"
     wildcard_constraints:
         dataset="|".join(re.escape(key) for key in DATASETS) or "^$",
     localrule: True
@@ -34,6 +36,8 @@ rule train_model:
         result="resources/weights/{weights}.training.json",
     log:
         "logs/train_model/{weights}.log",
+    benchmark:
+        "logs/benchmarks/train_model/{weights}.tsv"
     conda:
         "../../envs/experiments.yaml"
     threads: config.get("train_threads", 4)

@@ -20,6 +20,8 @@ rule trend_figure:
         pdf="results/{study}/figures/{figure}.pdf",
     log:
         "logs/trend_figure/{study}/{figure}.log",
+    benchmark:
+        "logs/benchmarks/trend_figure/{study}/{figure}.tsv"
     wildcard_constraints:
         figure="|".join(re.escape(f) for f in FIGURE_TABLE["figure"]) or "^$",
     conda:
@@ -52,6 +54,8 @@ rule families_figure:
         pdf="results/{study}/figures/families.pdf",
     log:
         "logs/families_figure/{study}.log",
+    benchmark:
+        "logs/benchmarks/families_figure/{study}.tsv"
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -77,6 +81,8 @@ rule metrics_comparison_figure:
         pdf="results/{study}/figures/metrics_comparison.pdf",
     log:
         "logs/metrics_comparison_figure/{study}.log",
+    benchmark:
+        "logs/benchmarks/metrics_comparison_figure/{study}.tsv"
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -104,6 +110,8 @@ rule alpha_histogram:
         pdf="results/{study}/figures/alpha_histogram.pdf",
     log:
         "logs/alpha_histogram/{study}.log",
+    benchmark:
+        "logs/benchmarks/alpha_histogram/{study}.tsv"
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -134,6 +142,8 @@ use rule alpha_histogram as set_alpha_histogram with:
         pdf="results/{study}/figures/alpha_histogram/{set}.pdf",
     log:
         "logs/set_alpha_histogram/{study}/{set}.log",
+    benchmark:
+        "logs/benchmarks/set_alpha_histogram/{study}/{set}.tsv"
     params:
         title=lambda wildcards: f"study {wildcards.study}, model set {wildcards.set}",
 
@@ -154,6 +164,8 @@ rule esd_figure:
         pdf="results/{study}/figures/esd/{model}.pdf",
     log:
         "logs/esd_figure/{study}/{model}.log",
+    benchmark:
+        "logs/benchmarks/esd_figure/{study}/{model}.tsv"
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -182,6 +194,8 @@ rule correlation_flow_figure:
         pdf="results/{study}/figures/correlation_flow.pdf",
     log:
         "logs/correlation_flow_figure/{study}.log",
+    benchmark:
+        "logs/benchmarks/correlation_flow_figure/{study}.tsv"
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -215,6 +229,8 @@ rule trajectory_figure:
         pdf="results/{study}/figures/trajectory/{family}.pdf",
     log:
         "logs/trajectory_figure/{study}/{family}.log",
+    benchmark:
+        "logs/benchmarks/trajectory_figure/{study}/{family}.tsv"
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -252,6 +268,8 @@ rule experiment_figure:
         pdf="results/{study}/figures/experiment/{family}.pdf",
     log:
         "logs/experiment_figure/{study}/{family}.log",
+    benchmark:
+        "logs/benchmarks/experiment_figure/{study}/{family}.tsv"
     conda:
         "../../envs/analysis.yaml"
     threads: 1

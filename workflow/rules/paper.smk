@@ -21,6 +21,8 @@ rule paper_comparison:
         pdf="results/{study}/figures/paper_comparison.pdf",
     log:
         "logs/paper_comparison/{study}.log",
+    benchmark:
+        "logs/benchmarks/paper_comparison/{study}.tsv"
     conda:
         "../../envs/analysis.yaml"
     threads: 1

@@ -12,6 +12,8 @@ rule provenance:
         ),
     log:
         "logs/provenance.log",
+    benchmark:
+        "logs/benchmarks/provenance.tsv"
     conda:
         "../../envs/spectra.yaml"
     threads: 1

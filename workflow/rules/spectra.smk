@@ -5,6 +5,8 @@ rule model_spectra:
         "results/{study}/spectra/{weights}.parquet",
     log:
         "logs/model_spectra/{study}/{weights}.log",
+    benchmark:
+        "logs/benchmarks/model_spectra/{study}/{weights}.tsv"
     # a failed job is retried with more memory and time (the resource functions scale with attempt)
     retries: 2
     conda:
@@ -32,6 +34,8 @@ use rule model_spectra as method_spectra with:
         "results/{study}/methods/{method}/spectra/{weights}.parquet",
     log:
         "logs/method_spectra/{study}/{method}/{weights}.log",
+    benchmark:
+        "logs/benchmarks/method_spectra/{study}/{method}/{weights}.tsv"
     params:
         row=weights_params,
         options=method_options,

@@ -24,6 +24,8 @@ rule beyond_imagenet_summary:
         ),
     log:
         "logs/beyond_imagenet_summary.log",
+    benchmark:
+        "logs/benchmarks/beyond_imagenet_summary.tsv"
     conda:
         "../../envs/analysis.yaml"
     threads: 1

@@ -56,8 +56,9 @@ def alpha_histogram_figure(
         0.98, 0.97, text, transform=ax.transAxes, ha="right", va="top", fontsize=9,
         bbox={"boxstyle": "round", "fc": "white", "ec": "0.8"},
     )  # fmt: skip
-    what = f", {title}" if title else ""
-    ax.set_title(f"Power-law exponent α of every fitted weight matrix{what}")
+    # the run's title on its own line: one line of both is wider than the figure
+    what = f"\n{title}" if title else ""
+    ax.set_title(f"Power-law exponent α of every fitted weight matrix{what}", fontsize=11)
     return fig
 
 

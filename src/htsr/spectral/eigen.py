@@ -170,9 +170,14 @@ def tsvd_eigenvalues(matrix: torch.Tensor, *, orient: str, random_state: int) ->
     power iterations. ``orient`` is how the notebooks handed W over: ``"long"`` (a conv tap
     ``W[:, :, i, j]``, transposed when it has fewer rows than columns, as their
     ``get_conv2D_Wmats`` did) or ``"stored"`` (a Linear weight as stored, out × in). W is passed
-    as float64, the precision of the 2019 arithmetic (scikit-learn 0.20 drew its random matrix
-    in float64 and numpy upcast the float32 weights). Returns M - 1 float64 values (units:
+    as float64 (scikit-learn computes in the dtype of W). Returns M - 1 float64 values (units:
     squared weight units); raises ``ValueError`` for M < 2.
+
+    ``n_components + n_oversamples = M + 9`` random vectors (``n_oversamples`` defaults to 10)
+    span W's column space, so these are W's exact M - 1 largest eigenvalues to round-off
+    (docs/paper.md, "TruncatedSVD with M − 1 components is exact here"): ``analyze(...,
+    evals="tsvd")`` computes them exactly, 10-30x faster; this function is the reference it is
+    tested against (``evals="tsvd_sklearn"``).
 
     Example: ``tsvd_eigenvalues(torch.randn(300, 100), orient="stored", random_state=42)``
     has 99 values, the 99 largest eigenvalues of WᵀW to round-off.

@@ -24,9 +24,14 @@ Two conventions, selected by name:
     skipped outright; ``log_norm`` is log10 ‖W'‖_F of the scaled matrix.
 
 Eigenvalues are exact by default (``evals="exact"``: the Gram matrix's symmetric eigensolve);
-``evals="tsvd"`` reproduces the 2019 notebooks and WeightWatcher 0.2.7, which took the largest
-M - 1 of them from scikit-learn's randomized ``TruncatedSVD`` (:func:`htsr.spectral.matrices.
-tsvd_eigenvalues`, ``random_state`` 42 under ``paper``, 10 under ``ww2020``).
+``evals="tsvd"`` reproduces the 2019 notebooks and WeightWatcher 0.2.7, which took the largest M - 1
+of them from scikit-learn's randomized ``TruncatedSVD(n_components=M-1)``. That sampled
+``n_components + n_oversamples = M + 9 >= M = rank(W)`` random vectors, so its range finder spans
+W's whole column space and the values it returned are W's exact top M - 1 to round-off
+(docs/paper.md, "TruncatedSVD with M − 1 components is exact here"): ``tsvd`` computes them so, the
+exact float64 spectrum less its smallest eigenvalue. ``evals="tsvd_sklearn"`` runs scikit-learn's
+TruncatedSVD itself (:func:`htsr.spectral.eigen.tsvd_eigenvalues`, ``random_state`` 42 under
+``paper``, 10 under ``ww2020``), the reference ``tsvd`` is tested against, 10-30x slower.
 
 The metric formulas are the small pure functions below; all logarithms are base 10.
 """
@@ -54,8 +59,10 @@ from htsr.spectral.ww import WW_CONV2D_EVAL_SCALE, WW_MAX_EVALS, WW_MAX_N, ww_di
 CONVENTIONS = ("paper", "ww", "ww2020")
 #: Conventions with one row per matrix (kernel tap); ``ww`` pools a layer into one row.
 PER_SLICE = ("paper", "ww2020")
-EVALS = ("exact", "tsvd")
-#: ``random_state`` of ``TruncatedSVD`` for ``evals="tsvd"``: the 2019 notebooks' 42,
+EVALS = ("exact", "tsvd", "tsvd_sklearn")
+#: The ``evals`` that drop the smallest eigenvalue, as ``TruncatedSVD(n_components=M-1)`` did.
+TSVD_EVALS = ("tsvd", "tsvd_sklearn")
+#: ``random_state`` of ``TruncatedSVD`` for ``evals="tsvd_sklearn"``: the 2019 notebooks' 42,
 #: WeightWatcher 0.2.7's 10.
 TSVD_SEEDS = {"paper": 42, "ww2020": 10}
 
@@ -332,7 +339,20 @@ def _stack_evals(matrices: torch.Tensor, opts: _Options) -> list[np.ndarray]:
 
 
 def _tsvd_evals(stack: MatrixStack, opts: _Options) -> tuple[list[np.ndarray], list[str]]:
-    """``evals="tsvd"``: the 2019 notebooks' TruncatedSVD of each finite, nonzero matrix
+    """``evals="tsvd"``: the M - 1 largest eigenvalues of each matrix, exact, in float64.
+
+    What ``TruncatedSVD(n_components=M-1)`` returned to round-off (module docstring): the
+    stack's exact float64 eigenvalues (:func:`htsr.spectral.eigen.eigenvalues`, whatever
+    ``opts.dtype``) less the smallest, with the exact route's statuses; W or Wᵀ have the same
+    singular values, so the notebooks' orientation does not change them."""
+    wide = replace(opts, dtype=torch.float64)
+    evals = _stack_evals(stack.matrices, wide)
+    statuses = _screened_status(stack.matrices, evals, wide)
+    return [ev[1:] for ev in evals], statuses
+
+
+def _tsvd_sklearn_evals(stack: MatrixStack, opts: _Options) -> tuple[list[np.ndarray], list[str]]:
+    """``evals="tsvd_sklearn"``: the 2019 notebooks' TruncatedSVD of each finite, nonzero matrix
     (:func:`htsr.spectral.eigen.tsvd_eigenvalues`); the others get NaN and their status."""
     statuses = _slice_status(stack.matrices)
     orient = "stored" if stack.layer_type == "linear" else "long"
@@ -367,8 +387,9 @@ def _slice_rows(stack: MatrixStack, opts: _Options) -> list[dict[str, Any]]:
                 for label, st in zip(stack.slices, _slice_status(stack.matrices), strict=True)
             ]
     frob: list[float | None] = [None] * len(stack.slices)
-    if opts.evals == "tsvd" and not tiny:
-        all_evals, statuses = _tsvd_evals(stack, opts)
+    if opts.evals in TSVD_EVALS and not tiny:
+        route = _tsvd_evals if opts.evals == "tsvd" else _tsvd_sklearn_evals
+        all_evals, statuses = route(stack, opts)
         frob = [f * scale for f in _frobenius_sq(stack)]
     else:
         all_evals = _stack_evals(stack.matrices, opts)
@@ -620,12 +641,14 @@ def analyze(
     progress
         Show a tqdm progress bar on stderr.
     evals
-        ``"exact"`` (default) or ``"tsvd"``: the 2019 method, the M - 1 largest eigenvalues
-        from scikit-learn's ``TruncatedSVD(n_components=M-1, n_iter=7)`` on W in float64
-        (``paper`` and ``ww2020`` only; ignores ``dtype`` and ``device``).
+        ``"exact"`` (default), ``"tsvd"``: the 2019 method, the M - 1 largest eigenvalues,
+        which scikit-learn's ``TruncatedSVD(n_components=M-1, n_iter=7)`` returned exactly to
+        round-off, computed exactly in float64 (``paper`` and ``ww2020`` only; ignores
+        ``dtype``), or ``"tsvd_sklearn"``: the same from that TruncatedSVD itself, on the CPU
+        (the reference, 10-30x slower).
     tsvd_seed
-        ``random_state`` of that TruncatedSVD; default 42 (the 2019 notebooks) under ``paper``,
-        10 (WeightWatcher 0.2.7) under ``ww2020``.
+        ``random_state`` of that TruncatedSVD (``tsvd_sklearn``); default 42 (the 2019
+        notebooks) under ``paper``, 10 (WeightWatcher 0.2.7) under ``ww2020``.
     bootstrap
         With N > 0, add columns ``alpha_low`` and ``alpha_high``: a 95 % percentile bootstrap
         interval of each fitted α from N resamples of its eigenvalues, xmin held at its fit
@@ -677,9 +700,9 @@ def analyze(
         dtype = DEFAULT_DTYPE[convention] if resolved_device.type == "cpu" else "float64"
     if evals not in EVALS:
         raise ValueError(f"evals must be one of {EVALS}, got {evals!r}")
-    if evals == "tsvd" and convention not in PER_SLICE:
+    if evals in TSVD_EVALS and convention not in PER_SLICE:
         raise ValueError(
-            f"evals='tsvd' needs a per-slice convention {PER_SLICE}, not {convention!r}"
+            f"evals={evals!r} needs a per-slice convention {PER_SLICE}, not {convention!r}"
         )
     if min_dim is None:
         min_dim = ww.WW_MIN_EVALS if convention == "ww" else PAPER_MIN_DIM

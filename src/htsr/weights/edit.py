@@ -10,14 +10,16 @@ matrix, ``W → U_k Σ_k V_kᵀ`` (Martin & Mahoney's "SVD smoothing": the bulk 
 its tail the learned correlations), with k from the pooled ESD of the layer:
 
 * ``method="detX"`` (WW's default): k = the number of eigenvalues in the tail that satisfies
-  the det X = 1 condition, :func:`detx_num`;
+  the det X = 1 condition, :func:`detx_num`
+  (:func:`htsr.spectral.detx.detx_condition`);
 * ``method="percent"``: k = ⌊percent · M · slices⌋.
 
 For a conv2d layer each of its ``rf`` taps keeps ⌈k / rf⌉ components, as WW does.
 
 :func:`svd_sharpen` (WW's ``SVDSharpness``) removes the largest singular components instead,
 as many as the ESD of the layer with its entries randomly permuted has spikes beyond its
-Marchenko–Pastur bulk edge (:func:`mp_num_spikes`; WW's "correlation traps"), per conv tap
+Marchenko–Pastur bulk edge (``num_spikes`` of :func:`htsr.spectral.mp.mp_fit`; WW's
+"correlation traps"), per conv tap
 ⌈−n / rf⌉ (so fewer than rf spikes remove nothing, as in WW).
 
 Both return the edited tensors and a report, one row per layer (``layer, layer_type, N, M,
@@ -58,10 +60,12 @@ import torch
 from torch import nn
 
 from htsr.spectral import ww
+from htsr.spectral.detx import detx_condition
 from htsr.spectral.matrices import LayerWeight, iter_layers, layer_matrices
+from htsr.spectral.mp import mp_fit
 from htsr.weights.analysis import _source
 
-__all__ = ["REPORT_COLUMNS", "detx_num", "mp_num_spikes", "svd_sharpen", "svd_smooth"]
+__all__ = ["REPORT_COLUMNS", "detx_num", "svd_sharpen", "svd_smooth"]
 
 REPORT_COLUMNS: tuple[str, ...] = (
     "layer", "layer_type", "N", "M", "n_slices", "num_evals", "method", "num_smooth", "kept",
@@ -73,77 +77,10 @@ EDITED = ("linear", "conv2d")
 
 def detx_num(evals: np.ndarray) -> int:
     """Size of the det X = 1 tail: the fewest largest eigenvalues whose product is < 1, the
-    eigenvalues first rescaled to sum to their number (mean 1; WW's ``rescale_eigenvalues``).
-
-    With λ sorted ascending and rescaled, the smallest k ≥ 1 such that ∏ of the k largest < 1;
-    the number of eigenvalues if there is none, 0 for fewer than 2 eigenvalues or a flat ESD
-    (WeightWatcher 0.7.7's ``RMT_Util.detX_constraint``, in logs).
+    eigenvalues first rescaled to mean 1 (WeightWatcher 0.7.7's ``RMT_Util.detX_constraint``,
+    in logs); ``detX_num`` of :func:`htsr.spectral.detx.detx_condition` on the sorted ``evals``.
     """
-    ev = np.sort(np.asarray(evals, dtype=np.float64))
-    if ev.size < 2 or not ev[0] < ev[-1]:
-        return 0
-    ev = ev * (ev.size / ev.sum())
-    with np.errstate(divide="ignore"):
-        cum = np.cumsum(np.log(ev[::-1]))[: ev.size - 1]  # k = 1 … n-1 largest
-    below = np.flatnonzero(cum < 0)
-    return int(below[0] + 1) if below.size else int(ev.size)
-
-
-def _kde(x: np.ndarray, bw: float) -> tuple[np.ndarray, np.ndarray]:
-    """WW's ``resid_mp`` density estimate: scikit-learn's linear-kernel KDE (bandwidth ``bw``)
-    of ``x`` on 1000 points over [0, max + 0.5], kept where it exceeds 0.01. It does not depend
-    on σ, so it is computed once per ESD (WW refits it for every σ it tries)."""
-    from sklearn.neighbors import KernelDensity
-
-    kde = KernelDensity(kernel="linear", bandwidth=bw).fit(x.reshape(-1, 1))
-    xde = np.linspace(0, np.max(x) + 0.5, 1000)
-    yde = np.exp(kde.score_samples(xde[:, None]))
-    good = yde > 0.01
-    return xde[good], yde[good]
-
-
-def _mp_resid(sigma: Any, xde: np.ndarray, yde: np.ndarray, q: float) -> float:
-    """WW's ``resid_mp(..., allresid=False)``: Σ (MP density of σ − KDE density)² over the
-    grid (a quarter circle for Q = 1); 1000 per point where the MP edges do not straddle the
-    KDE's peak or the upper edge passes the grid."""
-    sigma = float(np.ravel(sigma)[0])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if q == 1:
-            ymp = np.nan_to_num((1 / (np.pi * sigma * sigma)) * np.sqrt(4 - xde**2))
-            return float(np.sum((ymp - yde) ** 2))
-        b = (sigma * (1 + np.sqrt(1 / q))) ** 2
-        a = (sigma * (1 - np.sqrt(1 / q))) ** 2
-        peak = xde[np.argmax(yde)]
-        if b < peak or b > xde.max() or a > peak:
-            return float(len(yde)) * 1e6
-        ymp = q / (2 * np.pi * sigma * sigma * xde) * np.sqrt((b - xde) * (xde - a))
-        ymp = np.nan_to_num(ymp)
-    return float(np.sum((ymp - yde) ** 2))
-
-
-def mp_num_spikes(evals: np.ndarray, n: int, m: int) -> int:
-    """Spikes of an ESD beyond its fitted Marchenko–Pastur bulk edge plus a Tracy–Widom margin,
-    WeightWatcher 0.7.7's ``mp_fit``: the eigenvalues are rescaled to sum to their number,
-    σ is fitted by ``scipy.optimize.brute`` (then ``fmin``) over [0.05, 2)·σ₀ in steps of
-    0.01·σ₀, σ₀ = √(λmax) / (1 + 1/√Q), Q = N/M, minimising :func:`_mp_resid` against the
-    ESD's :func:`_kde` (bandwidth 0.1; of √λ for Q = 1);
-    bulk edge λ₊ = σ²(1 + 1/√Q)², TW = Q^(-1/2) λ₊^(2/3) M^(-2/3); spikes: λ > λ₊ + √TW.
-    Raises ``ValueError`` when the fit cannot run.
-    """
-    from scipy import optimize
-
-    ev = np.asarray(evals, dtype=np.float64)
-    ev = ev * (ev.size / ev.sum())
-    q = n / m
-    sigma0 = np.sqrt(np.max(ev)) / (1 + 1 / np.sqrt(q))
-    grid = (slice(0.05 * sigma0, 2.0 * sigma0, 0.01 * sigma0),)
-    xde, yde = _kde(np.sqrt(ev) if q == 1 else ev, 0.1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        sigma = float(np.atleast_1d(optimize.brute(_mp_resid, grid, args=(xde, yde, q)))[0])
-    bulk_max = (sigma * (1 + 1 / np.sqrt(q))) ** 2
-    tw = 1 / np.sqrt(q) * bulk_max ** (2 / 3) * m ** (-2 / 3)
-    return int(np.sum(ev > bulk_max + np.sqrt(tw)))
+    return detx_condition(np.sort(np.asarray(evals, dtype=np.float64))).detX_num
 
 
 def _svd_edit(w: torch.Tensor, k: int, svd: str = "exact") -> torch.Tensor:
@@ -240,7 +177,7 @@ def _edit(source: Any, method: str, percent: float, seed: int, svd: str = "exact
             num_smooth = int(percent * ww_m * rf)
         else:
             try:
-                num_smooth = -mp_num_spikes(evals, ww_n, ww_m)
+                num_smooth = -mp_fit(evals, ww_n, ww_m).num_spikes
             except (ValueError, FloatingPointError) as err:
                 row["status"] = "mp_fit_failed"
                 warnings.warn(f"sharpen: layer {layer.name}: MP fit failed ({err}); left as it is",

@@ -46,8 +46,9 @@ RESULT_SUFFIX = ".training.json"
 
 
 def family_name(family: Mapping[str, Any]) -> str:
-    """``{architecture}_{vary}``: the family of one varied hyperparameter."""
-    return f"{family['architecture']}_{family['vary']}"
+    """The family's ``name`` if it has one, else ``{architecture}_{vary}``: the family of one
+    varied hyperparameter."""
+    return str(family.get("name") or f"{family['architecture']}_{family['vary']}")
 
 
 def dataset_key(spec: Mapping[str, Any]) -> str:

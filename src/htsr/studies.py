@@ -17,6 +17,7 @@ columns mean::
     figure_families: [pythia, gpt2]          # families drawn in the figures (default: all)
     trajectories: [pythia-410m-trajectory]   # families whose models are training steps
     caveats: "..."                           # what a reader must know, printed in the README
+    convention: ww                           # the study's spectra convention (default: config's)
 
 Adding a study is one table and one such file. Nothing here names a family or a model.
 """
@@ -56,6 +57,7 @@ class Study:
     set_methods: Mapping[str, Sequence[str]] = field(default_factory=dict)
     paper_comparison: Mapping[str, str] = field(default_factory=dict)
     caveats: str = ""
+    convention: str = ""
 
     def quality_of(self, name: str) -> Quality:
         """The :class:`Quality` called ``name``; ``KeyError`` naming the study's ones."""
@@ -158,6 +160,7 @@ def study_from_dict(name: str, spec: Mapping[str, Any]) -> Study:
         set_methods={k: list(v) for k, v in (spec.get("set_methods") or {}).items()},
         paper_comparison=dict(spec.get("paper_comparison") or {}),
         caveats=str(spec.get("caveats") or "").strip(),
+        convention=str(spec.get("convention") or ""),
         experiment=dict(spec["experiment"]) if spec.get("experiment") else None,
     )
 

@@ -31,6 +31,8 @@ import synthetic  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CONFIG = ROOT / ".test" / "config"
 EXPERIMENTS = ("cnn_batch_size", "gnn", "capsnet")
+#: The studies the four questions added, trained in the end-to-end run on slices of real data
+REAL = ("autoencoders_trained", "segmentation_trained", "nlp_trained")
 SMALL_CNN = {"epochs": 2, "batch_size": 32, "conv_width": 16, "fc_widths": [64, 64]}
 
 
@@ -232,12 +234,13 @@ def test_default_grids_plan_their_training_jobs(tmp_path: Path) -> None:
                      "studies=[cnn_batch_size,gnn,capsnet]")  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     counts = _job_counts(run.stdout + run.stderr)
-    assert counts["train_model"] == 18 + 36 + 12
-    assert counts["prepare_dataset"] == 3 and counts["model_spectra"] == 66
-    assert counts["experiment_figure"] == 4  # mini_alexnet, gcn, gat, capsnet families
+    assert counts["train_model"] == 18 + 66 + 30
+    # mnist5k (shared by the CNN and CapsNet studies) and Cora
+    assert counts["prepare_dataset"] == 2 and counts["model_spectra"] == 114
+    assert counts["experiment_figure"] == 1 + 4 + 2  # one per family
     quick = _snakemake(tmp_path, "-n", "--quiet", "rules", "--config",
                        "studies=[cnn_batch_size,gnn,capsnet]", "experiment_grid=quick")  # fmt: skip
-    assert _job_counts(quick.stdout + quick.stderr)["train_model"] == 4 + 8 + 4
+    assert _job_counts(quick.stdout + quick.stderr)["train_model"] == 4 + 16 + 8
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +252,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (work / "resources" / "synthetic").mkdir(parents=True)
     torch.save(synthetic.images(), work / "resources" / "synthetic" / "images.pt")
     torch.save(synthetic.graph(), work / "resources" / "synthetic" / "graph.pt")
-    result = _snakemake(work, "--cores", "2", "--config", f"studies=[{','.join(EXPERIMENTS)}]")
+    raw = work / "resources" / "datasets" / "raw"
+    raw.mkdir(parents=True)
+    shutil.copyfile(ROOT / "tests" / "data" / "text" / "jargon.txt.gz", raw / "jargon.txt.gz")
+    names = ",".join((*EXPERIMENTS, *REAL))
+    result = _snakemake(work, "--cores", "2", "--config", f"studies=[{names}]")
     assert result.returncode == 0, result.stderr[-5000:]
     yield work
 
@@ -257,23 +264,28 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.mark.slow
 def test_experiments_end_to_end(run: Path) -> None:
     results = run / "results"
-    for name in EXPERIMENTS:
+    for name in (*EXPERIMENTS, *REAL):
         study = _study(name, run / "config")
+        head = study.headline
         grid = study.read_table()
         models = pd.read_csv(results / name / "models.tsv", sep="\t")
         assert sorted(models["model"]) == sorted(grid["model"])
-        assert {"vary", "setting", "seed"} <= set(models.columns)
+        assert {"vary", "setting", "seed", "lambda_max_below_1"} <= set(models.columns)
         for rec in models.itertuples():
             result = json.loads((run / "resources" / "weights"
                                  / f"{rec.weights}.training.json").read_text())  # fmt: skip
-            assert rec.test_acc == pytest.approx(result["test_acc"])
-            assert rec.gap == pytest.approx(result["train_acc"] - result["test_acc"])
+            assert getattr(rec, head) == pytest.approx(result[head])
+            train_q = head.replace("test_", "train_")
+            gap = result[train_q] - result[head]
+            assert rec.gap == pytest.approx(gap if study.quality_of(head).higher_is_better
+                                            else -gap)  # fmt: skip
             assert result["seed"] == rec.seed and result["resumed_from"] is None
             state = torch.load(run / "resources" / "weights" / f"{rec.weights}.trained.pt",
                                weights_only=True)  # fmt: skip
             assert state and rec.n_matrices > 0 and np.isfinite(rec.alpha_weighted)
+            assert np.isfinite(rec.alpha_weighted_all_layers)
         trends = pd.read_csv(results / name / "trends.tsv", sep="\t")
-        assert (trends.loc[trends["quality"] == "test_acc", "n"] == 4).all()
+        assert (trends.loc[trends["quality"] == head, "n"] == 4).all()
         for family in dict.fromkeys(grid["family"]):
             png = results / name / "figures" / "experiment" / f"{family}.png"
             with Image.open(png) as image:
@@ -281,18 +293,38 @@ def test_experiments_end_to_end(run: Path) -> None:
     assert not list((run / "resources" / "training").glob("*.resume.pt"))  # cleaned up
     prepared = datasets.load(run / "resources" / "datasets" / "file-images.pt")
     assert prepared["meta"]["source"].startswith("tests/synthetic.py")
+    mnist = datasets.load(run / "resources" / "datasets" / "mnist5k.pt")
+    assert mnist["meta"]["sha256"] == datasets.MNIST5K["sha256"]
+    text = datasets.load(run / "resources" / "datasets" / "text-jargon.pt")
+    assert text["meta"]["bytes"] == 1681817 and "public domain" in text["meta"]["source"]
     table = pd.read_csv(results / "summary" / "beyond_imagenet.tsv", sep="\t")
-    assert set(table["study"]) == set(EXPERIMENTS)
-    assert table.loc[table["study"] != "cnn_batch_size", "non_cnn"].all()
-    assert not table.loc[table["study"] == "cnn_batch_size", "non_cnn"].any()
+    assert set(table["study"]) == {*EXPERIMENTS, *REAL}
+    trained_cnn = {"cnn_batch_size", "segmentation_trained"}
+    assert table.loc[~table["study"].isin(trained_cnn), "non_cnn"].all()
+    assert not table.loc[table["study"].isin(trained_cnn), "non_cnn"].any()
     assert "train_acc" not in set(table["quality"])  # regressed, not judged
     for rec in table.itertuples():
         assert rec.verdict == summary.verdict(rec.kendall_tau, rec.kendall_tau_low,
                                               rec.kendall_tau_high, rec.n,
                                               rec.higher_is_better)  # fmt: skip
+    # each family's declared layers, and where it declares a part, every layer beside them
+    ae = table[(table["study"] == "autoencoders_trained") & (table["metric"] == "alpha_weighted")
+               & (table["quality"] == "test_psnr")]  # fmt: skip
+    assert set(ae["layers_choice"]) == {"declared", "all"}
+    assert set(ae["layers"]) == {r"encoder\.5$|decoder\.2$", "all"}
+    lm = table[(table["study"] == "nlp_trained") & (table["quality"] == "test_log_ppl")]
+    assert not lm["higher_is_better"].any() and set(lm["layers"]) == {"all"}
+    gnn = table[table["study"] == "gnn"]
+    pooled = gnn[gnn["pooled"]]  # two families (GCN, GAT): their pooled trend
+    assert len(pooled) and (pooled["family"] == summary.POOLED).all()
+    assert pooled["simpson"].isin([True, False]).all()
+    inverted = table[table["alpha_hat_inverts"]]
+    assert (inverted["lambda_max_below_1"] > 0).all()
     text = (results / "summary" / "beyond_imagenet.md").read_text()
     assert "**Graph networks, trained here** (gnn): " in text
     assert "**Control: CNN batch size, trained here** (cnn_batch_size): " in text
+    assert "**Language models, trained here (held-out log perplexity)** (nlp_trained): " in text
+    assert "α̂ over all layers τ = " in text and "seed sd" in text
 
 
 def test_experiments_module_exports() -> None:

@@ -219,7 +219,7 @@ def _job_counts(out: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
 
 
-def _snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+def _snakemake(workdir: Path, *args: str, timeout: float = 2400) -> subprocess.CompletedProcess:
     env = dict(os.environ, MPLBACKEND="Agg", OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
            "--directory", str(workdir), "--workflow-profile", "none", *args]  # fmt: skip

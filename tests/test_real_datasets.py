@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from htsr import datasets, experiments
+from htsr.experiments import datasets, grids
 
 sys.path.insert(0, str(Path(__file__).parent))
 from zoo_server import serve_zoo  # noqa: E402
@@ -65,7 +65,7 @@ def test_scenes_are_real_digits_on_a_synthetic_layout(mnist: dict) -> None:
     scenes = datasets.mnist_scenes(mnist, train=40, test=10, seed=1)
     datasets.validate(scenes)
     x, masks = scenes["x_train"], scenes["y_train"]
-    assert x.shape == (40, 1, 48, 48) and masks.shape == (40, 48, 48)
+    assert x.shape == (40, 1, 32, 32) and masks.shape == (40, 32, 32)
     assert (
         scenes["meta"]["classes"] == 11
         and "synthetic layout, real MNIST digits" in (scenes["meta"]["source"])
@@ -110,7 +110,7 @@ def test_text_comes_out_of_a_verified_debian_package(tmp_path: Path) -> None:
     joined = torch.cat([data["train_tokens"], data["test_tokens"]])
     assert bytes(joined.to(torch.uint8).tolist()) == text
     assert len(data["test_tokens"]) == round(0.1 * len(text))
-    assert experiments.dataset_key(spec) == "text-jargon"
+    assert grids.dataset_key(spec) == "text-jargon"
     # an altered archive is refused before anything is extracted
     shutil.rmtree(tmp_path / "raw")
     spec["archive_sha256"] = "0" * 64

@@ -1,4 +1,4 @@
-"""The cross-study answer (htsr.summary): the verdict rule and the table."""
+"""The cross-study answer (htsr.studies.summary): the verdict rule and the table."""
 
 from __future__ import annotations
 
@@ -80,7 +80,68 @@ def test_answer_text_is_generated_from_the_table() -> None:
     assert (f"{non_cnn} (imagenet, nlp): 1 holds (imagenet/ViT); 1 fails (nlp/pythia);"
             " 1 undecided (nlp/gpt2).") in text  # fmt: skip
     assert ("**Graph networks, trained here**: no fitted family in this run; it needs a run:"
-            " `snakemake --cores 16 --config 'studies=[gnn]'`.") in text  # fmt: skip
+            " `snakemake --cores 16 --config 'studies=[gnn,gnn_citeseer]'`.") in text  # fmt: skip
     assert "**NLP (language models)** (nlp): 0 holds; 1 fails (pythia); 1 undecided (gpt2)." in text
     assert "**Semantic segmentation**: no fitted family in this run" in text
     assert "'studies=[imagenet,segmentation]'" in text
+
+
+def test_declared_and_all_layers_pooled_view_and_simpson() -> None:
+    """Two families whose trend is negative within each but positive pooled (their qualities
+    sit at different levels): the pooled row flags Simpson's paradox; a family with a
+    ``layers`` pattern also gets its all-layers row; λmax < 1 is reported."""
+    from htsr.studies.table import Quality
+
+    rows = []
+    for family, shift in (("a", 0.0), ("b", 10.0)):
+        for setting in range(5):
+            for seed in range(3):
+                alpha = shift + setting + 0.1 * seed
+                rows.append({"model": f"{family}{setting}{seed}", "family": family, "set": "",
+                             "setting": setting, "seed": seed, "test_acc": shift - setting
+                             - 0.05 * seed, "alpha": alpha, "alpha_weighted": alpha,
+                             "log_norm": alpha, "alpha_all_layers": -alpha,
+                             "alpha_weighted_all_layers": -alpha, "log_norm_all_layers": -alpha,
+                             "layers": "convs" if family == "a" else "",
+                             "lambda_max_below_1": 0.5 if family == "a" else 0.0})  # fmt: skip
+    models = pd.DataFrame(rows)
+    quality = [Quality("test_acc")]
+    from htsr.studies.trends import ALL_LAYER_METRICS, family_trends
+
+    within = family_trends(models, quality=quality, metrics=["alpha_weighted", "alpha",
+                                                              *ALL_LAYER_METRICS],
+                           group_by=["family"], n_boot=200)  # fmt: skip
+    pooled = summary.pooled_trends(models, quality, n_boot=200)
+    table = summary.answer_table({"s": pd.concat([within, pooled])}, {("s", "test_acc"): True},
+                                 models={"s": models})  # fmt: skip
+    hat = table[table["metric"] == "alpha_weighted"].set_index(["family", "layers_choice"])
+    assert hat.loc[("a", "declared"), "verdict"] == "holds"  # within: tau -1
+    assert hat.loc[("a", "declared"), "layers"] == "convs"
+    assert hat.loc[("a", "all"), "verdict"] == "fails" and hat.loc[("a", "all"), "layers"] == "all"
+    assert ("b", "all") not in hat.index  # no declared part: its declared row is every layer
+    assert hat.loc[("b", "declared"), "layers"] == "all"
+    pooled_row = hat.loc[(summary.POOLED, "declared")]
+    assert pooled_row["kendall_tau"] > 0 and bool(pooled_row["simpson"])
+    assert bool(hat.loc[("a", "declared"), "alpha_hat_inverts"])
+    assert not bool(hat.loc[("b", "declared"), "alpha_hat_inverts"])
+    # the quality's spread across settings (4 points) against the seeds' sd (0.05)
+    assert hat.loc[("a", "declared"), "quality_range"] == pytest.approx(4.0)
+    assert hat.loc[("a", "declared"), "seed_sd"] == pytest.approx(0.05)
+    text = summary.answer_text(table.assign(study="cnn_batch_size"))
+    assert "Simpson" in text and "λmax < 1 in 50 %" in text and "α̂ over all layers" in text
+
+
+def test_readme_answer_block_is_replaced(tmp_path) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[1] / "tools" / "readme_answer.py"
+    spec = importlib.util.spec_from_file_location("readme_answer", tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    readme = "intro\n<!-- answer:begin -->\nold\n<!-- answer:end -->\nrest\n"
+    out = module.replace_answer(readme, "# Title\n\n- line 1\n", "snakemake x")
+    assert out == ("intro\n<!-- answer:begin -->\nGenerated from the run `snakemake x`:\n\n"
+                   "- line 1\n<!-- answer:end -->\nrest\n")  # fmt: skip
+    with pytest.raises(ValueError, match="answer:begin"):
+        module.replace_answer("no markers", "x")

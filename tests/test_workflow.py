@@ -36,7 +36,7 @@ from htsr.io import sha256_file
 from htsr.studies import study as studies
 from htsr.studies import summary
 from htsr.studies.table import read_model_table, select_models
-from htsr.studies.trends import METRICS, TREND_COLUMNS, fit_trend
+from htsr.studies.trends import ALL_LAYER_METRICS, METRICS, TREND_COLUMNS, fit_trend
 
 sys.path.insert(0, str(Path(__file__).parent))
 from study_states import make_url_files, served_url_table  # noqa: E402
@@ -67,7 +67,7 @@ FIGURES = {
 }  # fmt: skip
 MODEL_COLUMNS = [
     "model", "set", "family", "label", "source", "top1", "top5", "weights", "step", *METRICS,
-    "n_matrices", "convention", "evals",
+    "n_matrices", "convention", "evals", *ALL_LAYER_METRICS, "lambda_max_below_1",
 ]  # fmt: skip
 NLP_QUALITY = ["lambada_openai_acc", "lambada_openai_ppl", "piqa_acc", "lambada_acc",
                "wikitext2_ppl"]  # fmt: skip
@@ -356,7 +356,7 @@ def test_segmentation_and_autoencoder_studies(pipeline: Pipeline) -> None:
 
 def test_beyond_imagenet_summary(pipeline: Pipeline) -> None:
     """results/summary/: one row per study x family x quality x metric fitted on >= 3 models,
-    τ inside its interval, verdicts by htsr.summary's rule, and the figure."""
+    τ inside its interval, verdicts by htsr.studies.summary's rule, and the figure."""
     results = pipeline.workdir / "results"
     table = pd.read_csv(results / "summary" / "beyond_imagenet.tsv", sep="\t",
                         keep_default_na=False, na_values=[""])  # fmt: skip
@@ -367,7 +367,8 @@ def test_beyond_imagenet_summary(pipeline: Pipeline) -> None:
                         & (trends["quality"] != "bpp")]  # a rate, not judged  # fmt: skip
         assert (table["study"] == study).sum() == len(fitted) > 0
         # one row per family x quality x metric
-        assert not table[table["study"] == study].duplicated(["family", "quality", "metric"]).any()
+        rows = table[table["study"] == study]
+        assert not rows.duplicated(["family", "quality", "metric", "layers_choice"]).any()
     assert "bpp" not in set(table["quality"])
     assert set(table.loc[table["study"] == "autoencoders", "family"]) == {
         "compressai_bmshj2018-factorized_mse", "compressai_mse_level1"}  # fmt: skip

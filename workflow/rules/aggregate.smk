@@ -38,7 +38,7 @@ rule aggregate:
         group_by=lambda wildcards: list(STUDIES[wildcards.study].group_by),
         more_families=lambda wildcards: list(STUDIES[wildcards.study].more_families),
         tau_bootstrap=config.get("tau_bootstrap", 2000),
-        convention=config["convention"],
+        convention=lambda wildcards: study_convention(wildcards.study),
         evals="exact",
     script:
         "../../scripts/aggregate.py"

@@ -290,7 +290,13 @@ def study_params_of(name):
             else list(study.non_cnn_families)
         ),
         "name": study.name,
+        "trained": study.experiment is not None,
     }
+
+
+def study_convention(study):
+    """The spectra convention of a study: its own (``convention`` in its YAML) or the config's."""
+    return STUDIES[study].convention or config["convention"]
 
 
 def method_options(wildcards):

@@ -19,7 +19,10 @@ rule model_spectra:
         gpu=1 if config["device"] == "cuda" else 0,
     params:
         row=weights_params,
-        options={"convention": config["convention"], "evals": "exact"},
+        options=lambda wildcards: {
+            "convention": study_convention(wildcards.study),
+            "evals": "exact",
+        },
         device=config["device"],
         dtype=config["dtype"],
         include_embeddings=config["include_embeddings"],

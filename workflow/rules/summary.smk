@@ -2,6 +2,7 @@
 rule beyond_imagenet_summary:
     input:
         trends=[f"{results_dir(s)}/trends.tsv" for s in STUDIES],
+        models=[f"{results_dir(s)}/models.tsv" for s in STUDIES],
     output:
         table=report(
             "results/summary/beyond_imagenet.tsv",
@@ -34,5 +35,6 @@ rule beyond_imagenet_summary:
         runtime=analysis_runtime,
     params:
         studies={s: study_params_of(s) for s in STUDIES},
+        tau_bootstrap=config.get("tau_bootstrap", 2000),
     script:
         "../../scripts/beyond_imagenet_summary.py"

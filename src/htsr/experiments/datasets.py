@@ -38,8 +38,9 @@ Kinds (``spec["name"]``):
   fixed once: 100 images per class held out (the first 100 of each class in a permutation seeded
   with ``split_seed``, 0), 4,000 for training.
 * ``mnist_scenes``: segmentation scenes composed from those real digits (:func:`mnist_scenes`):
-  ``digits`` (3) digits, each resized to ``digit_size`` (20) pixels, pasted at random places
-  on a black ``canvas`` (48) square; the mask gives each pixel the class 1 + digit where that
+  ``train`` (1,000) and ``test`` (300) scenes of ``digits`` (2) digits, each resized to
+  ``digit_size`` (16) pixels, pasted at random places on a black ``canvas`` (32) square; the
+  mask gives each pixel the class 1 + digit where that
   digit's ink (grey level ≥ 96) lies, later digits on top, background class 0. Training scenes
   use only training digits, test scenes only held-out ones. **The layout is synthetic, the
   digits are real.** ``meta``: ``kind: segmentation``; tensors ``x_train`` (uint8, n×1×s×s),
@@ -348,8 +349,8 @@ def _scenes(x: torch.Tensor, y: torch.Tensor, n: int, g: torch.Generator, canvas
     return images, masks
 
 
-def mnist_scenes(digits_data: Mapping[str, Any], *, train: int = 2000, test: int = 500,
-                 canvas: int = 48, digits: int = 3, digit_size: int = 20, ink: int = 96,
+def mnist_scenes(digits_data: Mapping[str, Any], *, train: int = 1000, test: int = 300,
+                 canvas: int = 32, digits: int = 2, digit_size: int = 16, ink: int = 96,
                  seed: int = 0) -> dict[str, Any]:  # fmt: skip
     """Segmentation scenes from a prepared ``mnist5k`` (see the module docstring): a
     synthetic layout of real digits, training scenes from training digits only."""

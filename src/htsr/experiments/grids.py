@@ -46,8 +46,9 @@ RESULT_SUFFIX = ".training.json"
 
 
 def family_name(family: Mapping[str, Any]) -> str:
-    """``{architecture}_{vary}``: the family of one varied hyperparameter."""
-    return f"{family['architecture']}_{family['vary']}"
+    """The family's ``name`` if it has one, else ``{architecture}_{vary}``: the family of one
+    varied hyperparameter."""
+    return str(family.get("name") or f"{family['architecture']}_{family['vary']}")
 
 
 def dataset_key(spec: Mapping[str, Any]) -> str:
@@ -62,6 +63,9 @@ def dataset_key(spec: Mapping[str, Any]) -> str:
     if spec["name"] == "file":
         stem = re.sub(r"\.pt$", "", str(spec["path"]).rsplit("/", 1)[-1])
         return f"file-{stem}"
+    if spec["name"] == "mnist_scenes":
+        keys = ("train", "test", "canvas", "digits", "digit_size", "ink", "seed", "split_seed")
+        return "mnist_scenes" + "".join(f"-{k}{spec[k]}" for k in keys if k in spec)
     if spec["name"] == "text":
         return "text-" + re.sub(r"(\.txt)?(\.gz)?$", "", str(spec["file"]))
     return str(spec["name"])

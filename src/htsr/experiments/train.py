@@ -5,7 +5,7 @@
 returns the model and a result record:
 ``train_acc``, ``test_acc`` (percent), ``gap`` = train − test accuracy (percentage points), the
 training ``curve`` (per epoch: mean training loss, test accuracy), the hyperparameters, the
-seed and the wall time.
+seed and the wall time (other tasks: their quality instead of the accuracy, below).
 
 * **Images** (``mini_alexnet``, ``capsnet``): minibatch SGD with momentum (``optimizer: sgd``,
   default) or Adam; ``epochs`` passes over the training set (its first ``train_size`` images
@@ -13,6 +13,28 @@ seed and the wall time.
   by (seed, epoch); inputs scaled to [0, 1] and standardised per channel.
 * **Graphs** (``gcn``, ``gat``): full-batch Adam on the training nodes, ``epochs`` steps; the
   curve every ``eval_every`` steps; ``val_acc`` reported beside the test accuracy.
+  ``train_size`` > 0 trains on that many nodes instead of the public split's, drawn (seeded by
+  the seed) from the nodes outside the validation and test sets.
+* **Label noise** (images and graphs): ``label_noise`` = p replaces round(p·n) training labels,
+  chosen by a generator seeded with the seed, by a different class drawn uniformly.
+* **Other tasks** (the architecture's ``task``, :mod:`htsr.experiments.nets`), minibatches as for
+images:
+
+  - ``segment`` (``unet`` on ``segmentation`` data): per-pixel cross-entropy; quality
+    ``train_miou`` / ``test_miou``: mean over the classes present of IoU = TP / (TP + FP + FN),
+    counted over the whole set (percent).
+  - ``reconstruct`` (``conv_ae``, ``conv_vae`` on images in [0, 1]): the model's loss
+    (per-pixel binary cross-entropy; the VAE's negative ELBO); quality ``train_psnr`` /
+    ``test_psnr`` = 10·log10(1 / MSE) in dB, MSE over every pixel of the set (pixels in [0, 1]).
+  - ``language`` (``transformer`` on ``text``): each epoch ``steps_per_epoch`` (100) steps of
+    ``batch_size`` windows of ``context`` + 1 tokens at starts drawn from a generator seeded by
+    (seed, epoch), over the first ``train_size`` training tokens (all if 0); quality
+    ``train_log_ppl`` / ``test_log_ppl``: the mean next-token cross-entropy in nats (the log of
+    the perplexity), over non-overlapping windows (at most ``eval_tokens`` tokens, evenly
+    spaced, if > 0).
+
+  ``gap`` is train − test quality (for log perplexity test − train): how much worse the held-out
+  data are.
 
 **Determinism.** ``torch.use_deterministic_algorithms(True)`` while training; the data order
 does not depend on the global RNG; the global RNG (dropout) is saved with each resume point. On
@@ -40,12 +62,19 @@ from torch.nn import functional as F  # noqa: N812
 from htsr.experiments import nets
 from htsr.io import atomic_output
 
-__all__ = ["TRAINING_DEFAULTS", "train"]
+__all__ = ["TASK_QUALITY", "TRAINING_DEFAULTS", "miou", "psnr", "train"]
 
 #: Hyperparameters a run takes unless the experiment fixes or varies them.
 TRAINING_DEFAULTS: dict[str, Any] = {
     "epochs": 10, "batch_size": 128, "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0,
     "optimizer": "sgd", "train_size": 0, "eval_batch": 1000, "eval_every": 0,
+    "label_noise": 0.0, "steps_per_epoch": 100, "eval_tokens": 0,
+}  # fmt: skip
+
+#: The quality a task reports (``train_`` / ``test_`` prefixed), and whether higher is better.
+TASK_QUALITY: dict[str, tuple[str, bool]] = {
+    "classify": ("acc", True), "segment": ("miou", True), "reconstruct": ("psnr", True),
+    "language": ("log_ppl", False),
 }  # fmt: skip
 
 
@@ -105,13 +134,29 @@ def _load_state(path: Path | None) -> dict[str, Any] | None:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _image_tensors(data: Mapping[str, Any], hp: Mapping[str, Any], seed: int):
+def _noisy(y: torch.Tensor, p: float, classes: int, seed: int) -> torch.Tensor:
+    """``y`` with round(p·n) labels (chosen by a generator seeded with ``seed``) replaced by a
+    different class drawn uniformly."""
+    if p <= 0:
+        return y
+    g = torch.Generator().manual_seed(seed * 7919 + 17)
+    n = int(round(p * len(y)))
+    idx = torch.randperm(len(y), generator=g)[:n].to(y.device)
+    shift = torch.randint(1, classes, (n,), generator=g).to(y.device)
+    y = y.clone()
+    y[idx] = (y[idx] + shift) % classes
+    return y
+
+
+def _image_tensors(data: Mapping[str, Any], hp: Mapping[str, Any], seed: int, task: str):
     meta = data["meta"]
     where = data["x_train"].device
     mean = torch.tensor(meta["mean"], dtype=torch.float32, device=where).view(1, -1, 1, 1)
     std = torch.tensor(meta["std"], dtype=torch.float32, device=where).view(1, -1, 1, 1)
 
     def scale(x: torch.Tensor) -> torch.Tensor:
+        if task == "reconstruct":  # the autoencoders read and write pixels in [0, 1]
+            return x.float() / 255.0
         return (x.float() / 255.0 - mean) / std
 
     x_train, y_train = data["x_train"], data["y_train"]
@@ -120,12 +165,55 @@ def _image_tensors(data: Mapping[str, Any], hp: Mapping[str, Any], seed: int):
         keep = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(seed))[:n]
         keep = keep.to(x_train.device)
         x_train, y_train = x_train[keep], y_train[keep]
+    if task == "classify":
+        y_train = _noisy(y_train, float(hp["label_noise"]), int(meta["classes"]), seed)
+    if task == "reconstruct":
+        x_train, x_test = scale(x_train), scale(data["x_test"])
+        return x_train, x_train, x_test, x_test
     return scale(x_train), y_train, scale(data["x_test"]), data["y_test"]
 
 
+def miou(confusion: torch.Tensor) -> float:
+    """Mean IoU (percent) of a confusion matrix (rows true, columns predicted): the mean over
+    the classes present (TP + FP + FN > 0) of TP / (TP + FP + FN).
+
+    >>> miou(torch.tensor([[3, 1], [0, 4]]))
+    77.5
+    """
+    c = confusion.double()
+    tp = c.diag()
+    union = c.sum(0) + c.sum(1) - tp
+    present = union > 0
+    return float(100.0 * (tp[present] / union[present]).mean())
+
+
+def psnr(mse: float, peak: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB: 10·log10(peak² / MSE).
+
+    >>> psnr(0.01)
+    20.0
+    """
+    return float(10.0 * torch.log10(torch.tensor(peak**2 / mse, dtype=torch.float64)))
+
+
 @torch.no_grad()
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
+def _quality(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, task: str,
+             classes: int = 0) -> float:  # fmt: skip
+    """The task's quality of ``model`` on ``(x, y)``: accuracy or mIoU (percent), PSNR (dB)."""
     model.eval()
+    if task == "segment":
+        confusion = torch.zeros(classes, classes, dtype=torch.int64)
+        for i in range(0, len(y), batch):
+            pred = model(x[i : i + batch]).argmax(1).flatten().cpu()
+            true = y[i : i + batch].flatten().cpu()
+            confusion += torch.bincount(true * classes + pred, minlength=classes**2).view(
+                classes, classes)  # fmt: skip
+        return miou(confusion)
+    if task == "reconstruct":
+        total = 0.0
+        for i in range(0, len(y), batch):
+            total += float(((model(x[i : i + batch]) - y[i : i + batch]) ** 2).double().sum())
+        return psnr(total / max(y.numel(), 1))
     correct = 0
     for i in range(0, len(y), batch):
         out = model(x[i : i + batch])
@@ -134,11 +222,14 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) ->
     return _percent(correct, len(y))
 
 
-def _train_images(model, data, hp, seed, state_path, log, start_state):
-    x_train, y_train, x_test, y_test = _image_tensors(data, hp, seed)
+def _train_images(model, data, hp, seed, state_path, log, start_state, task="classify"):
+    x_train, y_train, x_test, y_test = _image_tensors(data, hp, seed, task)
+    classes = int(data["meta"].get("classes", 0))
+    key = f"test_{TASK_QUALITY[task][0]}"
     opt = _optimizer(model, hp)
     curve, first = _resume(model, opt, start_state)
     batch, n = int(hp["batch_size"]), len(y_train)
+    eval_batch = int(hp["eval_batch"])
     for epoch in range(first, int(hp["epochs"])):
         model.train()
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
@@ -151,20 +242,87 @@ def _train_images(model, data, hp, seed, state_path, log, start_state):
             loss.backward()
             opt.step()
             total, steps = total + loss.item(), steps + 1
-        test_acc = _accuracy(model, x_test, y_test, int(hp["eval_batch"]))
-        curve.append({"epoch": epoch + 1, "train_loss": total / max(steps, 1),
-                      "test_acc": test_acc})  # fmt: skip
-        log(f"epoch {epoch + 1}/{hp['epochs']}: loss {total / max(steps, 1):.4f}, test"
-            f" accuracy {test_acc:.2f} %")  # fmt: skip
+        test_q = _quality(model, x_test, y_test, eval_batch, task, classes)
+        curve.append({"epoch": epoch + 1, "train_loss": total / max(steps, 1), key: test_q})
+        log(f"epoch {epoch + 1}/{hp['epochs']}: loss {total / max(steps, 1):.4f}, {key}"
+            f" {test_q:.4g}")  # fmt: skip
         _save_state(state_path, model, opt, curve, epoch + 1)
-    eval_batch = int(hp["eval_batch"])
-    return {"train_acc": _accuracy(model, x_train, y_train, eval_batch),
-            "test_acc": _accuracy(model, x_test, y_test, eval_batch), "curve": curve}  # fmt: skip
+    q = TASK_QUALITY[task][0]
+    return {f"train_{q}": _quality(model, x_train, y_train, eval_batch, task, classes),
+            f"test_{q}": _quality(model, x_test, y_test, eval_batch, task, classes),
+            "curve": curve}  # fmt: skip
+
+
+def _windows(tokens: torch.Tensor, context: int, limit: int) -> torch.Tensor:
+    """Non-overlapping windows of ``context`` + 1 tokens (at most ``limit`` tokens' worth,
+    evenly spaced, if ``limit`` > 0), one per row."""
+    starts = torch.arange(0, len(tokens) - context - 1, context)
+    if limit > 0 and len(starts) * context > limit:
+        keep = torch.linspace(0, len(starts) - 1, max(1, limit // context)).round().long()
+        starts = starts[keep]
+    return torch.stack([tokens[s : s + context + 1] for s in starts.tolist()])
+
+
+@torch.no_grad()
+def _log_ppl(model: nn.Module, windows: torch.Tensor, batch: int) -> float:
+    """Mean next-token cross-entropy (nats) over ``windows``."""
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(windows), batch):
+        w = windows[i : i + batch]
+        logits = model(w[:, :-1])
+        total += float(F.cross_entropy(logits.flatten(0, 1), w[:, 1:].flatten(),
+                                       reduction="sum"))  # fmt: skip
+        count += w[:, 1:].numel()
+    return total / max(count, 1)
+
+
+def _train_text(model, data, hp, seed, state_path, log, start_state):
+    context = int(model.context)
+    train_tokens = data["train_tokens"]
+    if int(hp["train_size"]):
+        train_tokens = train_tokens[: int(hp["train_size"])]
+    limit = int(hp["eval_tokens"])
+    test_w = _windows(data["test_tokens"], context, limit)
+    train_w = _windows(train_tokens, context, limit or len(data["test_tokens"]))
+    opt = _optimizer(model, hp)
+    curve, first = _resume(model, opt, start_state)
+    batch, steps = int(hp["batch_size"]), int(hp["steps_per_epoch"])
+    eval_batch = max(1, int(hp["eval_batch"]) // context)
+    offsets = torch.arange(context + 1)
+    for epoch in range(first, int(hp["epochs"])):
+        model.train()
+        g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        total = 0.0
+        for _ in range(steps):
+            starts = torch.randint(0, len(train_tokens) - context - 1, (batch, 1), generator=g)
+            w = train_tokens[(starts + offsets).to(train_tokens.device)]
+            opt.zero_grad(set_to_none=True)
+            logits = model(w[:, :-1])
+            loss = F.cross_entropy(logits.flatten(0, 1), w[:, 1:].flatten())
+            loss.backward()
+            opt.step()
+            total += loss.item()
+        test_q = _log_ppl(model, test_w, eval_batch)
+        curve.append({"epoch": epoch + 1, "train_loss": total / steps, "test_log_ppl": test_q})
+        log(f"epoch {epoch + 1}/{hp['epochs']}: loss {total / steps:.4f}, test log perplexity"
+            f" {test_q:.4f}")  # fmt: skip
+        _save_state(state_path, model, opt, curve, epoch + 1)
+    return {"train_log_ppl": _log_ppl(model, train_w, eval_batch),
+            "test_log_ppl": _log_ppl(model, test_w, eval_batch), "curve": curve}  # fmt: skip
 
 
 def _train_graph(model, data, hp, seed, state_path, log, start_state):
     x, edges, y = data["x"].float(), data["edge_index"], data["y"]
     masks = {k: data[f"{k}_mask"] for k in ("train", "val", "test")}
+    if int(hp["train_size"]):
+        outside = (~masks["val"] & ~masks["test"]).nonzero().flatten()
+        pick = torch.randperm(len(outside), generator=torch.Generator().manual_seed(seed))
+        masks["train"] = torch.zeros_like(masks["train"])
+        masks["train"][outside[pick[: int(hp["train_size"])].to(outside.device)]] = True
+    y_fit = y.clone()
+    y_fit[masks["train"]] = _noisy(y[masks["train"]], float(hp["label_noise"]),
+                                   int(data["meta"]["classes"]), seed)  # fmt: skip
     opt = _optimizer(model, hp)
     steps = int(hp["epochs"])
     every = int(hp["eval_every"]) or max(1, steps // 50)
@@ -179,7 +337,7 @@ def _train_graph(model, data, hp, seed, state_path, log, start_state):
     for step in range(first, steps):
         model.train()
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x, edges)[masks["train"]], y[masks["train"]])
+        loss = F.cross_entropy(model(x, edges)[masks["train"]], y_fit[masks["train"]])
         loss.backward()
         opt.step()
         if (step + 1) % every == 0 or step + 1 == steps:
@@ -217,12 +375,19 @@ def train(
         resume = _load_state(path)
         if resume is not None:
             log(f"resuming from epoch {resume['epoch']} ({path})")
-        run = _train_images if nets.ARCHITECTURES[architecture].data == "images" else _train_graph
-        result = run(model, data, hp, seed, path, log, resume)
+        arch = nets.ARCHITECTURES[architecture]
+        if arch.data == "graph":
+            result = _train_graph(model, data, hp, seed, path, log, resume)
+        elif arch.task == "language":
+            result = _train_text(model, data, hp, seed, path, log, resume)
+        else:
+            result = _train_images(model, data, hp, seed, path, log, resume, arch.task)
+    q, higher = TASK_QUALITY[arch.task]
+    gap = result[f"train_{q}"] - result[f"test_{q}"]
     result = {
-        "architecture": architecture, "seed": seed, "hyperparameters": hp,
-        "train_acc": result["train_acc"], "test_acc": result["test_acc"],
-        "gap": result["train_acc"] - result["test_acc"],
+        "architecture": architecture, "seed": seed, "hyperparameters": hp, "task": arch.task,
+        f"train_{q}": result[f"train_{q}"], f"test_{q}": result[f"test_{q}"],
+        "gap": gap if higher else -gap,
         **({"val_acc": result["val_acc"]} if "val_acc" in result else {}),
         "curve": result["curve"], "resumed_from": resume["epoch"] if resume else None,
         "threads": torch.get_num_threads(), "torch": torch.__version__,

@@ -97,7 +97,8 @@ def experiment_figure(
     the setting means) with the seed noise (mean of the per-setting standard deviations), so a
     reader sees whether a trend is larger than seed noise. ``models`` holds the family's rows
     with ``vary``, ``setting`` and ``seed``; ``curves[model]`` the training curve
-    (``epoch``, ``test_acc``); ``trend`` (its ``trends.tsv`` row for ``metric`` and
+    (``epoch`` and the quality, e.g. ``test_acc``, ``test_psnr``); ``trend`` (its
+    ``trends.tsv`` row for ``metric`` and
     ``quality``) is printed when given."""
     rows = models[models["family"] == family].copy()
     rows["setting"] = pd.to_numeric(rows["setting"], errors="coerce")
@@ -109,14 +110,15 @@ def experiment_figure(
     title = (f"{family}: {len(rows)} models, {len(settings)} settings of {vary} ×"
              f" {rows['seed'].nunique() if len(rows) else 0} seeds")  # fmt: skip
     ax = axes[0]
+    key = quality[0] if quality[0].startswith("test_") else "test_acc"  # the curve's quality
     for rec in rows.itertuples():
-        curve = curves.get(rec.model) or []
+        curve = [c for c in curves.get(rec.model) or [] if key in c]
         if curve:
-            ax.plot([c["epoch"] for c in curve], [c["test_acc"] for c in curve], marker="o",
+            ax.plot([c["epoch"] for c in curve], [c[key] for c in curve], marker="o",
                     ms=3, color=colors.get(rec.setting, "0.5"), lw=1.2, alpha=0.8)  # fmt: skip
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_xlabel("epoch (graphs: optimisation step)")
-    ax.set_ylabel("test accuracy during training (%)")
+    ax.set_ylabel(f"{quality[1] if key == quality[0] else 'test accuracy (%)'} during training")
     ax.set_title("training curves", fontsize=10)
     handles = [Line2D([], [], color=c, lw=2, label=f"{vary} = {s:g}") for s, c in colors.items()]
     ax.legend(handles=handles, fontsize=7, loc="lower right")

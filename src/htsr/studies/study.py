@@ -19,6 +19,7 @@ columns mean::
     caveats: "..."                           # what a reader must know, printed in the README
     unrated: true                            # rows may lack every quality value (weights
                                              # without a published quality: spectra only)
+    convention: ww                           # the study's spectra convention (default: config's)
 
 Adding a study is one table and one such file. Nothing here names a family or a model.
 """
@@ -66,6 +67,7 @@ class Study:
     paper_comparison: Mapping[str, str] = field(default_factory=dict)
     caveats: str = ""
     unrated: bool = False
+    convention: str = ""
 
     def quality_of(self, name: str) -> Quality:
         """The :class:`Quality` called ``name``; ``KeyError`` naming the study's ones."""
@@ -167,6 +169,7 @@ def study_from_dict(name: str, spec: Mapping[str, Any]) -> Study:
         paper_comparison=dict(spec.get("paper_comparison") or {}),
         caveats=str(spec.get("caveats") or "").strip(),
         unrated=bool(spec.get("unrated", False)),
+        convention=str(spec.get("convention") or ""),
         experiment=dict(spec["experiment"]) if spec.get("experiment") else None,
     )
 

@@ -58,6 +58,14 @@ METRICS: tuple[str, ...] = (
     "log_mean_spectral_norm",
 )
 
+#: The model-level metrics also computed over *all* of a model's matrices when its row keeps a
+#: part (``layers``), as ``{metric}{ALL_LAYERS}``: a family's declared choice of layers is then
+#: reported beside the answer over every layer, so the choice cannot hide it.
+ALL_LAYERS = "_all_layers"
+ALL_LAYER_METRICS: tuple[str, ...] = tuple(
+    f"{m}{ALL_LAYERS}" for m in ("alpha_weighted", "alpha", "log_norm")
+)
+
 #: Human-readable names with units, for tables and figure axes.
 METRIC_LABELS: dict[str, str] = {
     "alpha_weighted": "weighted alpha α̂ (dimensionless)",
@@ -307,7 +315,10 @@ def models_table(
     ``spectra`` maps each model key to its per-matrix table; ``summarize`` turns such a table
     into model-level means (:func:`summarize`). Columns: :data:`BASE_ID_COLUMNS`, the
     ``quality`` columns, the ``extra`` columns of the model table (e.g. ``step``),
-    :data:`METRICS`, ``n_matrices``. Raises ``KeyError`` naming a model without spectra.
+    :data:`METRICS`, ``n_matrices``, then :data:`ALL_LAYER_METRICS` (the same over every
+    matrix, whatever ``layers`` says) and ``lambda_max_below_1``: the fraction of the used
+    fitted matrices whose λmax < 1, where log10 λmax < 0 turns α·log10 λmax negative, so a
+    heavier tail (smaller α) *raises* α̂. Raises ``KeyError`` naming a model without spectra.
     """
     missing = [m for m in model_rows["model"] if m not in spectra]
     if missing:
@@ -319,13 +330,21 @@ def models_table(
     id_columns = [*BASE_ID_COLUMNS, *quality, *extra]
     records = []
     for row in model_rows.to_dict("records"):
-        summary = summarize(select_layers(spectra[row["model"]], row.get("layers")))
+        chosen = select_layers(spectra[row["model"]], row.get("layers"))
+        summary = summarize(chosen)
+        whole = summarize(spectra[row["model"]]) if row.get("layers") else summary
         record = {col: row.get(col, math.nan) for col in id_columns}
         for metric in METRICS:
             record[metric] = summary.get(metric, math.nan)
         record["n_matrices"] = int(summary.get("n_matrices", 0))
+        for metric in ALL_LAYER_METRICS:
+            record[metric] = whole.get(metric.removesuffix(ALL_LAYERS), math.nan)
+        ok = chosen[chosen["status"] == "ok"]
+        lam = pd.to_numeric(ok["lambda_max"], errors="coerce") if len(ok) else pd.Series([])
+        record["lambda_max_below_1"] = float((lam < 1).mean()) if len(lam) else math.nan
         records.append(record)
-    return pd.DataFrame(records, columns=[*id_columns, *METRICS, "n_matrices"])
+    columns = [*id_columns, *METRICS, "n_matrices", *ALL_LAYER_METRICS, "lambda_max_below_1"]
+    return pd.DataFrame(records, columns=columns)
 
 
 def summarize(

@@ -90,7 +90,7 @@ def test_a_file_that_does_not_match_its_pin_is_never_unpickled(tmp_path: Path, m
     with pytest.raises(
         DownloadError,
         match=r"offline, and .*ind\.cora\.x was corrupt .*"
-        r"expected sha256 23cfa55d.* \(pinned in htsr\.datasets\.PLANETOID_SHA256",
+        r"expected sha256 23cfa55d.* \(pinned in htsr\.experiments\.datasets\.PLANETOID_SHA256",
     ):
         datasets.prepare({"name": "planetoid", "dataset": "Cora"}, out, raw)
     assert not marker.exists() and not out.exists()

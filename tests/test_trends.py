@@ -130,7 +130,14 @@ def test_models_table_uses_summarize_per_model() -> None:
         return pd.Series({"alpha": ok["alpha"].mean(), "n_matrices": len(ok)})
 
     out = trends.models_table(rows, spectra, summarize)
-    assert list(out.columns) == [*trends.MODEL_ID_COLUMNS, *trends.METRICS, "n_matrices"]
+    assert list(out.columns) == [
+        *trends.MODEL_ID_COLUMNS,
+        *trends.METRICS,
+        "n_matrices",
+        *trends.ALL_LAYER_METRICS,
+        "lambda_max_below_1",
+    ]
+    assert out["lambda_max_below_1"].isna().all()  # these spectra have no lambda_max column
     assert out["alpha"].tolist() == [3.0, 3.0]
     assert out["n_matrices"].tolist() == [2, 1]
     assert out["alpha_weighted"].isna().all()

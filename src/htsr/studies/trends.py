@@ -340,7 +340,8 @@ def models_table(
         for metric in ALL_LAYER_METRICS:
             record[metric] = whole.get(metric.removesuffix(ALL_LAYERS), math.nan)
         ok = chosen[chosen["status"] == "ok"]
-        lam = pd.to_numeric(ok["lambda_max"], errors="coerce") if len(ok) else pd.Series([])
+        has = len(ok) and "lambda_max" in ok.columns  # a table without λmax: NaN, not an error
+        lam = pd.to_numeric(ok["lambda_max"], errors="coerce") if has else pd.Series([])
         record["lambda_max_below_1"] = float((lam < 1).mean()) if len(lam) else math.nan
         records.append(record)
     columns = [*id_columns, *METRICS, "n_matrices", *ALL_LAYER_METRICS, "lambda_max_below_1"]

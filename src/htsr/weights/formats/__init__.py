@@ -84,6 +84,18 @@ def unique_key(key: str, taken: Mapping[str, Any] | set[str]) -> str:
     return f"{stem}_{i}{dot}{leaf}"
 
 
+def head(source: bytes | str | os.PathLike[str], size: int = HEADER_BYTES) -> bytes | None:
+    """The first ``size`` bytes of ``source`` (bytes as given, else the file's); None when the
+    file cannot be read. What each reader's ``sniff`` tests."""
+    if isinstance(source, bytes):
+        return source
+    try:
+        with open(source, "rb") as f:
+            return f.read(size)
+    except OSError:
+        return None
+
+
 def require(module: str, package: str, what: str, path: Path) -> Any:
     """Import ``module``; if it is missing, a :class:`CheckpointError` naming the file and the
     package to install (the readers' packages are optional dependencies)."""

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from htsr.weights.errors import CheckpointError
-from htsr.weights.formats import Weights, require, to_torch_layout, unique_key
+from htsr.weights.formats import Weights, head, require, to_torch_layout, unique_key
 
 #: msgpack extension types of flax.serialization (``_MsgpackExtType``).
 EXT_NDARRAY, EXT_COMPLEX, EXT_NPSCALAR = 1, 2, 3
@@ -41,13 +41,8 @@ def sniff(source: bytes | str | os.PathLike[str]) -> bool:
     """A msgpack map (``fixmap`` with 1-15 entries, ``map16``, ``map32``) whose first key is a
     string: how every flax checkpoint starts. (A pickle starts ``0x80 0x0N``, an empty fixmap;
     it does not pass.)"""
-    if not isinstance(source, bytes):
-        try:
-            with open(source, "rb") as f:
-                source = f.read(8)
-        except OSError:
-            return False
-    if len(source) < 2:
+    source = head(source, 8)
+    if source is None or len(source) < 2:
         return False
     first = source[0]
     key_at = 1 if 0x81 <= first <= 0x8F else 3 if first == 0xDE else 5 if first == 0xDF else 0

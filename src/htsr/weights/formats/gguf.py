@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from htsr.weights.errors import CheckpointError
-from htsr.weights.formats import Weights, require
+from htsr.weights.formats import Weights, head, require
 
 MAGIC = b"GGUF"
 #: GGUF tensor types read as floating point.
@@ -31,13 +31,8 @@ FLOAT_TYPES = ("F32", "F64", "F16", "BF16", "Q8_0")
 
 def sniff(source: bytes | str | os.PathLike[str]) -> bool:
     """Does the file (or its first bytes) start with the GGUF magic ``GGUF``?"""
-    if isinstance(source, bytes):
-        return source[:4] == MAGIC
-    try:
-        with open(source, "rb") as f:
-            return f.read(4) == MAGIC
-    except OSError:
-        return False
+    first = head(source, 4)
+    return first is not None and first[:4] == MAGIC
 
 
 def read(path: str | os.PathLike[str]) -> Weights:

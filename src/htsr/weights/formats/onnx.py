@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from htsr.weights.errors import CheckpointError
-from htsr.weights.formats import Weights, require, unique_key
+from htsr.weights.formats import Weights, head, require, unique_key
 
 #: ModelProto's field numbers and wire types (0 varint, 2 length-delimited), onnx/onnx.proto.
 _MODEL_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2}
@@ -85,13 +85,8 @@ def _looks_like_model(head: bytes) -> bool:
 
 def sniff(source: bytes | str | os.PathLike[str]) -> bool:
     """Do the file's first bytes parse as an ONNX ``ModelProto`` (see :func:`_looks_like_model`)?"""
-    if not isinstance(source, bytes):
-        try:
-            with open(source, "rb") as f:
-                source = f.read(512)
-        except OSError:
-            return False
-    return _looks_like_model(source)
+    first = head(source, 512)
+    return first is not None and _looks_like_model(first)
 
 
 _PARAM_NAME = re.compile(r"^[\w.]*weight$")

@@ -26,17 +26,21 @@ include: "workflow/rules/common.smk"
 # only the studies, models and weight files of the selection, the weight file formats the
 # sources write, the selected model sets and families, and the configured methods
 wildcard_constraints:
-    study="|".join(re.escape(name) for name in STUDIES),
+    study="|".join(re.escape(name) for name in STUDIES) or "^$",
     model="|".join(re.escape(model) for model in MODELS.index),
     weights="|".join(re.escape(weights) for weights in WEIGHTS.index),
     ext="pth|safetensors|pth\\.zip|hf\\.json|pth\\.tar|pt|bin|ckpt|zip",
     set="|".join(re.escape(name) for name in SETS),
     family="|".join(re.escape(name) for name in dict.fromkeys(MODELS["family"])),
     method="|".join(re.escape(name) for name in METHODS) or "^$",
+    comparison="|".join(re.escape(name) for name in COMPARISONS) or "^$",
+    run="|".join(re.escape(r.name) for c in COMPARISONS.values() for r in c.runs)
+    or "^$",
 
 
 include: "workflow/rules/download.smk"
 include: "workflow/rules/experiments.smk"
+include: "workflow/rules/comparisons.smk"
 include: "workflow/rules/spectra.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"

@@ -92,3 +92,20 @@ def test_bench_experiments_estimates_a_grid():
     assert len(per_setting) == 2 and "s per 20 steps" in per_setting[0]
     assert "gnn: 16 models" in res.stdout and "estimated wall time on 2 cores" in res.stdout
     assert json.loads(lines[-1])["gnn"] > 0
+
+
+def test_bench_guide_refit_prints_the_ratios():
+    bench = BENCH.with_name("bench_guide_refit.py")
+    cmd = [sys.executable, str(bench), "--n", "256", "--epochs", "2", "--threads", "1"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    header = lines[1].split()
+    assert header == ["mode", "cpu_s", "wall_s", "fits", "steps"]
+    rows = {r.split()[0]: dict(zip(header, r.split(), strict=True)) for r in lines[2:5]}
+    assert set(rows) == {"floor", "epoch", "step"}
+    assert rows["floor"]["fits"] == "0" and rows["epoch"]["fits"] == "2"
+    assert int(rows["step"]["fits"]) == 2 * 2 + 1 + 1  # every step, each epoch's end, the start
+    ratios = json.loads(lines[-1])
+    assert set(ratios) == {"step_over_floor", "epoch_over_floor", "step_over_epoch"}
+    assert all(v > 0 for v in ratios.values())

@@ -268,3 +268,22 @@ def test_no_warning_for_known_layouts() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             list(layers_from_state_dict(sd, config=config))
+
+
+def test_guide_reads_an_hf_address(served, tmp_path: Path, monkeypatch, capsys) -> None:
+    """`htsr guide` opens its input with open_weights: an hf:// address is fetched, verified
+    and gives the table of the same checkpoint read from its file."""
+    from htsr.cli import main
+
+    base, files, _ = served
+    monkeypatch.setenv("HF_ENDPOINT", base)
+    monkeypatch.setenv("HTSR_CACHE", str(tmp_path / "cache"))
+    assert main(["guide", "hf://Org/tiny-gpt2", "--method", "tempbalance", "--json",
+                 "-o", str(tmp_path / "hub.tsv")]) == 0  # fmt: skip
+    hub = json.loads(capsys.readouterr().out)
+    assert main(["guide", str(files["tiny-gpt2"]), "--method", "tempbalance", "--json",
+                 "-o", str(tmp_path / "file.tsv")]) == 0  # fmt: skip
+    local = json.loads(capsys.readouterr().out)
+    assert hub["checkpoint"] == "hf://Org/tiny-gpt2" and hub["n_layers"] == local["n_layers"] > 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "hub.tsv", sep="\t"),
+                                  pd.read_csv(tmp_path / "file.tsv", sep="\t"))  # fmt: skip

@@ -22,7 +22,11 @@ from htsr.studies.table import ModelTableError, Quality, read_model_table
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "studies"
 SCHEMA = ROOT / "workflow" / "schemas" / "study.schema.yaml"
-STUDIES = sorted(p.stem for p in (ROOT / "config" / "studies").glob("*.yaml"))
+# the studies of spectra; a YAML with a `comparison` is a comparison (tests/test_guide_compare.py)
+STUDIES = sorted(
+    p.stem for p in (ROOT / "config" / "studies").glob("*.yaml")
+    if "comparison" not in yaml.safe_load(p.read_text())
+)  # fmt: skip
 
 
 def _tool():

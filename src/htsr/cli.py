@@ -590,12 +590,12 @@ def _guide(args: argparse.Namespace) -> int:
     import json
 
     from htsr.guide import METHODS, guide_summary, guide_table, layer_alphas
-    from htsr.weights.checkpoints import open_checkpoint
+    from htsr.weights.analysis import open_weights
 
     if args.method == "alphapruning" and args.sparsity is None:
         raise ValueError("--method alphapruning needs --sparsity S (the target, e.g. 0.7)")
     spec = METHODS[args.method]
-    state = open_checkpoint(args.checkpoint)
+    state = open_weights(args.checkpoint)  # a file, a hub folder or an hf:// address
     alphas = layer_alphas(state, spec.estimator, xmin_pos=spec.xmin_pos, lower=args.lower,
                           farms=args.farms)  # fmt: skip
     if alphas.empty:

@@ -8,6 +8,7 @@ import pandas as pd
 import yaml
 
 from htsr.experiments.grids import RESULT_SUFFIX, dataset_key
+from htsr.guide.compare import comparison_from_dict
 from htsr.studies.study import study_from_dict
 from htsr.weights import sources, zoo
 
@@ -29,23 +30,57 @@ EVALS_COST_FACTOR = {"exact": 1.0, "tsvd": 1.5, "tsvd_sklearn": 30.0}
 
 # Read and validate every study, its model table and the selection at parse time: a bad row,
 # an unknown model or family stops the run before any job, with a message naming the row.
-def _read_study(name):
+def _read_spec(name):
     path = f"{config.get('study_dir', 'config/studies')}/{name}.yaml"
     try:
         with open(path, encoding="utf-8") as fh:
-            spec = yaml.safe_load(fh)
+            return yaml.safe_load(fh)
     except OSError as err:
         raise ValueError(
             f"config studies: study {name!r} has no definition {path}: {err}"
         )
+
+
+def _read_study(name, spec):
     validate(spec, "../schemas/study.schema.yaml")
     return study_from_dict(name, spec)
 
 
-STUDIES = {name: _read_study(name) for name in config["studies"]}
+# A study whose YAML declares a `comparison` is a controlled comparison of the alpha-guided
+# methods (htsr.guide.compare; rules in comparisons.smk); the others are studies of spectra.
+_SPECS = {name: _read_spec(name) for name in config["studies"]}
+STUDIES = {
+    name: _read_study(name, spec)
+    for name, spec in _SPECS.items()
+    if "comparison" not in spec
+}
+
+
+def _read_comparison(name, spec):
+    validate(spec, "../schemas/comparison.schema.yaml")
+    return comparison_from_dict(name, spec, config.get("experiment_grid", "default"))
+
+
+COMPARISONS = {
+    name: _read_comparison(name, spec)
+    for name, spec in _SPECS.items()
+    if "comparison" in spec
+}
 
 
 def _select_all():
+    if not STUDIES:  # comparisons only: no model table
+        columns = [
+            "model",
+            "weights",
+            "source",
+            "study",
+            "set",
+            "family",
+            "dataset",
+            "layers",
+        ]
+        return pd.DataFrame(columns=columns).set_index("model", drop=False)
     frames, unmatched = [], None
     for name, study in STUDIES.items():
         table = study.read_table(config.get("experiment_grid", "default"))
@@ -91,7 +126,7 @@ def study_sets(study):
 
 
 def _read_figure_table(study):
-    path = STUDIES[study].figures
+    path = STUDIES[study].figures if study is not None else None
     if not path:
         return pd.DataFrame(columns=["study", "figure", "set", "method", "families", "metrics",
                                      "title", "quality"])  # fmt: skip
@@ -112,7 +147,8 @@ def _read_figure_table(study):
 
 
 FIGURE_TABLE = pd.concat(
-    [_read_figure_table(s) for s in STUDIES], ignore_index=True
+    [_read_figure_table(s) for s in STUDIES] or [_read_figure_table(None)],
+    ignore_index=True,
 ).set_index(["study", "figure"], drop=False)
 
 
@@ -227,6 +263,9 @@ DATASETS = {
     dataset_key(s.experiment["dataset"]): dict(s.experiment["dataset"])
     for s in STUDIES.values()
     if s.experiment
+}
+DATASETS |= {
+    dataset_key(c.dataset): dict(c.dataset) for c in COMPARISONS.values() if c.dataset
 }
 TRAINED = MODELS[MODELS["source"] == "trained"].drop_duplicates("weights")
 TRAINED = TRAINED.set_index("weights", drop=False)
@@ -355,10 +394,14 @@ def all_outputs():
     summary = expand(
         "results/summary/beyond_imagenet.{ext}", ext=("tsv", "md", *FORMATS)
     )
-    return [o for study in STUDIES for o in study_outputs(study)] + [
-        *summary,
-        "results/provenance.json",
-    ]
+    compared = [o for name in COMPARISONS for o in comparison_outputs(name)]
+    if not STUDIES:
+        return compared
+    return (
+        [o for study in STUDIES for o in study_outputs(study)]
+        + [*summary, "results/provenance.json"]
+        + compared
+    )
 
 
 # a model whose table gives no parameter count (mmsegmentation, CompressAI rows) is sized as

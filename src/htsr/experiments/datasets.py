@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,7 @@ from htsr.weights.download import WeightsSource, download
 __all__ = [
     "IMAGE_KEYS", "GRAPH_KEYS", "MNIST5K", "PLANETOID_SHA256", "PLANETOID_URL", "TEXT_KEYS",
     "load", "mnist5k", "mnist_scenes", "pinned_file", "planetoid", "planted_partition", "prepare",
-    "text_bytes", "validate",
+    "subset_classes", "text_bytes", "validate",
 ]  # fmt: skip
 
 IMAGE_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -483,6 +483,34 @@ def validate(data: Mapping[str, Any], where: str = "dataset") -> None:
         n = data["x"].shape[0]
         if data["edge_index"].shape[0] != 2 or int(data["edge_index"].max()) >= n:
             raise ValueError(f"{where}: edge_index is not (2, E) over {n} nodes")
+
+
+def subset_classes(data: Mapping[str, Any], classes: Sequence[int]) -> dict[str, Any]:
+    """An image classification dataset cut to ``classes`` (train and test), the labels
+    renumbered 0..k−1 in the order given (``[5, 6, 7, 8, 9]``: digit 5 becomes class 0); the
+    normalisation (``meta`` mean and std) stays that of the whole dataset, so a network
+    pre-trained on one subset sees the other on the same scale. ``meta`` records ``classes``.
+
+    >>> subset_classes(mnist, [5, 6, 7, 8, 9])["meta"]["classes"]  # doctest: +SKIP
+    5
+    """
+    if data["meta"].get("kind") != "images":
+        raise ValueError("subset_classes: only image classification datasets have classes to cut")
+    keep = [int(k) for k in classes]
+    if not keep or len(set(keep)) != len(keep):
+        raise ValueError(f"subset_classes: classes must be distinct and not empty, got {keep}")
+    have = int(data["meta"]["classes"])
+    if bad := [k for k in keep if not 0 <= k < have]:
+        raise ValueError(f"subset_classes: class(es) {bad} not in the dataset (0..{have - 1})")
+    lut = torch.full((have,), -1, dtype=torch.int64)
+    lut[torch.tensor(keep)] = torch.arange(len(keep))
+    out: dict[str, Any] = {}
+    for split in ("train", "test"):
+        y = data[f"y_{split}"]
+        mask = lut[y] >= 0
+        out[f"x_{split}"], out[f"y_{split}"] = data[f"x_{split}"][mask], lut[y[mask]]
+    out["meta"] = {**data["meta"], "classes": len(keep), "subset_of_classes": keep}
+    return out
 
 
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:

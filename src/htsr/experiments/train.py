@@ -36,6 +36,15 @@ images:
   ``gap`` is train − test quality (for log perplexity test − train): how much worse the held-out
   data are.
 
+**Schedule.** ``schedule: cosine`` sets the learning rate after each epoch (graphs: each step)
+``e`` = 0, 1, ... that is followed by another to ``lr·½(1 + cos(π·(e+1)/E))`` (TempBalance's
+``config.cosine_decay``, set after each epoch in its ``main_tb.py``); ``constant`` (default)
+never touches it.
+
+**Hooks.** ``hooks`` (a :class:`TrainingHooks`) may load weights into the built model, give the
+optimizer its parameter groups, act after every optimizer step and set the scheduled rate (the
+α-guided methods of :mod:`htsr.guide.training` do so); without hooks training is unchanged.
+
 **Determinism.** ``torch.use_deterministic_algorithms(True)`` while training; the data order
 does not depend on the global RNG; the global RNG (dropout) is saved with each resume point. On
 CPU with the same threads the same seed gives a bit-identical checkpoint, resumed or not.
@@ -49,6 +58,7 @@ it once the outputs are written.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -62,13 +72,16 @@ from torch.nn import functional as F  # noqa: N812
 from htsr.experiments import nets
 from htsr.io import atomic_output
 
-__all__ = ["TASK_QUALITY", "TRAINING_DEFAULTS", "miou", "psnr", "train"]
+__all__ = [
+    "TASK_QUALITY", "TRAINING_DEFAULTS", "TrainingHooks", "cosine_lr", "evaluate", "miou", "psnr",
+    "train",
+]  # fmt: skip
 
 #: Hyperparameters a run takes unless the experiment fixes or varies them.
 TRAINING_DEFAULTS: dict[str, Any] = {
     "epochs": 10, "batch_size": 128, "lr": 0.01, "momentum": 0.9, "weight_decay": 0.0,
     "optimizer": "sgd", "train_size": 0, "eval_batch": 1000, "eval_every": 0,
-    "label_noise": 0.0, "steps_per_epoch": 100, "eval_tokens": 0,
+    "label_noise": 0.0, "steps_per_epoch": 100, "eval_tokens": 0, "schedule": "constant",
 }  # fmt: skip
 
 #: The quality a task reports (``train_`` / ``test_`` prefixed), and whether higher is better.
@@ -76,6 +89,54 @@ TASK_QUALITY: dict[str, tuple[str, bool]] = {
     "classify": ("acc", True), "segment": ("miou", True), "reconstruct": ("psnr", True),
     "language": ("log_ppl", False),
 }  # fmt: skip
+
+
+def cosine_lr(lr: float, epoch: int, total: int) -> float:
+    """The cosine-decayed rate ``lr·½(1 + cos(π·min(epoch, total)/total))``, TempBalance's
+    ``config.cosine_decay`` (YefanZhou/TempBalance ``config.py``).
+
+    >>> cosine_lr(0.1, 5, 10)
+    0.05
+    """
+    return float(lr * 0.5 * (1 + math.cos(math.pi * min(epoch, total) / total)))
+
+
+class TrainingHooks:
+    """What :func:`train` calls beside plain training; this base class changes nothing.
+
+    * :meth:`prepare` ``(model)``: after the model is built (seeded), before the optimizer;
+    * :meth:`param_groups` ``(model, hp)``: the optimizer's parameter groups (None: all
+      parameters, one group);
+    * :meth:`after_step` ``(optimizer)``: after every optimizer step;
+    * :meth:`set_lr` ``(optimizer, lr)``: after an epoch (graphs: a step) followed by another,
+      with the scheduled rate; called when the schedule is not ``constant`` or hooks are given.
+    """
+
+    def prepare(self, model: nn.Module) -> None:
+        """Act on the freshly built model (e.g. load pretrained weights)."""
+
+    def param_groups(self, model: nn.Module, hp: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+        """The optimizer's parameter groups, or None for ``model.parameters()``."""
+        return None
+
+    def after_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Called after every optimizer step."""
+
+    def set_lr(self, optimizer: torch.optim.Optimizer, lr: float) -> None:
+        """Set the scheduled rate ``lr`` (default: on every group)."""
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+
+def _schedule(opt: torch.optim.Optimizer, hp: Mapping[str, Any], hooks: TrainingHooks | None,
+              done: int, total: int) -> None:  # fmt: skip
+    """After ``done`` of ``total`` epochs (graphs: steps): the scheduled rate, if one is due."""
+    if done >= total or (hooks is None and hp["schedule"] == "constant"):
+        return
+    if hp["schedule"] not in ("constant", "cosine"):
+        raise ValueError(f"schedule must be constant or cosine, got {hp['schedule']!r}")
+    lr = cosine_lr(hp["lr"], done, total) if hp["schedule"] == "cosine" else float(hp["lr"])
+    (hooks or TrainingHooks()).set_lr(opt, lr)
 
 
 @contextlib.contextmanager
@@ -92,11 +153,13 @@ def _loss(model: nn.Module, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return model.loss(out, y) if hasattr(model, "loss") else F.cross_entropy(out, y)
 
 
-def _optimizer(model: nn.Module, hp: Mapping[str, Any]) -> torch.optim.Optimizer:
+def _optimizer(model: nn.Module, hp: Mapping[str, Any],
+               hooks: TrainingHooks | None = None) -> torch.optim.Optimizer:  # fmt: skip
+    params = (hooks.param_groups(model, hp) if hooks else None) or model.parameters()
     if hp["optimizer"] == "adam":
-        return torch.optim.Adam(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+        return torch.optim.Adam(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
     if hp["optimizer"] == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=hp["lr"], momentum=hp["momentum"],
+        return torch.optim.SGD(params, lr=hp["lr"], momentum=hp["momentum"],
                                weight_decay=hp["weight_decay"])  # fmt: skip
     raise ValueError(f"optimizer must be sgd or adam, got {hp['optimizer']!r}")
 
@@ -222,11 +285,12 @@ def _quality(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, tas
     return _percent(correct, len(y))
 
 
-def _train_images(model, data, hp, seed, state_path, log, start_state, task="classify"):
+def _train_images(model, data, hp, seed, state_path, log, start_state, task="classify",
+                  hooks=None):  # fmt: skip
     x_train, y_train, x_test, y_test = _image_tensors(data, hp, seed, task)
     classes = int(data["meta"].get("classes", 0))
     key = f"test_{TASK_QUALITY[task][0]}"
-    opt = _optimizer(model, hp)
+    opt = _optimizer(model, hp, hooks)
     curve, first = _resume(model, opt, start_state)
     batch, n = int(hp["batch_size"]), len(y_train)
     eval_batch = int(hp["eval_batch"])
@@ -241,7 +305,10 @@ def _train_images(model, data, hp, seed, state_path, log, start_state, task="cla
             loss = _loss(model, model(x_train[idx]), y_train[idx])
             loss.backward()
             opt.step()
+            if hooks is not None:
+                hooks.after_step(opt)
             total, steps = total + loss.item(), steps + 1
+        _schedule(opt, hp, hooks, epoch + 1, int(hp["epochs"]))
         test_q = _quality(model, x_test, y_test, eval_batch, task, classes)
         curve.append({"epoch": epoch + 1, "train_loss": total / max(steps, 1), key: test_q})
         log(f"epoch {epoch + 1}/{hp['epochs']}: loss {total / max(steps, 1):.4f}, {key}"
@@ -312,7 +379,7 @@ def _train_text(model, data, hp, seed, state_path, log, start_state):
             "test_log_ppl": _log_ppl(model, test_w, eval_batch), "curve": curve}  # fmt: skip
 
 
-def _train_graph(model, data, hp, seed, state_path, log, start_state):
+def _train_graph(model, data, hp, seed, state_path, log, start_state, hooks=None):
     x, edges, y = data["x"].float(), data["edge_index"], data["y"]
     masks = {k: data[f"{k}_mask"] for k in ("train", "val", "test")}
     if int(hp["train_size"]):
@@ -323,7 +390,7 @@ def _train_graph(model, data, hp, seed, state_path, log, start_state):
     y_fit = y.clone()
     y_fit[masks["train"]] = _noisy(y[masks["train"]], float(hp["label_noise"]),
                                    int(data["meta"]["classes"]), seed)  # fmt: skip
-    opt = _optimizer(model, hp)
+    opt = _optimizer(model, hp, hooks)
     steps = int(hp["epochs"])
     every = int(hp["eval_every"]) or max(1, steps // 50)
     curve, first = _resume(model, opt, start_state)
@@ -340,6 +407,9 @@ def _train_graph(model, data, hp, seed, state_path, log, start_state):
         loss = F.cross_entropy(model(x, edges)[masks["train"]], y_fit[masks["train"]])
         loss.backward()
         opt.step()
+        if hooks is not None:
+            hooks.after_step(opt)
+        _schedule(opt, hp, hooks, step + 1, steps)
         if (step + 1) % every == 0 or step + 1 == steps:
             acc = accuracy()
             curve.append({"epoch": step + 1, "train_loss": loss.item(), "test_acc": acc["test"]})
@@ -360,28 +430,35 @@ def train(
     state_path: str | os.PathLike[str] | None = None,
     log: Any = None,
     device: str = "cpu",
+    hooks: TrainingHooks | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train ``architecture`` on ``data`` (see the module docstring); returns ``(model,
     result)``, the model on the CPU. ``state_path``: the resume file (written each epoch, read
-    if present); ``device``: where to train (bit-identical results are promised on CPU only)."""
+    if present); ``device``: where to train (bit-identical results are promised on CPU only);
+    ``hooks``: a :class:`TrainingHooks` (the module docstring)."""
     hp = {**TRAINING_DEFAULTS, **hyperparameters}
     log = log or (lambda message: None)
     path = Path(state_path) if state_path is not None else None
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with _deterministic():
         torch.manual_seed(seed)
         model = nets.build(architecture, data["meta"], hp).to(device)
+        if hooks is not None:
+            hooks.prepare(model)
         data = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in data.items()}
         resume = _load_state(path)
         if resume is not None:
             log(f"resuming from epoch {resume['epoch']} ({path})")
         arch = nets.ARCHITECTURES[architecture]
         if arch.data == "graph":
-            result = _train_graph(model, data, hp, seed, path, log, resume)
+            result = _train_graph(model, data, hp, seed, path, log, resume, hooks)
         elif arch.task == "language":
+            if hooks is not None:
+                raise ValueError(f"{architecture}: training hooks are not supported for language"
+                                 " models")  # fmt: skip
             result = _train_text(model, data, hp, seed, path, log, resume)
         else:
-            result = _train_images(model, data, hp, seed, path, log, resume, arch.task)
+            result = _train_images(model, data, hp, seed, path, log, resume, arch.task, hooks)
     q, higher = TASK_QUALITY[arch.task]
     gap = result[f"train_{q}"] - result[f"test_{q}"]
     result = {
@@ -391,6 +468,39 @@ def train(
         **({"val_acc": result["val_acc"]} if "val_acc" in result else {}),
         "curve": result["curve"], "resumed_from": resume["epoch"] if resume else None,
         "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "wall_s": time.perf_counter() - start,
+        "wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu,
     }  # fmt: skip
     return model.cpu().eval(), result
+
+
+def evaluate(
+    model: nn.Module,
+    architecture: str,
+    data: Mapping[str, Any],
+    hyperparameters: Mapping[str, Any] | None = None,
+    split: str = "test",
+) -> float:
+    """The quality of a trained ``model`` (of ``architecture``) on ``split`` (``train`` or
+    ``test``) of ``data``, as :func:`train` reports it: accuracy (percent) for classifiers and
+    graph networks, mIoU (percent), PSNR (dB). ``hyperparameters``: those of the run (the
+    training subset and label noise of ``train``), defaults otherwise. Not for language models.
+
+    >>> evaluate(model, "mini_alexnet", data)  # doctest: +SKIP
+    97.1
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be train or test, got {split!r}")
+    hp = {**TRAINING_DEFAULTS, **dict(hyperparameters or {})}
+    arch = nets.ARCHITECTURES[architecture]
+    model.eval()
+    if arch.data == "graph":
+        with torch.no_grad():
+            pred = model(data["x"].float(), data["edge_index"]).argmax(1)
+        mask = data[f"{split}_mask"]
+        return _percent((pred[mask] == data["y"][mask]).sum(), int(mask.sum()))
+    if arch.task == "language":
+        raise ValueError(f"{architecture}: evaluate() does not score language models")
+    x_train, y_train, x_test, y_test = _image_tensors(data, hp, 0, arch.task)
+    x, y = (x_test, y_test) if split == "test" else (x_train, y_train)
+    return _quality(model, x, y, int(hp["eval_batch"]), arch.task,
+                    int(data["meta"].get("classes", 0)))  # fmt: skip

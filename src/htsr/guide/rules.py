@@ -143,15 +143,21 @@ def modelbalancing_lr(
     sigmoid_min: float = 2.0,
     sigmoid_max: float = 1.0,
     exp_temp: float = 10.0,
+    unit: str = "block",
 ) -> FloatArray:
     """Model Balancing's block-wise sigmoid rule (``tb_layer_blocks``, ``sigmoid``, ``block``).
 
     Block means ``ᾱ_b`` in order of first appearance; ``x_b = ᾱ_b − mean(ᾱ)``;
     ``f = sigmoid_max·(σ(T x) − ½)`` if ``x > 0`` else ``sigmoid_min·(σ(T x) − ½)``;
     ``lr_b = lr·10^f``; layers outside any block (no integer component) get ``lr``.
+    ``unit="layer"`` (not in the published script, whose ``tb_unit`` is ``block``): every layer
+    is a block of its own, for networks without numbered blocks (a plain CNN), where the block
+    rule would tune nothing.
     """
     a = np.asarray(alpha, dtype=np.float64)
-    blocks = [block_index(n) for n in names]
+    if unit not in ("block", "layer"):
+        raise ValueError(f"unit must be 'block' or 'layer', got {unit!r}")
+    blocks = [block_index(n) for n in names] if unit == "block" else list(range(len(a)))
     order = [b for b in dict.fromkeys(blocks) if b is not None]
     out = np.full(len(a), float(lr))
     if not order:

@@ -168,8 +168,13 @@ class AlphaGuide:
         refitted = self.calls % self.every == 0
         if refitted:
             self.refit()
+        self.apply(optimizer, base)
+        return refitted
+
+    def apply(self, optimizer: Any, base: float) -> None:
+        """Set every group's value from the last fit at ``base`` (no call counted, no refit):
+        for a new scheduled rate between refits."""
         values = self.values(base)
         for group in optimizer.param_groups:
             layer = group.get("htsr_layer")
             group[self.key] = float(values.get(layer, base)) if layer is not None else base
-        return refitted

@@ -227,24 +227,40 @@ def test_default_comparisons_plan_their_jobs(tmp_path: Path) -> None:
     assert "model_spectra" not in counts and "aggregate" not in counts
 
 
+#: Through Snakemake end to end (every rule: runs, a fine-tuning's pre-trained input, pruning,
+#: tables, figures, allocation); the training comparisons' quick grids run in-process below
+#: through the same library calls (one interpreter: the ~3 s start-up of each job's process is
+#: most of a quick job's cost).
+PIPELINE = ("guide_alphapruning_mnist", "guide_modelbalancing_finetune",
+            "guide_alphapruning_pretrained")  # fmt: skip
+IN_PROCESS = ("guide_tempbalance_mnist", "guide_tempbalance_cora", "guide_alphadecay_mnist")
+
+
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("comparisons")
     shutil.copytree(ROOT / "config", work / "config")
-    raw = work / "resources" / "datasets" / "raw" / "planetoid"
-    raw.mkdir(parents=True)
-    for f in (ROOT / "tests" / "data" / "planetoid").glob("ind.cora.*"):
-        shutil.copyfile(f, raw / f.name)
-    names = ",".join(COMPARISONS)
-    run = _snakemake(work, "--cores", "2", "--config", f"studies=[{names}]",
+    run = _snakemake(work, "--cores", "2", "--config", f"studies=[{','.join(PIPELINE)}]",
                      "experiment_grid=quick", "train_threads=1")  # fmt: skip
     assert run.returncode == 0, run.stderr[-5000:]
     return work
 
 
+def _check_differences(name: str, table: pd.DataFrame, diff: pd.DataFrame) -> None:
+    """The verdict table against its interval recomputed from the per-seed records."""
+    assert (diff["n"] == 2).all() and set(diff["verdict"]) <= {"better", "worse", "undecided"}
+    for rec in diff.itertuples():
+        g = table[table["group"] == rec.group].pivot(index="seed", columns="arm",
+                                                     values="quality")  # fmt: skip
+        ref = t_interval((g[rec.arm] - g[rec.baseline]).to_numpy())
+        assert (rec.mean, rec.low, rec.high) == pytest.approx(tuple(ref[:3])), name
+        assert rec.verdict == verdict(rec.low, rec.high)
+
+
 @pytest.mark.slow
-def test_quick_comparisons_end_to_end(quick: Path) -> None:
-    for name, kind in COMPARISONS.items():
+def test_quick_comparisons_through_the_pipeline(quick: Path) -> None:
+    for name in PIPELINE:
+        kind = COMPARISONS[name]
         res = quick / "results" / name
         figure = "allocation" if kind == "allocation" else "differences"
         for ext in ("png", "pdf"):
@@ -254,29 +270,62 @@ def test_quick_comparisons_end_to_end(quick: Path) -> None:
         if kind == "allocation":
             summ = pd.read_csv(res / "allocation_summary.tsv", sep="\t")
             assert list(summ["model"]) == ["efficientnet-lite0", "all-MiniLM-L6-v2"]
-            assert np.allclose(summ["weighted_sparsity"], 0.5)
-            assert (summ["distance_mean"] > 0).all()
+            assert np.allclose(summ["weighted_sparsity"], 0.5) and (summ["over_one"] == 0).all()
+            assert (summ["distance_mean"] > 0).all() and (summ["sparsity_max"] < 1).all()
             continue
         c = comparison_from_dict(name, _spec(name), "quick")
         table = pd.read_csv(res / "runs.tsv", sep="\t")
         diff = pd.read_csv(res / "differences.tsv", sep="\t", keep_default_na=False,
                            na_values=[""])  # fmt: skip
-        assert (diff["n"] == 2).all() and set(diff["verdict"]) <= {"better", "worse", "undecided"}
-        for rec in diff.itertuples():  # the table's interval is recomputed from runs.tsv
-            g = table[table["group"] == rec.group].pivot(index="seed", columns="arm",
-                                                         values="quality")  # fmt: skip
-            ref = t_interval((g[rec.arm] - g[rec.baseline]).to_numpy())
-            assert (rec.mean, rec.low, rec.high) == pytest.approx(tuple(ref[:3]))
-            assert rec.verdict == verdict(rec.low, rec.high)
+        _check_differences(name, table, diff)
         if kind == "pruning":
             assert set(diff["group"]) == {"sparsity 50%"} and set(diff["arm"]) == {"alphapruning"}
+            assert np.allclose(table["achieved"], 0.5, atol=1e-3)
         else:
-            assert len(table) == len(c.scored)
-            assert (table["cpu_s"] > 0).all() and (table["quality"].between(0, 100)).all()
+            assert len(table) == len(c.scored) and (table["cpu_s"] > 0).all()
+            assert (table.loc[table["arm"] == "modelbalancing", "refits"] >= 1).all()
+            n59 = len(datasets.subset_classes(datasets.load(
+                quick / "resources" / "datasets" / "mnist5k.pt"), [5, 6, 7, 8, 9])["y_train"])
+            assert (table["train_size"] == round(0.1 * n59)).all()  # fmt: skip
+    bench = quick / "logs" / "benchmarks" / "comparison_run" / "guide_modelbalancing_finetune"
+    assert len(list(bench.glob("*.tsv"))) == 6  # 2 pre-trained, 2 arms x 2 seeds
+
+
+@pytest.mark.slow
+def test_quick_training_comparisons_in_process(tmp_path: Path, monkeypatch) -> None:
+    """TempBalance on MNIST and on Cora, AlphaDecay on MNIST: each quick grid's runs through
+    htsr.guide.runs.train_run on the real data, the table and the figure."""
+    from htsr.figures.common import save_figure
+    from htsr.figures.comparisons import differences_figure
+
+    monkeypatch.setenv("HTSR_OFFLINE", "1")
+    raw = tmp_path / "raw"
+    (raw / "planetoid").mkdir(parents=True)
+    for f in (ROOT / "tests" / "data" / "planetoid").glob("ind.cora.*"):
+        shutil.copyfile(f, raw / "planetoid" / f.name)
+    loaded = {}
+    for name in IN_PROCESS:
+        c = comparison_from_dict(name, _spec(name), "quick")
+        key = c.dataset.get("dataset", c.dataset["name"])
+        if key not in loaded:
+            datasets.prepare(c.dataset, tmp_path / f"{key}.pt", root=raw)
+            loaded[key] = datasets.load(tmp_path / f"{key}.pt")
+        records = []
+        for run in c.runs:
+            _, rec = runs.train_run(run.as_dict(), loaded[key], quality=c.quality)
+            rec.pop("result")
+            records.append(rec)
+        table = pd.DataFrame(records)
+        diff = paired_differences(table, c.baseline)
+        _check_differences(name, table, diff)
+        assert list(diff["arm"]) == [a for a in dict.fromkeys(table["arm"]) if a != c.baseline]
         guided = table[table["arm"] != c.baseline]
-        if kind != "pruning":
-            assert (guided["refits"] >= 1).all()
-    assert (quick / "logs" / "benchmarks" / "comparison_run").is_dir()
+        assert (guided["refits"] >= 1).all() and (table.loc[table["arm"] == c.baseline,
+                                                            "refits"] == 0).all()  # fmt: skip
+        fig = differences_figure(diff, title=c.title, quality_label=c.quality_label)
+        save_figure(fig, [tmp_path / f"{name}.png"])
+        with Image.open(tmp_path / f"{name}.png") as image:
+            assert min(image.size) > 300
 
 
 def test_module_exports() -> None:

@@ -465,3 +465,65 @@ def provenance_runtime(wildcards, attempt):
     """Minutes: hashing every weight file at a pessimistic 50 MB/s plus 5, times the attempt."""
     total_mb = 4 * sum(_num_params(w) for w in WEIGHTS.index) / 1e6
     return math.ceil(5 + total_mb / 50 / 60) * attempt
+
+
+# The alpha-guided comparisons (comparisons.smk)
+def comparison_run(comparison, run):
+    """The plan's run ``run`` of ``comparison`` (htsr.guide.compare.Run)."""
+    for r in COMPARISONS[comparison].runs:
+        if r.name == run:
+            return r
+    raise ValueError(f"comparison {comparison}: no run {run!r}")
+
+
+def comparison_dataset(wildcards):
+    return f"resources/datasets/{dataset_key(COMPARISONS[wildcards.comparison].dataset)}.pt"
+
+
+def comparison_run_inputs(wildcards):
+    """The prepared dataset, and a fine-tuning run's pre-trained checkpoint."""
+    run = comparison_run(wildcards.comparison, wildcards.run)
+    out = {"dataset": comparison_dataset(wildcards)}
+    if run.init:
+        out["init"] = f"resources/comparisons/{wildcards.comparison}/{run.init}.pt"
+    return out
+
+
+def comparison_records(wildcards):
+    """Every scored record file of a comparison: each run's (pruning: each pruned network's)."""
+    c = COMPARISONS[wildcards.comparison]
+    if c.kind == "pruning":
+        return [f"results/{c.name}/pruned/{r.name}.json" for r in c.pruned]
+    return [f"results/{c.name}/runs/{r.name}.json" for r in c.runs]
+
+
+def comparison_spec(name):
+    """What the table and figure rules need of a comparison, as plain data."""
+    c = COMPARISONS[name]
+    return {
+        "title": c.title,
+        "kind": c.kind,
+        "baseline": c.baseline,
+        "quality": c.quality,
+        "quality_label": c.quality_label,
+        "higher_is_better": c.higher_is_better,
+        "rule": c.rule,
+        "weights": list(c.weights),
+        "sparsities": list(c.sparsities),
+        "epsilon": c.epsilon,
+    }
+
+
+def comparison_outputs(name):
+    """A comparison's final targets: its tables and figure (PNG and PDF)."""
+    if COMPARISONS[name].kind == "allocation":
+        return [
+            f"results/{name}/allocation.tsv",
+            f"results/{name}/allocation_summary.tsv",
+            *expand(f"results/{name}/figures/allocation.{{ext}}", ext=FORMATS),
+        ]
+    return [
+        f"results/{name}/runs.tsv",
+        f"results/{name}/differences.tsv",
+        *expand(f"results/{name}/figures/differences.{{ext}}", ext=FORMATS),
+    ]

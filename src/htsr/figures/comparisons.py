@@ -5,6 +5,8 @@ allocation on pretrained weights against uniform.
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -27,7 +29,8 @@ def differences_figure(differences: pd.DataFrame, *, title: str, quality_label: 
     seed's difference arm − baseline (grey, labelled with its seed), the mean with its 95 %
     t-interval (coloured by the verdict) and the numbers above; 0 drawn."""
     rows = differences.reset_index(drop=True)
-    fig = new_figure(max(5.0, 1.6 * len(rows) + 2.0), 4.8)
+    width = max(7.0, 1.8 * len(rows) + 3.0)
+    fig = new_figure(width, 5.0)
     ax = fig.add_subplot()
     top = []
     for i, rec in rows.iterrows():
@@ -62,7 +65,7 @@ def differences_figure(differences: pd.DataFrame, *, title: str, quality_label: 
     ax.set_xticks(range(len(rows)), labels, fontsize=8)
     ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.set_ylabel(f"difference in {quality_label}\n(arm − baseline, paired by seed)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, int(width * 11)), fontsize=9)
     ax.legend(fontsize=7, loc="lower left")
     return fig
 

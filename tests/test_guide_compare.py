@@ -227,13 +227,14 @@ def test_default_comparisons_plan_their_jobs(tmp_path: Path) -> None:
     assert "model_spectra" not in counts and "aggregate" not in counts
 
 
-#: Through Snakemake end to end (every rule: runs, a fine-tuning's pre-trained input, pruning,
-#: tables, figures, allocation); the training comparisons' quick grids run in-process below
-#: through the same library calls (one interpreter: the ~3 s start-up of each job's process is
-#: most of a quick job's cost).
-PIPELINE = ("guide_alphapruning_mnist", "guide_modelbalancing_finetune",
-            "guide_alphapruning_pretrained")  # fmt: skip
-IN_PROCESS = ("guide_tempbalance_mnist", "guide_tempbalance_cora", "guide_alphadecay_mnist")
+#: Through Snakemake end to end (runs, a fine-tuning's pre-trained input, table, figure,
+#: allocation); the other comparisons' quick grids run in-process below through the same library
+#: calls the rules' scripts make (one interpreter: the ~3 s start-up of each job's process is
+#: most of a quick job's cost). The rule comparison_prune ran end to end in the session that
+#: wrote it; test_default_comparisons_plan_their_jobs plans it.
+PIPELINE = ("guide_modelbalancing_finetune", "guide_alphapruning_pretrained")
+IN_PROCESS = ("guide_tempbalance_mnist", "guide_tempbalance_cora", "guide_alphadecay_mnist",
+              "guide_alphapruning_mnist")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -278,23 +279,20 @@ def test_quick_comparisons_through_the_pipeline(quick: Path) -> None:
         diff = pd.read_csv(res / "differences.tsv", sep="\t", keep_default_na=False,
                            na_values=[""])  # fmt: skip
         _check_differences(name, table, diff)
-        if kind == "pruning":
-            assert set(diff["group"]) == {"sparsity 50%"} and set(diff["arm"]) == {"alphapruning"}
-            assert np.allclose(table["achieved"], 0.5, atol=1e-3)
-        else:
-            assert len(table) == len(c.scored) and (table["cpu_s"] > 0).all()
-            assert (table.loc[table["arm"] == "modelbalancing", "refits"] >= 1).all()
-            n59 = len(datasets.subset_classes(datasets.load(
-                quick / "resources" / "datasets" / "mnist5k.pt"), [5, 6, 7, 8, 9])["y_train"])
-            assert (table["train_size"] == round(0.1 * n59)).all()  # fmt: skip
+        assert len(table) == len(c.scored) and (table["cpu_s"] > 0).all()
+        assert (table.loc[table["arm"] == "modelbalancing", "refits"] >= 1).all()
+        n59 = len(datasets.subset_classes(datasets.load(
+            quick / "resources" / "datasets" / "mnist5k.pt"), [5, 6, 7, 8, 9])["y_train"])
+        assert (table["train_size"] == round(0.1 * n59)).all()  # fmt: skip
     bench = quick / "logs" / "benchmarks" / "comparison_run" / "guide_modelbalancing_finetune"
     assert len(list(bench.glob("*.tsv"))) == 6  # 2 pre-trained, 2 arms x 2 seeds
 
 
 @pytest.mark.slow
 def test_quick_training_comparisons_in_process(tmp_path: Path, monkeypatch) -> None:
-    """TempBalance on MNIST and on Cora, AlphaDecay on MNIST: each quick grid's runs through
-    htsr.guide.runs.train_run on the real data, the table and the figure."""
+    """TempBalance on MNIST and on Cora, AlphaDecay and AlphaPruning on MNIST: each quick grid's
+    runs through htsr.guide.runs (train_run, prune_records) on the real data, the table and the
+    figure."""
     from htsr.figures.common import save_figure
     from htsr.figures.comparisons import differences_figure
 
@@ -312,16 +310,24 @@ def test_quick_training_comparisons_in_process(tmp_path: Path, monkeypatch) -> N
             loaded[key] = datasets.load(tmp_path / f"{key}.pt")
         records = []
         for run in c.runs:
-            _, rec = runs.train_run(run.as_dict(), loaded[key], quality=c.quality)
+            model, rec = runs.train_run(run.as_dict(), loaded[key], quality=c.quality)
             rec.pop("result")
-            records.append(rec)
+            if c.kind == "pruning":
+                sp, eps = c.prune["sparsities"], c.prune["epsilon"]
+                records += runs.prune_records(run.as_dict(), model, loaded[key], sp, epsilon=eps)
+            else:
+                records.append(rec)
         table = pd.DataFrame(records)
         diff = paired_differences(table, c.baseline)
         _check_differences(name, table, diff)
         assert list(diff["arm"]) == [a for a in dict.fromkeys(table["arm"]) if a != c.baseline]
-        guided = table[table["arm"] != c.baseline]
-        assert (guided["refits"] >= 1).all() and (table.loc[table["arm"] == c.baseline,
-                                                            "refits"] == 0).all()  # fmt: skip
+        if c.kind == "pruning":
+            assert set(diff["group"]) == {"sparsity 50%"} and set(diff["arm"]) == {"alphapruning"}
+            assert np.allclose(table["achieved"], 0.5, atol=1e-3)
+        else:
+            guided = table[table["arm"] != c.baseline]
+            assert (guided["refits"] >= 1).all()
+            assert (table.loc[table["arm"] == c.baseline, "refits"] == 0).all()
         fig = differences_figure(diff, title=c.title, quality_label=c.quality_label)
         save_figure(fig, [tmp_path / f"{name}.png"])
         with Image.open(tmp_path / f"{name}.png") as image:

@@ -281,9 +281,9 @@ def test_quick_comparisons_through_the_pipeline(quick: Path) -> None:
         _check_differences(name, table, diff)
         assert len(table) == len(c.scored) and (table["cpu_s"] > 0).all()
         assert (table.loc[table["arm"] == "modelbalancing", "refits"] >= 1).all()
-        n59 = len(datasets.subset_classes(datasets.load(
-            quick / "resources" / "datasets" / "mnist5k.pt"), [5, 6, 7, 8, 9])["y_train"])
-        assert (table["train_size"] == round(0.1 * n59)).all()  # fmt: skip
+        mnist = datasets.load(quick / "resources" / "datasets" / "mnist5k.pt")
+        n59 = len(datasets.subset_classes(mnist, [5, 6, 7, 8, 9])["y_train"])
+        assert (table["train_size"] == round(0.1 * n59)).all()
     bench = quick / "logs" / "benchmarks" / "comparison_run" / "guide_modelbalancing_finetune"
     assert len(list(bench.glob("*.tsv"))) == 6  # 2 pre-trained, 2 arms x 2 seeds
 

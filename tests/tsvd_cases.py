@@ -46,8 +46,11 @@ def _first_of_each_family() -> pd.DataFrame:
     return table.groupby(["set", "family"], sort=False).head(1)
 
 
-def paper_cases(limit: float | None = None) -> tuple[dict[str, dict], list[tuple[str, tuple]]]:
-    """``({convention: state_dict}, skipped)``; see the module docstring."""
+def paper_cases(
+    limit: float | None = None, above: float | None = None
+) -> tuple[dict[str, dict], list[tuple[str, tuple]]]:
+    """``({convention: state_dict}, skipped)``; see the module docstring. Shapes with N·M² above
+    ``limit``, or not above ``above``, are skipped (listed in ``skipped``)."""
     states: dict[str, dict[str, torch.Tensor]] = {c: {} for c in SET_CONVENTION.values()}
     seen: set[tuple[str, tuple[int, int]]] = set()
     skipped: list[tuple[str, tuple[int, int]]] = []
@@ -65,7 +68,9 @@ def paper_cases(limit: float | None = None) -> tuple[dict[str, dict], list[tuple
             if stack.layer_type == "conv2d" and m < 50:  # never fitted by either convention
                 continue
             seen.add((convention, (n, m)))
-            if limit is not None and n * m * m > limit:
+            if (limit is not None and n * m * m > limit) or (
+                above is not None and n * m * m <= above
+            ):
                 skipped.append((convention, (n, m)))
                 continue
             module = model.get_submodule(layer.name)

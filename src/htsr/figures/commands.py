@@ -5,6 +5,8 @@ matrix's empirical spectral density with its power-law fit.
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -48,7 +50,10 @@ def esd_row_figure(row: pd.Series, model: str, *, bins: int = 80) -> Figure:
     ax.set_ylabel("density p(λ)")
     slice_ = row.get("slice")
     where = f" [{slice_}]" if isinstance(slice_, str | int) and str(slice_) else ""
-    ax.set_title(f"{model}: {row['layer']}{where} ({int(row['N'])}×{int(row['M'])})")
+    # model and matrix on lines of their own, long names wrapped: a ResNet-101 layer name and
+    # its shape do not fit beside the model key on a 6.5-inch figure
+    what = f"{row['layer']}{where} ({int(row['N'])}×{int(row['M'])})"
+    ax.set_title("\n".join(textwrap.wrap(model, 70) + textwrap.wrap(what, 70)), fontsize=10)
     ax.grid(alpha=0.3, which="both")
     if pos.size < 2 or pos.min() == pos.max():
         _note(ax, f"{model}: too few distinct positive eigenvalues to draw ({pos.size})")

@@ -262,7 +262,9 @@ def benchmark_table(work: Path, snakemake_log: str) -> pd.DataFrame:
     rows = []
     for path in sorted((work / "logs" / "benchmarks").rglob("*.tsv")):
         rel = path.relative_to(work).as_posix()
-        rule = path.relative_to(work / "logs" / "benchmarks").parts[0]
+        # logs/benchmarks/{rule}/{wildcards}.tsv, or logs/benchmarks/{rule}.tsv for a rule
+        # without wildcards
+        rule = path.relative_to(work / "logs" / "benchmarks").parts[0].removesuffix(".tsv")
         bench = pd.read_csv(path, sep="\t").iloc[-1]
         rss = pd.to_numeric(bench["max_rss"], errors="coerce")
         rows.append({"rule": rule, "s": float(bench["s"]),

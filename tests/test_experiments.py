@@ -252,10 +252,35 @@ def test_default_grids_plan_their_training_jobs(tmp_path: Path) -> None:
     assert _job_counts(quick.stdout + quick.stderr)["train_model"] == 4 + 16 + 8
 
 
+#: The study whose every output (rule all's: the per-model ESD figures, the study figures, the
+#: set histogram) the end-to-end run makes; the others make what the test reads (models, trends,
+#: experiment figures, the summary). Those figure rules run on every study in test_workflow.
+FULL = "nlp_trained"
+
+
+def _targets(root: Path) -> list[str]:
+    """The end-to-end run's targets: see :data:`FULL`."""
+    out = [f"results/summary/beyond_imagenet.{ext}" for ext in ("tsv", "md", "png", "pdf")]
+    out.append("results/provenance.json")
+    for name in (*EXPERIMENTS, *REAL):
+        grid = _study(name, root).read_table()
+        figures = [f"experiment/{family}" for family in dict.fromkeys(grid["family"])]
+        if name == FULL:
+            figures += [*FULL_FIGURES, *(f"alpha_histogram/{s}" for s in set(grid["set"])),
+                        *(f"esd/{model}" for model in grid["model"])]  # fmt: skip
+        out += [f"results/{name}/{table}.tsv" for table in ("models", "trends")]
+        out += [f"results/{name}/figures/{f}.{ext}" for f in figures for ext in ("png", "pdf")]
+    return out
+
+
+FULL_FIGURES = ("families", "alpha_histogram", "metrics_comparison", "correlation_flow")
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The .test experiment studies (2 settings x 2 seeds per architecture) on synthetic data,
-    through the dataset rule, training, spectra, trends, figures and the summary."""
+    """The .test experiment studies on slices of real data and synthetic data (2 settings x 2
+    seeds for the CNN control, 3 settings x 1 seed per family elsewhere: 22 models), through the
+    dataset rule, training, spectra, trends, figures and the summary."""
     work = tmp_path_factory.mktemp("experiments") / "work"
     shutil.copytree(TEST_CONFIG, work / "config")
     (work / "resources" / "synthetic").mkdir(parents=True)
@@ -265,8 +290,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     raw.mkdir(parents=True)
     shutil.copyfile(ROOT / "tests" / "data" / "text" / "jargon.txt.gz", raw / "jargon.txt.gz")
     names = ",".join((*EXPERIMENTS, *REAL))
-    result = _snakemake(work, "--cores", "2", "--config", f"studies=[{names}]")
+    targets = _targets(work / "config")
+    result = _snakemake(work, "--cores", "2", "--config", f"studies=[{names}]", "--", *targets)
     assert result.returncode == 0, result.stderr[-5000:]
+    assert all((work / target).is_file() for target in targets)
     yield work
 
 
@@ -294,11 +321,19 @@ def test_experiments_end_to_end(run: Path) -> None:
             assert state and rec.n_matrices > 0 and np.isfinite(rec.alpha_weighted)
             assert np.isfinite(rec.alpha_weighted_all_layers)
         trends = pd.read_csv(results / name / "trends.tsv", sep="\t")
-        assert (trends.loc[trends["quality"] == head, "n"] == 4).all()
-        for family in dict.fromkeys(grid["family"]):
-            png = results / name / "figures" / "experiment" / f"{family}.png"
+        per_family = grid.groupby("family").size()
+        assert per_family.min() >= summary.MIN_ROWS  # each family gives summary rows
+        fitted = trends[trends["quality"] == head]
+        assert set(fitted["family"]) == set(per_family.index)
+        assert (fitted["n"] == fitted["family"].map(per_family)).all()
+        figures = [f"experiment/{family}" for family in dict.fromkeys(grid["family"])]
+        if name == FULL:
+            figures += [*FULL_FIGURES, "alpha_histogram/core",
+                        *(f"esd/{model}" for model in grid["model"])]  # fmt: skip
+        for figure in figures:
+            png = results / name / "figures" / f"{figure}.png"
             with Image.open(png) as image:
-                assert image.format == "PNG" and min(image.size) > 300
+                assert image.format == "PNG" and min(image.size) > 300, png
     assert not list((run / "resources" / "training").glob("*.resume.pt"))  # cleaned up
     prepared = datasets.load(run / "resources" / "datasets" / "file-images.pt")
     assert prepared["meta"]["source"].startswith("tests/synthetic.py")

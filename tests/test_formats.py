@@ -471,6 +471,42 @@ def test_other_files_are_not_taken_for_these_formats(tmp_path: Path) -> None:
     assert list(checkpoints.open_checkpoint(tmp_path / "old.pt")) == ["a.weight"]
 
 
+def test_only_keras_looks_past_the_first_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """detect_format tests ONNX, GGUF and Flax on the first bytes alone (what each sniff is
+    called with is recorded); only Keras looks inside the file (its zip's or HDF5 members)."""
+    onnx = pytest.importorskip("onnx")
+    weight = onnx.numpy_helper.from_array(np.ones((4, 3), np.float32), "fc.weight")
+    graph = onnx.helper.make_graph([], "g", [], [], initializer=[weight])
+    files = {
+        "onnx": tmp_path / "m.onnx",
+        "gguf": tmp_path / "m.gguf",
+        "flax": tmp_path / "flax_model.msgpack",
+    }
+    files["onnx"].write_bytes(onnx.helper.make_model(graph).SerializeToString())
+    files["gguf"].write_bytes(b"GGUF" + bytes(60))  # the magic, then a header nobody parses
+    files["flax"].write_bytes(b"\x81\xa6params\x80")  # {"params": {}}
+    calls: dict[str, list[type]] = {}
+    for name in ("onnx", "gguf", "flax", "keras"):
+        module = importlib.import_module(f"htsr.weights.formats.{name}")
+        sniff = module.sniff
+
+        def record(source: object, sniff: object = sniff, name: str = name) -> bool:
+            calls.setdefault(name, []).append(type(source))
+            return sniff(source)
+
+        monkeypatch.setattr(module, "sniff", record)
+    for name, path in files.items():
+        calls.clear()
+        assert checkpoints.detect_format(path) == name
+        assert calls[name] == [bytes], (name, calls)
+    calls.clear()
+    assert checkpoints.detect_format(FER_MODEL) == "keras"
+    assert calls["keras"][0] is bytes and len(calls["keras"]) == 2, calls
+    assert issubclass(calls["keras"][1], os.PathLike), calls
+
+
 def test_a_missing_reader_package_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "model.gguf"
     path.write_bytes(b"GGUF\x03\x00\x00\x00" + bytes(40))

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -213,3 +216,16 @@ def test_old_paths_keep_their_behaviour() -> None:
         import htsr.checkpoints
     assert htsr.metrics.analyze is htsr.weights.analysis.analyze
     assert htsr.checkpoints.open_checkpoint is htsr.weights.analysis.open_weights
+
+
+def test_the_workflows_parse_does_not_import_torch() -> None:
+    """The htsr imports of workflow/rules/common.smk load without torch: every Snakemake run
+    parses the workflow, a Slurm job twice (its job step and srun's), and torch's import is
+    about 2 s of CPU each time."""
+    smk = (SRC.parent / "workflow" / "rules" / "common.smk").read_text()
+    imports = re.findall(r"^(?:from htsr[\w.]* import .+|import htsr.*)$", smk, re.M)
+    assert any("zoo" in line for line in imports), imports
+    code = "\n".join(["import sys", *imports, "print('torch' in sys.modules)"])
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(SRC)}, timeout=300)  # fmt: skip
+    assert run.returncode == 0 and run.stdout.strip() == "False", (imports, run.stderr[-2000:])

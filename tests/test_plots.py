@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
-from matplotlib.text import Annotation
+from matplotlib.text import Annotation, Text
+from matplotlib.transforms import Bbox
 from PIL import Image
 
 from htsr.figures.commands import esd_figure, largest_matrix
@@ -100,7 +101,7 @@ def test_vgg_figure_names_every_point_without_overlap(models: pd.DataFrame, tmp_
     vgg_names = {m for fam in ("VGG", "VGG_BN") for m, _ in FAMILIES[fam]}
     for ax, labels in zip(panels, _labels(fig), strict=True):
         assert {a.get_text() for a in labels} == vgg_names
-        boxes = [a.get_window_extent(renderer) for a in labels]
+        boxes = [_text_box(a, renderer) for a in labels]
         for a, b in itertools.combinations(boxes, 2):
             assert not a.overlaps(b), (a, b)
         assert ax.get_legend() is not None
@@ -222,7 +223,7 @@ def test_families_figure_names_every_model_without_overlap(
         labels = [t for t in ax.texts if isinstance(t, Annotation)]
         assert sorted(a.get_text() for a in labels) == sorted(map(short_name, family.model))
         assert all(a.get_fontsize() >= 6 for a in labels)
-        boxes = [a.get_window_extent(renderer) for a in labels]
+        boxes = [_text_box(a, renderer) for a in labels]
         stats = ax.texts[0]
         assert f"{ax.get_title()}: R² = " in stats.get_text()
         stats_box = stats.get_window_extent(renderer)
@@ -287,7 +288,7 @@ def test_esd_figure_uses_the_largest_ok_matrix(tmp_path) -> None:
     assert largest_matrix(table)["layer"] == "fc"
     fig = esd_figure(table, "toy")
     ax = fig.axes[0]
-    assert ax.get_title() == "toy: fc (300×120)\nα = 3.20, KS distance D = 0.050"
+    assert ax.get_title() == "toy\nfc (300×120)\nα = 3.20, KS distance D = 0.050"
     assert ax.get_xscale() == ax.get_yscale() == "log"
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "power-law fit, α = 3.20" in legend and any(t.startswith("xmin = ") for t in legend)
@@ -296,3 +297,9 @@ def test_esd_figure_uses_the_largest_ok_matrix(tmp_path) -> None:
     failed = esd_figure(table.assign(status="fit_failed"), "toy")
     legend = [t.get_text() for t in failed.axes[0].get_legend().get_texts()]
     assert "no power-law fit (status fit_failed)" in legend
+
+
+def _text_box(label: Annotation, renderer) -> Bbox:
+    """The box of a label's text alone (an Annotation's own extent includes its leader line)."""
+    label.update_positions(renderer)
+    return Text.get_window_extent(label, renderer)

@@ -15,7 +15,8 @@ Checked: every job of a non-local rule went through sbatch (its plugin log, its 
 slurmctld's log with exit status 0), local rules did not, the compute jobs never touched the
 weight server, and results/imagenet/models.tsv, trends.tsv and every spectra parquet (the
 ImageNet study) equal those of a local ``snakemake --cores 2`` run (of those targets) on the
-same weights.
+same weights. The runs are of the model set osmr_test (three models), whose DAG holds every rule
+of the study.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
 TEST_PROFILE = ROOT / "tests" / "slurm" / "profile"
 TEST_CONFIG = ROOT / ".test" / "config"
 #: Wall-clock limit (s) of one snakemake command; `timeout -k 30` kills it and its children.
-SNAKEMAKE_LIMIT_S = 480
+#: HTSR_TEST_SNAKEMAKE_LIMIT_S raises it on a machine shared with other work.
+SNAKEMAKE_LIMIT_S = int(os.environ.get("HTSR_TEST_SNAKEMAKE_LIMIT_S", "480"))
 #: Columns that hold wall-clock measurements (none today; they could never match across runs).
 #: The tables under results/ compared with the local run (plus the spectra parquet files); the
 #: .test configuration's ImageNet study alone (the NLP study runs in tests/test_workflow.py).
@@ -140,8 +142,14 @@ def runs(slurm_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Ru
     local = _workdir(tmp / "local", rows, files)
     remote = _workdir(tmp / "slurm", rows, files)
     with serve_zoo(files) as base:
+        # model_set=osmr_test: the ImageNet study's three smallest models (one family), whose
+        # DAG has a job of every rule of the full study (spectra, a method's spectra, aggregate,
+        # every figure, the paper comparison, provenance): 22 Slurm jobs instead of 36. Each
+        # Slurm job costs two Snakemake start-ups (sbatch's job step, then srun's), and the
+        # node was measured busy 88 % of the submission: the time is in the jobs, not in the
+        # plugin's polling.
         urls = ["--config", f"torchvision_url={base}", f"hf_endpoint={base}",
-                f"pytorchcv_url={base}", "studies=[imagenet]"]  # fmt: skip
+                f"pytorchcv_url={base}", "studies=[imagenet]", "model_set=osmr_test"]  # fmt: skip
         # The reference: a local run of the compared tables (figures, provenance left out).
         run = snakemake("--cores", "2", "--directory", str(local), *urls, "--",
                         *(f"results/{name}" for name in COMPARED))  # fmt: skip
@@ -185,7 +193,13 @@ def test_every_compute_job_went_through_sbatch(runs: Runs, slurm_cluster: Cluste
     stats = _job_stats(log)
     local_rules = set(re.findall(r"^localrule (\w+):", log, re.M))
     remote_rules = {rule: n for rule, n in stats.items() if rule not in local_rules}
-    assert "model_spectra" in remote_rules and "aggregate" in remote_rules, stats
+    # every rule of the whole study's DAG (all seven models), downloads (step 1) and `all`
+    # aside, ran in the osmr_test run, each through Slurm
+    plan = snakemake("-n", "--forceall", "--quiet", "rules", "--directory", str(runs.slurm),
+                     "--config", "studies=[imagenet]")  # fmt: skip
+    assert plan.returncode == 0, _fail("dry run of the whole study", plan)
+    every = set(_job_stats(plan.stdout + plan.stderr)) - {"download_weights", "all"}
+    assert set(remote_rules) == every and len(every) > 10, (stats, every)
     assert local_rules == {"all"}, f"local jobs in the Slurm run: {local_rules}"
     assert "download_weights" not in stats, "step 2 downloaded weights on a compute node"
 

@@ -676,6 +676,27 @@ def test_bad_selection_stops_before_any_job(tmp_path: Path) -> None:
     assert "Job stats" not in run.stdout + run.stderr
 
 
+def test_offline_flag_as_typed_on_the_command_line(tmp_path: Path) -> None:
+    """`--config offline=true` (a string to Snakemake) is the offline mode: the download of a
+    missing file fails saying so, without a request; `offline=false` is not (it tries the closed
+    port); a word other than true/false stops at the schema."""
+    shutil.copytree(TEST_CONFIG, tmp_path / "config")
+    target = "resources/weights/shufflenet_v2_x0_5.pth"
+    common = ["--cores", "1", "--config", "studies=[imagenet]", "download_retries=0",
+              "torchvision_url=http://127.0.0.1:9"]  # fmt: skip
+    log = tmp_path / "logs" / "download_weights" / "shufflenet_v2_x0_5.pth.log"
+    for typed, offline in (("true", True), ("FALSE", False)):
+        run = snakemake(tmp_path, *common, f"offline={typed}", "--", target)
+        assert run.returncode != 0 and log.is_file(), run.stderr[-3000:]
+        text = log.read_text()
+        assert ("offline mode, and its weight file" in text) is offline, text[-2000:]
+        assert ("downloading http://127.0.0.1:9/" in text) is not offline, text[-2000:]
+        log.unlink()
+    run = snakemake(tmp_path, "-n", "--config", "offline=maybe")
+    out = run.stdout + run.stderr
+    assert run.returncode != 0 and "On instance['offline']" in out and "Job stats" not in out
+
+
 def test_bad_model_table_stops_before_any_job_naming_the_row(tmp_path: Path) -> None:
     shutil.copytree(TEST_CONFIG, tmp_path / "config")
     table = pd.read_csv(

@@ -26,6 +26,13 @@ SPECTRA_STARTUP_S = 30.0
 # 1.5 leaves room for the noise. evals: tsvd_sklearn (scikit-learn's own TruncatedSVD, the
 # reference): 24-30x measured before the exact route replaced it (resnet18, densenet121).
 EVALS_COST_FACTOR = {"exact": 1.0, "tsvd": 1.5, "tsvd_sklearn": 30.0}
+# The config's true/false keys. `--config offline=true` gives the string "true" (Snakemake
+# parses only True/False as booleans); the schema accepts true/false in any case and they
+# become booleans here, before any rule or script reads them.
+FLAGS = ("offline", "include_embeddings")
+for _flag in FLAGS:
+    if isinstance(config.get(_flag), str):
+        config[_flag] = config[_flag].lower() == "true"
 
 
 # Read and validate every study, its model table and the selection at parse time: a bad row,

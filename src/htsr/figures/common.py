@@ -114,6 +114,10 @@ _OFFSETS: tuple[tuple[float, float, str, str], ...] = tuple(
 _LINE_FREE_OFFSETS = 2 * 8
 
 
+#: labels placed farther than this (points) from their point get a thin leader line
+_LEADER_PT = 10.0
+
+
 #: how much farther (points) every other point must be from a label than its own point is
 _CLEARER_PT = 5.0
 
@@ -140,7 +144,8 @@ def place_labels(
     (by :data:`_CLEARER_PT`, so that it is not read as a neighbour's) and, within 7 pt of the
     point, crossed by no line drawn in the axes (a fitted line); failing that the nearest
     unambiguous one, failing that the nearest free one. If none is free, the least-overlapping
-    one is used with a thin leader line. Axis limits and layout must be final before calling.
+    one is used. A thin leader line joins a label to its point when it overlaps or stands
+    farther than :data:`_LEADER_PT` from it. Axis limits and layout must be final before calling.
     """
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
@@ -189,7 +194,10 @@ def place_labels(
             best = (0.0, free[1], free[2])
         assert best is not None
         cost, (dx, dy, ha, va), box = best
-        leader = {"arrowstyle": "-", "lw": 0.5, "color": "0.5"} if cost > 0.0 else None
+        # a leader line ties a label to its point when it overlaps something or stands off
+        # beyond the nearest rings (then several points' labels can sit side by side)
+        far = math.hypot(dx, dy) > _LEADER_PT
+        leader = {"arrowstyle": "-", "lw": 0.5, "color": "0.5"} if cost > 0.0 or far else None
         ax.annotate(
             label, (x, y), xytext=(dx, dy), textcoords="offset points",
             ha=ha, va=va, fontsize=fontsize, arrowprops=leader,

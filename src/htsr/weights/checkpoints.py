@@ -279,12 +279,14 @@ def _read_zip_member(source: Path | io.BytesIO, where: str) -> object:
 
 def _foreign(fmt: _formats.Format) -> CheckpointFormat:
     """A row for one of :mod:`htsr.weights.formats`' readers (ONNX, Keras, GGUF, Flax): its
-    ``sniff`` on the first bytes, then on the file itself (a zip's or HDF5 file's members); its
-    reader gives the final name → tensor mapping (in torch's layout), so ``native`` is set."""
+    ``sniff`` on the first bytes, and only for a format that ``looks_inside`` (Keras: a zip's
+    or HDF5 file's members) on the file itself; its reader gives the final name → tensor
+    mapping (in torch's layout), so ``native`` is set."""
 
     def test(probe: Probe) -> bool:
-        return (isinstance(probe.source, Path) and fmt.sniff(probe.head)
-                and fmt.sniff(probe.source))  # fmt: skip
+        if not (isinstance(probe.source, Path) and fmt.sniff(probe.head)):
+            return False
+        return not fmt.looks_inside or fmt.sniff(probe.source)
 
     def read(source: Path | io.BytesIO, where: str) -> object:
         if not isinstance(source, Path):

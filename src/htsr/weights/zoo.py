@@ -20,8 +20,8 @@ from typing import Any
 
 from htsr.io import sha256_file
 from htsr.weights import sources
-from htsr.weights.checkpoints import CheckpointError
 from htsr.weights.download import DownloadError, Endpoints, WeightsSource
+from htsr.weights.errors import CheckpointError
 
 __all__ = [
     "DownloadError",

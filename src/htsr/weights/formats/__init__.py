@@ -122,20 +122,27 @@ def to_torch_layout(kernel: torch.Tensor) -> torch.Tensor:
 
 
 class Format(NamedTuple):
-    """One row of :data:`FORMATS`: a name, its magic test and its reader."""
+    """One row of :data:`FORMATS`: a name, its magic test, its reader, and whether the test
+    must also look inside the file (``looks_inside``: a Keras zip's or HDF5 file's members),
+    where the first bytes alone cannot tell."""
 
     name: str
     sniff: Callable[[bytes | str | os.PathLike[str]], bool]
     read: Callable[[str | os.PathLike[str]], Mapping[str, torch.Tensor]]
+    looks_inside: bool = False
 
 
 def _module(name: str) -> Any:
     return importlib.import_module(f"{__name__}.{name}")
 
 
-def _row(name: str) -> Format:
-    return Format(name, lambda x: _module(name).sniff(x), lambda p: _module(name).read(p))
+def _row(name: str, *, looks_inside: bool = False) -> Format:
+    return Format(name, lambda x: _module(name).sniff(x), lambda p: _module(name).read(p),
+                  looks_inside)  # fmt: skip
 
 
 #: The formats, strictest test first (a GGUF magic before the loose protobuf test of ONNX).
-FORMATS: tuple[Format, ...] = tuple(_row(n) for n in ("gguf", "keras", "flax", "onnx"))
+#: Only Keras's test needs more than the first bytes: its zip's or HDF5 file's members.
+FORMATS: tuple[Format, ...] = (
+    _row("gguf"), _row("keras", looks_inside=True), _row("flax"), _row("onnx")
+)  # fmt: skip

@@ -106,7 +106,8 @@ rule comparison_figure:
         "../../scripts/comparison_figure.py"
 
 
-# AlphaPruning's allocation on pinned pretrained weights and its distance from uniform.
+# AlphaPruning's allocation on pinned pretrained weights and its distance from uniform (the
+# experiments environment: htsr.guide.runs imports the datasets module, torchvision and PyG).
 rule comparison_allocation:
     output:
         layers="results/{comparison}/allocation.tsv",
@@ -118,7 +119,7 @@ rule comparison_allocation:
     benchmark:
         "logs/benchmarks/comparison_allocation/{comparison}.tsv"
     conda:
-        "../../envs/analysis.yaml"
+        "../../envs/experiments.yaml"
     threads: 1
     resources:
         mem_mb=8000,

@@ -375,3 +375,28 @@ def test_experiments_module_exports() -> None:
     assert experiments.dataset_key({"name": "planetoid", "dataset": "Cora"}) == "planetoid-Cora"
     assert experiments.dataset_key({"name": "file", "path": "a/b/images.pt"}) == "file-images"
     assert grid_table.__module__ == "htsr.experiments.grids"
+
+
+def test_control_layers_pattern_selects_fitted_layers() -> None:
+    """The control's declared ``layers`` pattern must select matrices that are fitted: the two
+    hidden fully connected layers (a pattern ending in ``\\.`` matched none of them, so the
+    declared α̂ of every control model was NaN in the 2026-12-07 grid run)."""
+    import re
+
+    import yaml
+
+    from htsr.experiments.nets import build
+    from htsr.spectral.metrics import analyze
+    from htsr.studies.table import select_layers
+
+    spec = yaml.safe_load((ROOT / "config/studies/cnn_batch_size.yaml").read_text())
+    (family,) = spec["experiment"]["families"]
+    hp = spec["experiment"]["fixed"]
+    torch.manual_seed(0)
+    meta = {"kind": "images", "channels": 1, "size": 28, "classes": 10}  # the MNIST subset
+    net = build("mini_alexnet", meta, hp)
+    table = analyze(net, convention="paper")
+    chosen = select_layers(table, family["layers"])
+    fitted = chosen[chosen["status"] == "ok"]
+    assert set(fitted["layer"]) == {"classifier.1", "classifier.3"}, chosen[["layer", "status"]]
+    assert re.match(family["layers"], "classifier.5") is None  # the 10-eigenvalue head

@@ -9,17 +9,38 @@ AlphaDecay, AlphaPruning and FARMS, reproduced from their code (see ``docs/guide
 * :mod:`htsr.guide.prune`: magnitude (and Wanda-style) pruning to an allocation.
 """
 
-from htsr.guide.estimators import alpha_peak, farms_eigenvalues, hill_median, layer_alphas
-from htsr.guide.prune import alphapruning, prune_model, pruning_mask
-from htsr.guide.rules import (
-    alphadecay_wd,
-    alphapruning_sparsity,
-    modelbalancing_lr,
-    tempbalance_lr,
-    tempbalance_selection,
-)
-from htsr.guide.scheduler import AlphaGuide, param_groups
-from htsr.guide.table import METHODS, guide_summary, guide_table
+import importlib
+from typing import Any
+
+#: where each public name lives; the submodules are imported on first use (PEP 562), so that
+#: importing ``htsr.guide.compare`` (the workflow does, to read comparison studies) does not
+#: import torch
+_WHERE = {
+    "AlphaGuide": "scheduler",
+    "METHODS": "table",
+    "alpha_peak": "estimators",
+    "alphadecay_wd": "rules",
+    "alphapruning": "prune",
+    "alphapruning_sparsity": "rules",
+    "farms_eigenvalues": "estimators",
+    "guide_summary": "table",
+    "guide_table": "table",
+    "hill_median": "estimators",
+    "layer_alphas": "estimators",
+    "modelbalancing_lr": "rules",
+    "param_groups": "scheduler",
+    "prune_model": "prune",
+    "pruning_mask": "prune",
+    "tempbalance_lr": "rules",
+    "tempbalance_selection": "rules",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"htsr.guide.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'htsr.guide' has no attribute {name!r}")
+
 
 __all__ = [
     "METHODS",

@@ -37,7 +37,7 @@ import pandas as pd
 
 __all__ = [
     "GRIDS", "RESULT_SUFFIX", "dataset_key", "family_name", "grid_table", "quality_from_results",
-    "read_results",
+    "read_results", "value_text",
 ]  # fmt: skip
 
 GRIDS = ("default", "quick")
@@ -71,7 +71,9 @@ def dataset_key(spec: Mapping[str, Any]) -> str:
     return str(spec["name"])
 
 
-def _value_text(value: Any) -> str:
+def value_text(value: Any) -> str:
+    """A setting as it appears in a model key: ``0.01`` → ``0.01``, ``1e-05`` → ``1e-05``, any
+    character outside ``[A-Za-z0-9._-]`` replaced by ``_``."""
     text = f"{value:g}" if isinstance(value, float) else str(value)
     return re.sub(r"[^A-Za-z0-9._-]", "_", text)
 
@@ -97,7 +99,7 @@ def grid_table(study: str, experiment: Mapping[str, Any], grid: str = "default")
         for value in values:
             hp = {**fixed, **dict(fam.get("fixed") or {}), fam["vary"]: value}
             for seed in seeds:
-                key = f"{name}-{_value_text(value)}-s{seed}"
+                key = f"{name}-{value_text(value)}-s{seed}"
                 rows.append({
                     "model": key, "family": name, "source": "trained", "set": "core",
                     "weights": key, "label": f"{fam['vary']}={value} s{seed}",

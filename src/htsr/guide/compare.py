@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -39,13 +38,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from htsr.experiments.grids import GRIDS, value_text
+
 __all__ = [
     "KINDS", "Comparison", "Interval", "Run", "comparison_from_dict", "paired_differences",
     "t_interval", "verdict",
 ]  # fmt: skip
 
 KINDS = ("training", "finetuning", "pruning", "allocation")
-GRIDS = ("default", "quick")
 
 
 class Interval(NamedTuple):
@@ -141,11 +141,6 @@ class Comparison:
         return list(self.runs) if self.kind == "pruning" else []
 
 
-def _value_text(value: Any) -> str:
-    text = f"{value:g}" if isinstance(value, float) else str(value)
-    return re.sub(r"[^A-Za-z0-9._-]", "_", text)
-
-
 def _arm_guide(name: str, arm: Mapping[str, Any]) -> dict[str, Any] | None:
     if not arm.get("guide"):
         return None
@@ -203,7 +198,7 @@ def comparison_from_dict(name: str, spec: Mapping[str, Any], grid: str = "defaul
                 hp = {**fixed, **dict(a.get("fixed") or {})}
                 for seed in seeds:
                     runs.append(Run(
-                        f"{arm}-f{_value_text(frac)}-s{seed}", "finetune", arm,
+                        f"{arm}-f{value_text(frac)}-s{seed}", "finetune", arm,
                         f"labels {frac:.0%}" if frac >= 0.01 else f"labels {frac:.1%}", seed,
                         arch, hp, _arm_guide(arm, a), tuple(int(k) for k in task["classes"]),
                         frac, f"pretrain-s{seed}",

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from htsr.cli import main
-from htsr.guide import estimators, rules, scheduler, table
+from htsr.guide import compare, estimators, rules, scheduler, table, training
 from htsr.guide.estimators import (
     alpha_peak,
     farms_alphas,
@@ -92,7 +92,7 @@ def _lr_by_param(groups: list[dict]) -> dict[int, float]:
 
 
 def test_docstring_examples() -> None:
-    for mod in (estimators, rules, scheduler, table):
+    for mod in (estimators, rules, scheduler, table, compare, training):
         assert doctest.testmod(mod).failed == 0, mod.__name__
 
 

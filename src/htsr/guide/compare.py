@@ -61,8 +61,8 @@ def t_interval(d: Sequence[float], level: float = 0.95) -> Interval:
     """The mean of ``d`` and its ``level`` t-interval ``mean ± t_{(1+level)/2, n−1}·s/√n``
     (``s`` the sample standard deviation, ``ddof=1``); NaN bounds for fewer than 2 values.
 
-    >>> t_interval([1.0, 2.0, 3.0])
-    Interval(mean=2.0, low=-0.48413771175033243, high=4.484137711750332, n=3)
+    >>> [round(v, 6) for v in t_interval([1.0, 2.0, 3.0])]
+    [2.0, -0.484138, 4.484138, 3]
     """
     x = np.asarray(d, dtype=float)
     n = len(x)

@@ -71,21 +71,13 @@ def train_run(
     g = run.get("guide") or {}
     hooks = GuideHooks(g.get("method"), every=g.get("every"), init_state=init_state,
                        **dict(g.get("options") or {}))  # fmt: skip
-    steps = {"n": 0}
-    inner_after = hooks.after_step
-
-    def counted(opt: torch.optim.Optimizer) -> None:
-        steps["n"] += 1
-        inner_after(opt)
-
-    hooks.after_step = counted  # type: ignore[method-assign]
     model, result = train.train(run["architecture"], hp, data, int(run["seed"]), log=log,
                                 device=device, hooks=hooks)  # fmt: skip
     record = {
         "run": run["name"], "group": run["group"], "arm": run["arm"], "seed": int(run["seed"]),
         "quality": result.get(quality), "train_quality": result.get(quality.replace("test_",
                                                                                     "train_")),
-        "refits": hooks.refits, "steps": steps["n"],
+        "refits": hooks.refits, "steps": hooks.steps,
         "train_size": int(hp.get("train_size") or len(data.get("y_train", []))),
         "wall_s": result["wall_s"], "cpu_s": result["cpu_s"], "result": result,
     }  # fmt: skip

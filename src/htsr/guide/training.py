@@ -49,8 +49,8 @@ class GuideHooks(TrainingHooks):
     """Training hooks for ``method`` (see the module docstring; None: plain training).
 
     ``every``: the refit interval in the method's calls (None: published). After training,
-    ``refits`` holds the number of α fits and ``guide`` the :class:`AlphaGuide` (its ``table``
-    the last fit)."""
+    ``refits`` holds the number of α fits, ``steps`` the optimizer steps this process took and
+    ``guide`` the :class:`AlphaGuide` (its ``table`` the last fit)."""
 
     def __init__(
         self,
@@ -69,6 +69,7 @@ class GuideHooks(TrainingHooks):
         self.guide: AlphaGuide | None = None
         self.lr = 0.0
         self.wd = 0.0
+        self.steps = 0
 
     @property
     def refits(self) -> int:
@@ -88,6 +89,7 @@ class GuideHooks(TrainingHooks):
         return self.guide.param_groups(base)
 
     def after_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.steps += 1
         if self.method == "modelbalancing":
             self.guide.step(optimizer, self.lr)
         elif self.method == "alphadecay":

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 import htsr
@@ -25,8 +26,10 @@ import htsr.studies.table
 from htsr.experiments import datasets, nets, train
 from htsr.experiments import grids as experiments
 from htsr.experiments.grids import grid_table, quality_from_results
+from htsr.spectral.metrics import analyze
 from htsr.studies import study as studies
 from htsr.studies import summary
+from htsr.studies.table import select_layers
 
 sys.path.insert(0, str(Path(__file__).parent))
 import synthetic  # noqa: E402
@@ -377,26 +380,44 @@ def test_experiments_module_exports() -> None:
     assert grid_table.__module__ == "htsr.experiments.grids"
 
 
-def test_control_layers_pattern_selects_fitted_layers() -> None:
-    """The control's declared ``layers`` pattern must select matrices that are fitted: the two
-    hidden fully connected layers (a pattern ending in ``\\.`` matched none of them, so the
-    declared α̂ of every control model was NaN in the 2026-12-07 grid run)."""
-    import re
+#: the model-building metadata of each prepared dataset of the studies (the real files' shapes)
+DATASET_META = {
+    "mnist5k": {"kind": "images", "channels": 1, "size": 28, "classes": 10},
+    "mnist_scenes": {"kind": "segmentation", "channels": 1, "size": 32, "classes": 11},
+    "text-jargon": {"kind": "text", "vocab": 256},
+    "planetoid-Cora": {"kind": "graph", "features": 1433, "classes": 7},
+    "planetoid-CiteSeer": {"kind": "graph", "features": 3703, "classes": 6},
+}  # fmt: skip
 
-    import yaml
 
-    from htsr.experiments.nets import build
-    from htsr.spectral.metrics import analyze
-    from htsr.studies.table import select_layers
+def _declared_families() -> list[tuple[str, pd.Series]]:
+    """The first and last setting of every family of config/studies that declares ``layers``."""
+    out = []
+    for path in sorted((ROOT / "config/studies").glob("*.yaml")):
+        spec = yaml.safe_load(path.read_text())
+        if "experiment" not in spec:
+            continue
+        table = grid_table(path.stem, spec["experiment"])
+        table = table[(table["layers"] != "") & (table["seed"] == table["seed"].min())]
+        for _, rows in table.groupby("family", sort=False):
+            for _, row in rows.iloc[[0, -1]].iterrows():
+                out.append((spec.get("convention", "paper"), row))
+    return out
 
-    spec = yaml.safe_load((ROOT / "config/studies/cnn_batch_size.yaml").read_text())
-    (family,) = spec["experiment"]["families"]
-    hp = spec["experiment"]["fixed"]
+
+@pytest.mark.parametrize(("convention", "row"), _declared_families(),
+                         ids=lambda v: v["model"] if isinstance(v, pd.Series) else v)  # fmt: skip
+def test_declared_layers_select_fitted_matrices(convention: str, row: pd.Series) -> None:
+    """A family's declared ``layers`` pattern must select matrices that are fitted, at its
+    first and last setting (``features\\.|classifier\\.[13]\\.`` matched none of the control's,
+    so its declared α̂ was NaN for every model of the 2026-12-07 grid run)."""
+    assert row["dataset"] in DATASET_META, f"{row['model']}: add {row['dataset']} to DATASET_META"
     torch.manual_seed(0)
-    meta = {"kind": "images", "channels": 1, "size": 28, "classes": 10}  # the MNIST subset
-    net = build("mini_alexnet", meta, hp)
-    table = analyze(net, convention="paper")
-    chosen = select_layers(table, family["layers"])
-    fitted = chosen[chosen["status"] == "ok"]
-    assert set(fitted["layer"]) == {"classifier.1", "classifier.3"}, chosen[["layer", "status"]]
-    assert re.match(family["layers"], "classifier.5") is None  # the 10-eigenvalue head
+    net = nets.build(row["architecture"], DATASET_META[row["dataset"]],
+                     json.loads(row["hyperparameters"]))  # fmt: skip
+    chosen = select_layers(analyze(net, convention=convention), row["layers"])
+    assert (chosen["status"] == "ok").any(), (
+        row["model"],
+        row["layers"],
+        chosen[["layer", "status"]],
+    )

@@ -141,7 +141,8 @@ class Comparison:
         return list(self.runs) if self.kind == "pruning" else []
 
 
-def _arm_guide(name: str, arm: Mapping[str, Any]) -> dict[str, Any] | None:
+def _arm_guide(arm: Mapping[str, Any]) -> dict[str, Any] | None:
+    """An arm's ``{method, every, options}``, or None for the plain run."""
     if not arm.get("guide"):
         return None
     return {"method": str(arm["guide"]), "every": arm.get("every"),
@@ -184,7 +185,7 @@ def comparison_from_dict(name: str, spec: Mapping[str, Any], grid: str = "defaul
             hp = {**fixed, **dict(a.get("fixed") or {})}
             for seed in seeds:
                 runs.append(Run(f"{arm}-s{seed}", "train", arm, "all", seed, arch, hp,
-                                _arm_guide(arm, a)))  # fmt: skip
+                                _arm_guide(a)))  # fmt: skip
     elif kind == "finetuning":
         pre, task = dict(c["pretrain"]), dict(c["task"])
         pre_fixed = {**fixed, **dict(pre.get("fixed") or {}),
@@ -200,7 +201,7 @@ def comparison_from_dict(name: str, spec: Mapping[str, Any], grid: str = "defaul
                     runs.append(Run(
                         f"{arm}-f{value_text(frac)}-s{seed}", "finetune", arm,
                         f"labels {frac:.0%}" if frac >= 0.01 else f"labels {frac:.1%}", seed,
-                        arch, hp, _arm_guide(arm, a), tuple(int(k) for k in task["classes"]),
+                        arch, hp, _arm_guide(a), tuple(int(k) for k in task["classes"]),
                         frac, f"pretrain-s{seed}",
                     ))  # fmt: skip
     names = [r.name for r in runs]

@@ -61,10 +61,14 @@ def test_bench_methods_prints_its_table():
     assert header[:3] == ["model", "Mparams", "a exact"] and "b/a" in header
     row = dict(zip(header, [c.strip() for c in lines[-1].strip("|").split("|")], strict=True))
     assert row["model"] == "squeezenet1_1"
-    for col in ("a exact", "b tsvd", "c ww2020 tsvd", "d sklearn floor", "b/a", "c/a", "d/b"):
+    for col in ("a exact", "b tsvd", "c ww2020 tsvd", "d sklearn floor", "e a+b+c shared",
+                "b/a", "c/a", "d/b", "e/(a+b+c)"):  # fmt: skip
         assert float(row[col]) > 0, col
     assert float(row["b/a"]) == pytest.approx(float(row["b tsvd"]) / float(row["a exact"]),
                                               rel=0.1, abs=0.02)  # fmt: skip
+    separate = sum(float(row[c]) for c in ("a exact", "b tsvd", "c ww2020 tsvd"))
+    assert float(row["e/(a+b+c)"]) == pytest.approx(float(row["e a+b+c shared"]) / separate,
+                                                    rel=0.1, abs=0.02)  # fmt: skip
 
 
 def test_bench_streaming_prints_memory_and_the_floor_ratio():

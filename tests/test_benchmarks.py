@@ -113,3 +113,23 @@ def test_bench_guide_refit_prints_the_ratios():
     ratios = json.loads(lines[-1])
     assert set(ratios) == {"step_over_floor", "epoch_over_floor", "step_over_epoch"}
     assert all(v > 0 for v in ratios.values())
+
+
+def test_bench_scheduler_prints_both_schedulers_and_the_ratio():
+    script = BENCH.with_name("bench_scheduler.py")
+    res = subprocess.run(
+        [sys.executable, str(script), "--jobs", "4", "--sleep", "0"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    rows = [line.strip("|").split("|") for line in res.stdout.splitlines() if line.startswith("| ")]
+    table = {r[0].strip(): [float(c) for c in r[1:]] for r in rows[1:]}
+    assert set(table) == {"ilp", "greedy"}
+    for wall, own, per_job in table.values():
+        # own is printed to 0.1 s: per job to 1000 * 0.05 / 8 ms, plus its own rounding
+        assert wall > 0 and own > 0 and per_job == pytest.approx(1000 * own / 8, abs=8)
+    ratio = float(res.stdout.rsplit(":", 1)[1])
+    # from the unrounded seconds: within the 0.05 s rounding of each printed value
+    low = (table["ilp"][1] - 0.05) / (table["greedy"][1] + 0.05)
+    high = (table["ilp"][1] + 0.05) / (table["greedy"][1] - 0.05)
+    assert low - 0.005 <= ratio <= high + 0.005

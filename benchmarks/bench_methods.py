@@ -7,15 +7,19 @@ the exact eigenvalues, and against scikit-learn's TruncatedSVD itself (the route
 For each random-init torchvision model (seed 0), in one process:
 
 (a) ``htsr.analyze(model, "paper", dtype="float64")`` (exact eigenvalues, rule ``model_spectra``);
-(b) ``htsr.analyze(model, "paper", evals="tsvd")`` (method ``tsvd``, rule ``method_spectra``);
+(b) ``htsr.analyze(model, "paper", evals="tsvd")`` (method ``tsvd``; the pipeline's rule
+``model_spectra_with_methods`` computes it beside (a) from the same eigendecomposition);
 (c) ``htsr.analyze(model, "ww2020", evals="tsvd")`` (method ``ww2020``);
 (d) the floor of the scikit-learn route: ``TruncatedSVD(n_components=M-1, n_iter=7).fit(W)`` of
     every matrix (b) analyses, nothing else (``--skip-sklearn``: not run, NaN);
+(e) ``htsr.spectral.metrics.analyze_methods`` of (a), (b) and (c) together, as the pipeline's
+    rule ``model_spectra_with_methods`` runs a file of both papers' sets (one eigendecomposition
+    per matrix);
 
 and prints the seconds, the ratios b/a and c/a (what a tsvd job costs against an exact one: the
-pipeline's ``EVALS_COST_FACTOR``) and d/b (how much faster the exact route is than scikit-learn's
-alone). Seconds per million parameters are printed too (the pipeline's ``SPECTRA_S_PER_MPARAM``
-basis).
+pipeline's ``EVALS_COST_FACTOR``), d/b (how much faster the exact route is than scikit-learn's
+alone) and e/(a+b+c) (the shared job against three separate analyses). Seconds per million
+parameters are printed too (the pipeline's ``SPECTRA_S_PER_MPARAM`` basis).
 
 Usage::
 
@@ -35,6 +39,7 @@ from sklearn.decomposition import TruncatedSVD
 import htsr
 from htsr.spectral.eigen import TSVD_N_ITER
 from htsr.spectral.matrices import iter_layers, layer_matrices
+from htsr.spectral.metrics import analyze_methods
 
 
 def _floor(model: torch.nn.Module, clock=time.perf_counter) -> float:
@@ -72,30 +77,35 @@ def main() -> None:
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     torch.set_num_threads(args.threads)
     print(f"threads {args.threads}; {args.clock} seconds, best of {args.repeat}; b/a, c/a = tsvd"
-          " against exact, d/b = scikit-learn's TruncatedSVD alone against tsvd")  # fmt: skip
+          " against exact, d/b = scikit-learn's TruncatedSVD alone against tsvd, e/(a+b+c) ="
+          " the three in one analyze_methods call against separate calls")  # fmt: skip
     print(
-        "| model | Mparams | a exact | b tsvd | c ww2020 tsvd | d sklearn floor | b/a | c/a | d/b "
-        "| a s/Mparam | b s/Mparam |"
+        "| model | Mparams | a exact | b tsvd | c ww2020 tsvd | d sklearn floor | e a+b+c shared "
+        "| b/a | c/a | d/b | e/(a+b+c) | a s/Mparam | b s/Mparam |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    runs = {"a": {"convention": "paper", "dtype": "float64"},
+            "b": {"convention": "paper", "evals": "tsvd"},
+            "c": {"convention": "ww2020", "evals": "tsvd"}}  # fmt: skip
     for name in args.models:
         torch.manual_seed(0)
         model = torchvision.models.get_model(name, weights=None).eval()
         mparams = sum(p.numel() for p in model.parameters()) / 1e6
-        times = [float("inf")] * 3
+        times = [float("inf")] * 4
         for _ in range(args.repeat):
-            for i, kwargs in enumerate(({"convention": "paper", "dtype": "float64"},
-                                        {"convention": "paper", "evals": "tsvd"},
-                                        {"convention": "ww2020", "evals": "tsvd"})):  # fmt: skip
+            for i, kwargs in enumerate(runs.values()):
                 start = clock()
                 htsr.analyze(model, **kwargs)
                 times[i] = min(times[i], clock() - start)
+            start = clock()
+            analyze_methods(model, {k: {**kw, "dtype": "float64"} for k, kw in runs.items()})
+            times[3] = min(times[3], clock() - start)
         floor = float("nan") if args.skip_sklearn else _floor(model, clock)
-        a, b, c = times
+        a, b, c, e = times
         print(
-            f"| {name} | {mparams:.1f} | {a:.2f} | {b:.2f} | {c:.2f} | {floor:.2f} "
-            f"| {b / a:.2f} | {c / a:.2f} | {floor / b:.1f} | {a / mparams:.3f} "
-            f"| {b / mparams:.3f} |"
+            f"| {name} | {mparams:.1f} | {a:.2f} | {b:.2f} | {c:.2f} | {floor:.2f} | {e:.2f} "
+            f"| {b / a:.2f} | {c / a:.2f} | {floor / b:.1f} | {e / (a + b + c):.2f} "
+            f"| {a / mparams:.3f} | {b / mparams:.3f} |"
         )
 
 

@@ -10,6 +10,7 @@ compared, the worst relative differences of α, xmin, D and eigenvalues, and bot
 Usage::
 
     python benchmarks/check_tsvd_exact.py [--limit 3e8] [--above 3e7] [--threads 2]
+        [--conventions paper ww2020]
 """
 
 from __future__ import annotations
@@ -40,10 +41,12 @@ def main() -> None:
     parser.add_argument("--above", type=float, default=None,
                         help="only shapes with N·M² above (3e7: what CI leaves out)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--conventions", nargs="+", default=["paper", "ww2020"],
+                        help="the conventions whose shapes to compare (default both)")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     states, skipped = paper_cases(args.limit, args.above)
-    cases = [(f"papers' shapes ({c})", s, c) for c, s in states.items()]
+    cases = [(f"papers' shapes ({c})", s, c) for c, s in states.items() if c in args.conventions]
     if args.above is None:  # the small cases are not "above" anything
         cases += [("heavy-tailed (paper)", heavy_tailed_cases(), "paper"),
                   ("heavy-tailed (ww2020)", heavy_tailed_cases(), "ww2020")]  # fmt: skip

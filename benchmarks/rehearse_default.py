@@ -35,6 +35,10 @@ Usage::
     nice -n 5 python benchmarks/rehearse_default.py --out /tmp/rehearsal --cores 2   # full
     python benchmarks/rehearse_default.py --out /tmp/rehearsal --report-only        # re-report
 
+The analysis alone, once the weights are on disk: move ``OUT/work/results``, ``OUT/work/logs``
+and ``OUT/snakemake.log`` aside and run the full command again; the files are built and
+downloaded already (their jobs are up to date), so the report counts every other job.
+
 ``--delete-weights`` removes ``OUT/served`` and ``OUT/work/resources/weights`` after the run
 (10.6 GB each at full scale).
 """
@@ -211,12 +215,29 @@ def write_rehearsal_config(config_dir: Path, tables: list[str], files: Mapping[s
 # --------------------------------------------------------------------------- run
 
 
+def _own_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) of process ``pid`` itself, not its children, from
+    ``/proc/PID/stat`` (fields 14 and 15); None where there is no such file."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_snakemake(
-    work: Path, base_url: str, cores: int, extra: list[str], log: Path
-) -> tuple[float, float]:
-    """The default command in ``work`` against the server; returns its wall seconds and the CPU
-    seconds of Snakemake and every job it ran (``getrusage(RUSAGE_CHILDREN)``, exact, where the
-    ``benchmark:`` files sample each job's CPU time every few seconds and miss short bursts)."""
+    work: Path,
+    base_url: str,
+    cores: int,
+    extra: list[str],
+    log: Path,
+    options: list[str] | None = None,
+) -> tuple[float, float, float | None]:
+    """The default command in ``work`` against the server (``options``: further Snakemake
+    options, none by default); returns its wall seconds, the CPU seconds of Snakemake and every
+    job it ran (``getrusage(RUSAGE_CHILDREN)``, exact, where the ``benchmark:`` files sample each
+    job's CPU time every few seconds and miss short bursts), and those of Snakemake's own
+    process (read from ``/proc`` every second while it runs; None off Linux)."""
     env = dict(os.environ)
     for var in ("HTSR_OFFLINE", "HF_HUB_OFFLINE", "HTSR_TORCHVISION_URL", "HTSR_PYTORCHCV_URL"):
         env.pop(var, None)
@@ -225,19 +246,27 @@ def run_snakemake(
     cmd = [
         sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
         "--directory", str(work), "--cores", str(cores), "--workflow-profile", "none",
+        *(options or []),
         "--config", f"torchvision_url={base_url}", f"pytorchcv_url={base_url}", *extra,
     ]  # fmt: skip
     print("  " + " ".join(cmd), flush=True)
     start = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = None
     with open(log, "w") as fh:
-        proc = subprocess.run(cmd, cwd=work, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        while proc.poll() is None:
+            own = _own_cpu_s(proc.pid) or own
+            try:
+                proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                pass
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"snakemake failed (exit {proc.returncode}); see {log}")
-    return wall, cpu
+    return wall, cpu, own
 
 
 # --------------------------------------------------------------------------- report
@@ -298,7 +327,11 @@ def _du(path: Path) -> float:
 
 
 def report(
-    out: Path, wall: float | None, build_s: float | None, cpu_all: float | None = None
+    out: Path,
+    wall: float | None,
+    build_s: float | None,
+    cpu_all: float | None = None,
+    cpu_own: float | None = None,
 ) -> str:
     work = out / "work"
     log_path = out / "snakemake.log"
@@ -328,6 +361,10 @@ def report(
         f" ({cpu_all / 60:.1f} CPU-minutes)"
         if cpu_all
         else "",
+        f"of which Snakemake's own process (scheduling, not jobs): {cpu_own:.0f} s"
+        f" ({cpu_own / 60:.1f} CPU-minutes)"
+        if cpu_own
+        else "",
         f"building the weight files: {build_s:.0f} s" if build_s else "",
         f"disk: served weights {_du(out / 'served'):.2f} GB, downloaded weights"
         f" {_du(work / 'resources'):.2f} GB, results {_du(work / 'results'):.3f} GB,"
@@ -349,6 +386,9 @@ def main() -> None:
                         help="only the N smallest models of each source")  # fmt: skip
     parser.add_argument("--report-only", action="store_true",
                         help="print the report of the run in --out (finished or not)")  # fmt: skip
+    parser.add_argument("--snakemake-option", action="append", default=[],
+                        help="a further Snakemake option, e.g. --snakemake-option=--scheduler"
+                        " --snakemake-option=greedy (repeatable; none by default)")  # fmt: skip
     parser.add_argument("--delete-weights", action="store_true",
                         help="remove the weight files (served, downloaded) afterwards")  # fmt: skip
     args = parser.parse_args()
@@ -356,7 +396,8 @@ def main() -> None:
     if args.report_only:
         timing_path = out / "timing.json"  # absent while the run goes on: no wall time yet
         timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
-        print(report(out, timing.get("wall_s"), timing.get("build_s"), timing.get("cpu_s")))
+        print(report(out, timing.get("wall_s"), timing.get("build_s"), timing.get("cpu_s"),
+                     timing.get("own_cpu_s")))  # fmt: skip
         return
     from zoo_server import serve_zoo
 
@@ -380,11 +421,13 @@ def main() -> None:
     print("4. snakemake", flush=True)
     (out / "timing.json").write_text(json.dumps({"build_s": build_s}))
     with serve_zoo(by_model) as base:
-        wall, cpu = run_snakemake(work, base, args.cores, extra, out / "snakemake.log")
-    timing = {"wall_s": wall, "build_s": build_s, "cpu_s": cpu}
+        wall, cpu, own = run_snakemake(
+            work, base, args.cores, extra, out / "snakemake.log", args.snakemake_option
+        )
+    timing = {"wall_s": wall, "build_s": build_s, "cpu_s": cpu, "own_cpu_s": own}
     (out / "timing.json").write_text(json.dumps(timing))
     print(f"5. report ({out / 'rehearsal.md'})", flush=True)
-    print(report(out, wall, build_s, cpu))
+    print(report(out, wall, build_s, cpu, own))
     if args.delete_weights:
         shutil.rmtree(out / "served", ignore_errors=True)
         shutil.rmtree(work / "resources" / "weights", ignore_errors=True)

@@ -27,7 +27,21 @@ results = read_results(smk.input.training)
 if results:
     rows = quality_from_results(rows, results, [q.name for q in quality])
 columns = list(dict.fromkeys(["layer", *SUMMARY_INPUTS]))
-tables = {path: pd.read_parquet(path, columns=columns) for path in dict.fromkeys(smk.input.spectra)}
+method = smk.params.method
+
+
+def read_spectra(path):
+    """One model's spectra: the main table, or a method's rows of its method_spectra table."""
+    if method == "main":
+        return pd.read_parquet(path, columns=columns)
+    table = pd.read_parquet(path, columns=["method", *columns])
+    rows = table[table["method"] == method].drop(columns="method").reset_index(drop=True)
+    if rows.empty:
+        raise ValueError(f"{path}: no rows of method {method!r} (it has {set(table['method'])})")
+    return rows
+
+
+tables = {path: read_spectra(path) for path in dict.fromkeys(smk.input.spectra)}
 spectra = {
     model: tables[path] for model, path in zip(rows["model"], smk.input.spectra, strict=True)
 }

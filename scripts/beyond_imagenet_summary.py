@@ -38,7 +38,8 @@ write_tsv(smk.output.table, table)
 headline = {name: headline_functions(spec)[0] for name, spec in studies.items()}
 pairs = zip(table["study"], table["family"], table["quality"], strict=True)
 headlines = [q == headline[s](f if f != POOLED else "")[0] for s, f, q in pairs]
-shown = table[headlines]  # each family's headline quality
+# each family's headline quality (a boolean Series: an empty list would select no columns)
+shown = table[pd.Series(headlines, index=table.index, dtype=bool)]
 # the figure: each family's declared layers (the table has the rest)
 drawn = shown[(shown["layers_choice"] == "declared") & ~shown["pooled"].astype(bool)]
 save_figure(answer_figure(drawn), [smk.output.png, smk.output.pdf])

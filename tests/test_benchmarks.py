@@ -61,10 +61,14 @@ def test_bench_methods_prints_its_table():
     assert header[:3] == ["model", "Mparams", "a exact"] and "b/a" in header
     row = dict(zip(header, [c.strip() for c in lines[-1].strip("|").split("|")], strict=True))
     assert row["model"] == "squeezenet1_1"
-    for col in ("a exact", "b tsvd", "c ww2020 tsvd", "d sklearn floor", "b/a", "c/a", "d/b"):
+    for col in ("a exact", "b tsvd", "c ww2020 tsvd", "d sklearn floor", "e a+b+c shared",
+                "b/a", "c/a", "d/b", "e/(a+b+c)"):  # fmt: skip
         assert float(row[col]) > 0, col
     assert float(row["b/a"]) == pytest.approx(float(row["b tsvd"]) / float(row["a exact"]),
                                               rel=0.1, abs=0.02)  # fmt: skip
+    separate = sum(float(row[c]) for c in ("a exact", "b tsvd", "c ww2020 tsvd"))
+    assert float(row["e/(a+b+c)"]) == pytest.approx(float(row["e a+b+c shared"]) / separate,
+                                                    rel=0.1, abs=0.02)  # fmt: skip
 
 
 def test_bench_streaming_prints_memory_and_the_floor_ratio():
@@ -109,3 +113,23 @@ def test_bench_guide_refit_prints_the_ratios():
     ratios = json.loads(lines[-1])
     assert set(ratios) == {"step_over_floor", "epoch_over_floor", "step_over_epoch"}
     assert all(v > 0 for v in ratios.values())
+
+
+def test_bench_scheduler_prints_both_schedulers_and_the_ratio():
+    script = BENCH.with_name("bench_scheduler.py")
+    res = subprocess.run(
+        [sys.executable, str(script), "--jobs", "4", "--sleep", "0"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    rows = [line.strip("|").split("|") for line in res.stdout.splitlines() if line.startswith("| ")]
+    table = {r[0].strip(): [float(c) for c in r[1:]] for r in rows[1:]}
+    assert set(table) == {"ilp", "greedy"}
+    for wall, own, per_job in table.values():
+        # own is printed to 0.1 s: per job to 1000 * 0.05 / 8 ms, plus its own rounding
+        assert wall > 0 and own > 0 and per_job == pytest.approx(1000 * own / 8, abs=8)
+    ratio = float(res.stdout.rsplit(":", 1)[1])
+    # from the unrounded seconds: within the 0.05 s rounding of each printed value
+    low = (table["ilp"][1] - 0.05) / (table["greedy"][1] + 0.05)
+    high = (table["ilp"][1] + 0.05) / (table["greedy"][1] - 0.05)
+    assert low - 0.005 <= ratio <= high + 0.005

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from htsr.fit import fit_power_law
@@ -100,3 +101,56 @@ def test_rank_deficient_matrix_is_the_documented_exception() -> None:
     ref_positive = ref["evals"][ref["evals"] > 1e-20]
     alpha = fit_power_law(ref_positive, xmax=ref_positive.max()).alpha
     assert alpha == pytest.approx(ours["alpha"], rel=TOL)
+
+
+def test_analyze_methods_shares_each_eigendecomposition(monkeypatch) -> None:
+    """The pipeline's one job per weight file (rule model_spectra_with_methods): the main
+    analysis, ``tsvd`` and ``ww2020`` from one eigendecomposition per stack, and each table equal
+    to its own :func:`analyze` call (a conv with kernel taps, a conv too small for ``paper``, a
+    Linear, attention, and a layer with a NaN)."""
+    from htsr.spectral import metrics
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(64, 96, 3),
+        torch.nn.Conv2d(96, 20, 1),  # min(N, M) = 20 < 50: too small for a fit, ww2020 norms
+        torch.nn.Linear(120, 80),
+        torch.nn.Linear(80, 60),
+        torch.nn.MultiheadAttention(64, 4),
+    )
+    with torch.no_grad():
+        model[3].weight[0, 0] = float("nan")
+    runs = {
+        "main": {"convention": "paper", "evals": "exact"},
+        "tsvd": {"convention": "paper", "evals": "tsvd"},
+        "ww2020": {"convention": "ww2020", "evals": "tsvd"},
+    }
+    common = {"dtype": "float64", "keep_evals": True}
+    separate = {name: metrics.analyze(model, **common, **kw) for name, kw in runs.items()}
+    calls: list[tuple[int, ...]] = []
+    real = metrics.eigenvalues
+
+    def counted(matrices, **kw):
+        calls.append(tuple(matrices.shape))
+        return real(matrices, **kw)
+
+    monkeypatch.setattr(metrics, "eigenvalues", counted)
+    shared = metrics.analyze_methods(model, runs, **common)
+    assert list(shared) == list(runs)
+    for name, table in shared.items():
+        pd.testing.assert_frame_equal(
+            table.drop(columns="evals"), separate[name].drop(columns="evals"), check_exact=True
+        )
+        for ours, ref in zip(table["evals"], separate[name]["evals"], strict=True):
+            np.testing.assert_array_equal(ours, ref)
+    # one call per stack: paper's 9 taps of the 3x3 conv, the two Linears, the attention's
+    # q, k, v and its out_proj; then ww2020's own 20-column conv (paper decomposes no conv that
+    # small)
+    assert sorted(calls) == sorted([(9, 96, 64), (1, 80, 120), (1, 60, 80), (3, 64, 64),
+                                    (1, 64, 64), (1, 20, 96)])  # fmt: skip
+    assert len(calls) == len(set(calls))
+    # outside analyze_methods nothing is shared
+    calls.clear()
+    metrics.analyze(model[2], dtype="float64")
+    metrics.analyze(model[2], dtype="float64")
+    assert len(calls) == 2

@@ -406,8 +406,15 @@ def test_method_tables_cover_the_sets_that_name_them(pipeline: Pipeline) -> None
         expected = pipeline.models.loc[pipeline.models["set"] == set_name, "model"]
         assert sorted(models["model"]) == sorted(expected), method
         for weights in pipeline.models.loc[pipeline.models["set"] == set_name, "weights"]:
-            table = pd.read_parquet(results / "methods" / method / "spectra" / f"{weights}.parquet")
-            assert len(table) > 0
+            # the method's rows in the file's method table, beside the main table of the same job
+            table = pd.read_parquet(results / "method_spectra" / f"{weights}.parquet")
+            assert set(table["method"]) == {method}, weights
+            main = pd.read_parquet(results / "spectra" / f"{weights}.parquet")
+            assert list(table["layer"]) == list(main["layer"]) and len(table) > 0
+            # tsvd: the exact eigenvalues less the smallest, from the same decomposition
+            if method == "tsvd":
+                for ours, exact in zip(table["evals"], main["evals"], strict=True):
+                    np.testing.assert_array_equal(ours, exact[1:])
     by_method = pd.read_csv(results / "paper" / "alpha_hat_by_method.tsv", sep="\t")
     assert sorted(by_method["model"]) == sorted(
         pipeline.models.loc[pipeline.models["set"] == "osmr_test", "model"]
@@ -542,6 +549,7 @@ def test_killed_spectra_job_leaves_no_complete_output(pipeline: Pipeline) -> Non
     target = f"results/imagenet/spectra/{KILLED}.parquet"
     log = workdir / "logs" / "model_spectra" / "imagenet" / f"{KILLED}.log"
     (workdir / target).unlink()
+    (workdir / "results" / "imagenet" / "method_spectra" / f"{KILLED}.parquet").unlink()
     log.unlink()  # the previous run's log says "analysing" too
     cmd = [
         sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
@@ -559,15 +567,16 @@ def test_killed_spectra_job_leaves_no_complete_output(pipeline: Pipeline) -> Non
     assert started, "the model_spectra job never reached its analysis step"
     assert "wrote" not in log.read_text(), "the job finished before it could be killed"
     assert not (workdir / target).exists()
-    spectra = workdir / "results" / "imagenet" / "spectra"
-    leftovers = [p.name for p in spectra.iterdir() if KILLED in p.name]
+    results = workdir / "results" / "imagenet"
+    leftovers = [p.name for d in ("spectra", "method_spectra") for p in (results / d).iterdir()
+                 if KILLED in p.name]  # fmt: skip
     assert leftovers == []
 
     # Snakemake plans the job again (the stale lock of the killed run needs --unlock first)
     assert snakemake(workdir, "--unlock").returncode == 0
     plan = snakemake(workdir, "-n", "--cores", "1", target)
     assert plan.returncode == 0, plan.stderr[-4000:]
-    assert re.search(r"^model_spectra\s+1$", plan.stdout, re.M), plan.stdout[-3000:]
+    assert re.search(r"^model_spectra_with_methods\s+1$", plan.stdout, re.M), plan.stdout[-3000:]
     rerun = snakemake(workdir, "--cores", "1", target)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
     assert len(pd.read_parquet(workdir / target)) > 0
@@ -596,8 +605,9 @@ def test_default_dry_run_plans_every_model_of_both_papers(tmp_path: Path) -> Non
     files = papers["weights"].nunique()
     assert files < len(papers)  # shared VGG files
     assert counts["download_weights"] == files
-    assert counts["model_spectra"] == files
-    assert counts["method_spectra"] == 67 + 36  # tsvd for paper2019, ww2020 for natcomm2021
+    # one spectra job per file: the main convention and its sets' methods (tsvd for paper2019,
+    # ww2020 for natcomm2021) together; the study names methods, so no plain model_spectra
+    assert counts["model_spectra_with_methods"] == files and "model_spectra" not in counts
     assert counts["esd_figure"] == len(papers)
     assert counts["method_aggregate"] == 2 and counts["set_alpha_histogram"] == 2
     assert counts["paper_comparison"] == 1 and counts["aggregate"] == 1
@@ -619,7 +629,7 @@ def test_core_dry_run_plans_one_job_per_core_model(tmp_path: Path) -> None:
     assert counts["model_spectra"] == 69
     assert counts["esd_figure"] == 69
     assert counts["trend_figure"] == 2  # vgg and resnet of the figure table
-    assert "method_spectra" not in counts  # no set of core's names a method
+    assert "model_spectra_with_methods" not in counts  # no set of core's names a method
     assert counts["aggregate"] == 1 and counts["provenance"] == 1
 
 

@@ -40,6 +40,8 @@ rule aggregate:
         tau_bootstrap=config.get("tau_bootstrap", 2000),
         convention=lambda wildcards: study_convention(wildcards.study),
         evals="exact",
+        # the rows of the spectra tables to read (a method's: its rows of method_spectra)
+        method="main",
     script:
         "../../scripts/aggregate.py"
 
@@ -85,3 +87,4 @@ use rule aggregate as method_aggregate with:
         tau_bootstrap=config.get("tau_bootstrap", 2000),
         convention=lambda wildcards: METHODS[wildcards.method]["convention"],
         evals=lambda wildcards: METHODS[wildcards.method]["evals"],
+        method=lambda wildcards: wildcards.method,

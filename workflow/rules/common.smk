@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import re
 
 import pandas as pd
 import yaml
@@ -232,11 +233,34 @@ def results_dir(study, method="main"):
 
 def spectra_files(study, models=None, method="main"):
     """The spectra tables of ``models`` (default: every selected model of ``study``), one per
-    model row, in order, under ``results_dir(study, method)``."""
+    model row, in order: results/{study}/spectra/ for the main convention; for a method, the
+    file of its weights' methods (rule model_spectra_with_methods; column ``method``).
+    """
     models = study_models(study) if models is None else models
-    return [
-        f"{results_dir(study, method)}/spectra/{w}.parquet" for w in models["weights"]
-    ]
+    where = "spectra" if method == "main" else "method_spectra"
+    return [f"results/{study}/{where}/{w}.parquet" for w in models["weights"]]
+
+
+def weights_methods(study, weights):
+    """The methods a weight file is analysed with besides the main convention: those of every
+    model set of ``study`` that has a row reading it, in config order."""
+    models = study_models(study)
+    sets = models.loc[models["weights"] == weights, "set"]
+    return [m for m in METHODS if any(m in set_methods(study, s) for s in sets)]
+
+
+def methods_params(wildcards):
+    """Params function of model_spectra_with_methods: {method: its convention and evals}."""
+    return {
+        m: dict(METHODS[m]) for m in weights_methods(wildcards.study, wildcards.weights)
+    }
+
+
+def studies_pattern(with_methods):
+    """A regex of the studies that run some method (``with_methods``) or none; never matches
+    when there is none (the spectra rules' study constraints)."""
+    names = [s for s in STUDIES if bool(run_methods(s)) == with_methods]
+    return "|".join(re.escape(s) for s in names) or "(?!)"
 
 
 def model_rows(models):
@@ -449,13 +473,13 @@ def spectra_mem_mb(wildcards, attempt):
 
 def spectra_runtime(wildcards, attempt):
     """Minutes: 3x the measured cost (SPECTRA_* above) for safety, times the attempt number;
-    EVALS_COST_FACTOR of the method's evals times that for a method."""
+    each method of the weight file adds EVALS_COST_FACTOR of its evals times that."""
     mparams = _num_params(wildcards.weights) / 1e6
     seconds = SPECTRA_STARTUP_S + SPECTRA_S_PER_MPARAM * mparams
-    method = getattr(wildcards, "method", None)
-    if method is not None:
-        seconds *= EVALS_COST_FACTOR[METHODS[method]["evals"]]
-    return math.ceil(3 * seconds / 60) * attempt
+    # each method as if alone (an upper bound: the methods reuse the main eigendecomposition)
+    methods = weights_methods(wildcards.study, wildcards.weights)
+    factor = 1 + sum(EVALS_COST_FACTOR[METHODS[m]["evals"]] for m in methods)
+    return math.ceil(3 * seconds * factor / 60) * attempt
 
 
 def analysis_mem_mb(wildcards, attempt):

@@ -7,6 +7,9 @@ rule model_spectra:
         "logs/model_spectra/{study}/{weights}.log",
     benchmark:
         "logs/benchmarks/model_spectra/{study}/{weights}.tsv"
+    # the studies whose model sets name no method (the others: model_spectra_with_methods)
+    wildcard_constraints:
+        study=studies_pattern(with_methods=False),
     # a failed job is retried with more memory and time (the resource functions scale with attempt)
     retries: 2
     conda:
@@ -23,6 +26,7 @@ rule model_spectra:
             "convention": study_convention(wildcards.study),
             "evals": "exact",
         },
+        methods={},
         device=config["device"],
         dtype=config["dtype"],
         include_embeddings=config["include_embeddings"],
@@ -30,18 +34,26 @@ rule model_spectra:
         "../../scripts/model_spectra.py"
 
 
-# The same spectra with one of the papers' own methods (config methods; e.g. the 2019
-# notebooks' TruncatedSVD eigenvalues), for the models of the sets that name it (set_methods).
-use rule model_spectra as method_spectra with:
+# A study whose model sets name the papers' own methods (config methods, the study's
+# set_methods; e.g. the 2019 notebooks' TruncatedSVD eigenvalues): each weight file's main
+# spectra and those of its sets' methods in one job, every matrix decomposed once where the
+# conventions take the same matrices (htsr.spectral.metrics.analyze_methods). The methods' rows
+# go to one table per file, column `method` (none when no set of the file names one).
+use rule model_spectra as model_spectra_with_methods with:
     output:
-        "results/{study}/methods/{method}/spectra/{weights}.parquet",
-    log:
-        "logs/method_spectra/{study}/{method}/{weights}.log",
+        main="results/{study}/spectra/{weights}.parquet",
+        methods="results/{study}/method_spectra/{weights}.parquet",
     benchmark:
-        "logs/benchmarks/method_spectra/{study}/{method}/{weights}.tsv"
+        "logs/benchmarks/model_spectra_with_methods/{study}/{weights}.tsv"
+    wildcard_constraints:
+        study=studies_pattern(with_methods=True),
     params:
         row=weights_params,
-        options=method_options,
+        options=lambda wildcards: {
+            "convention": study_convention(wildcards.study),
+            "evals": "exact",
+        },
+        methods=methods_params,
         device=config["device"],
         dtype=config["dtype"],
         include_embeddings=config["include_embeddings"],

@@ -42,6 +42,7 @@ import dataclasses
 import sys
 import warnings
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -329,13 +330,37 @@ def _normal_floor(dtype: torch.dtype) -> float:
     return float(info.tiny / info.eps)
 
 
-def _stack_evals(matrices: torch.Tensor, opts: _Options) -> list[np.ndarray]:
+#: The eigenvalues shared by the analyses of one model inside :func:`analyze_methods`: the
+#: stack's key (layer, slice labels, shape), dtype, device and ``num_components`` → its
+#: eigenvalues. None outside it (every call computes its own).
+_SHARED_EVALS: ContextVar[dict[tuple[Any, ...], list[np.ndarray]] | None] = ContextVar(
+    "htsr_shared_evals", default=None
+)
+
+
+def _stack_evals(
+    matrices: torch.Tensor, opts: _Options, key: tuple[Any, ...] | None = None
+) -> list[np.ndarray]:
     """Eigenvalues (float64 numpy, ascending; NaN rows for non-finite matrices) of every matrix
-    of the stack, in one batched call."""
+    of the stack, in one batched call; inside :func:`analyze_methods`, a stack of the same
+    ``key`` already decomposed at the same dtype and device is not decomposed again."""
+    shared = _SHARED_EVALS.get()
+    if shared is not None and key is not None:
+        key = (*key, tuple(matrices.shape), opts.dtype, str(opts.device), opts.num_components)
+        if key in shared:
+            return [ev.copy() for ev in shared[key]]
     ev = eigenvalues(matrices, dtype=opts.dtype, device=opts.device)
     if 0 < opts.num_components < ev.shape[-1]:  # a low-rank matrix: its nonzero eigenvalues
         ev = ev[..., -opts.num_components :]
-    return list(ev.to(device="cpu", dtype=torch.float64).numpy())
+    out = list(ev.to(device="cpu", dtype=torch.float64).numpy())
+    if shared is not None and key is not None:
+        shared[key] = [e.copy() for e in out]
+    return out
+
+
+def _stack_key(stack: MatrixStack) -> tuple[Any, ...]:
+    """What identifies a stack's matrices within one model (:func:`_stack_evals`)."""
+    return (stack.layer, stack.layer_type, stack.slices)
 
 
 def _tsvd_evals(stack: MatrixStack, opts: _Options) -> tuple[list[np.ndarray], list[str]]:
@@ -346,7 +371,7 @@ def _tsvd_evals(stack: MatrixStack, opts: _Options) -> tuple[list[np.ndarray], l
     ``opts.dtype``) less the smallest, with the exact route's statuses; W or Wᵀ have the same
     singular values, so the notebooks' orientation does not change them."""
     wide = replace(opts, dtype=torch.float64)
-    evals = _stack_evals(stack.matrices, wide)
+    evals = _stack_evals(stack.matrices, wide, _stack_key(stack))
     statuses = _screened_status(stack.matrices, evals, wide)
     return [ev[1:] for ev in evals], statuses
 
@@ -392,7 +417,7 @@ def _slice_rows(stack: MatrixStack, opts: _Options) -> list[dict[str, Any]]:
         all_evals, statuses = route(stack, opts)
         frob = [f * scale for f in _frobenius_sq(stack)]
     else:
-        all_evals = _stack_evals(stack.matrices, opts)
+        all_evals = _stack_evals(stack.matrices, opts, _stack_key(stack))
         statuses = _screened_status(stack.matrices, all_evals, opts)
     rows = []
     for label, st, evals, frob_sq in zip(stack.slices, statuses, all_evals, frob, strict=True):
@@ -429,7 +454,7 @@ def ww_row(stack: MatrixStack, opts: Any) -> dict[str, Any]:
         row["status"] = "too_large"
     all_evals: list[np.ndarray] = []
     if row["status"] == "ok":  # too_small/too_large layers get no spectrum
-        all_evals = _stack_evals(stack.matrices, opts)
+        all_evals = _stack_evals(stack.matrices, opts, _stack_key(stack))
         statuses = _screened_status(stack.matrices, all_evals, opts)
     else:
         statuses = _slice_status(stack.matrices)
@@ -773,6 +798,40 @@ def analyze(
         empty = np.zeros(0, dtype=np.float64)
         table["evals"] = [e if isinstance(e, np.ndarray) else empty for e in table["evals"]]
     return table.astype({"N": "int64", "M": "int64", "num_evals": "int64", "n_tail": "int64"})
+
+
+def analyze_methods(
+    model: Any, methods: Mapping[str, Mapping[str, Any]], **common: Any
+) -> dict[str, pd.DataFrame]:
+    """Several analyses of one model, each matrix decomposed once: ``{name: analyze(model,
+    **common, **methods[name])}``.
+
+    ``methods`` maps a name to the :func:`analyze` keywords that differ between the analyses
+    (``convention``, ``evals``, ...), ``common`` holds the others. The analyses run in the order
+    given; a stack of matrices (one layer's, cut the same way) that an earlier one decomposed at
+    the same dtype on the same device is not decomposed again. The ``paper`` and ``ww2020``
+    conventions cut the same per-slice matrices, and ``evals="tsvd"`` takes their exact float64
+    eigenvalues, so ``paper`` at ``dtype="float64"``, ``tsvd`` and ``ww2020``/``tsvd`` share one
+    eigendecomposition per matrix. The tables are those of separate calls (tested), at about the
+    cost of one; the eigenvalues are held until the last analysis ends (M float64 numbers per
+    matrix).
+
+    Example
+    -------
+    >>> import torch
+    >>> tables = analyze_methods(
+    ...     torch.nn.Linear(300, 200),
+    ...     {"main": {"evals": "exact"}, "tsvd": {"evals": "tsvd"}},
+    ...     convention="paper", dtype="float64",
+    ... )
+    >>> [(name, int(t.loc[0, "num_evals"])) for name, t in tables.items()]
+    [('main', 200), ('tsvd', 199)]
+    """
+    token = _SHARED_EVALS.set({})
+    try:
+        return {name: analyze(model, **{**common, **dict(kw)}) for name, kw in methods.items()}
+    finally:
+        _SHARED_EVALS.reset(token)
 
 
 def status_counts(table: pd.DataFrame) -> str:

@@ -15,7 +15,8 @@ from htsr.figures.common import new_figure
 
 __all__ = ["allocation_figure", "differences_figure"]
 
-VERDICT_COLOURS = {"better": "C2", "worse": "C3", "undecided": "C0"}
+VERDICT_COLOURS = {"better": "C2", "worse": "C3", "undecided": "C0", "identical": "0.2",
+                   "degenerate": "C1"}  # fmt: skip
 
 
 def _seed_values(text: object) -> list[tuple[int, float]]:
@@ -57,7 +58,10 @@ def differences_figure(differences: pd.DataFrame, *, title: str, quality_label: 
     lo, hi = ax.get_ylim()
     ax.set_ylim(lo, hi + 0.25 * (hi - lo))
     ax.axhline(0, color="k", lw=0.8, zorder=1)
+    present = set(rows["verdict"])
     for verdict, colour in VERDICT_COLOURS.items():
+        if verdict not in present and verdict not in ("better", "worse", "undecided"):
+            continue
         ax.errorbar([], [], yerr=[], fmt="o", color=colour, capsize=5,
                     label=f"mean, 95 % t-interval: {verdict}")  # fmt: skip
     labels = [f"{r['arm']} − {r['baseline']}" + (f"\n{r['group']}" if r["group"] != "all" else "")

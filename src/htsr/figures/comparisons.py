@@ -27,7 +27,7 @@ def _seed_values(text: object) -> list[tuple[int, float]]:
 
 def differences_figure(differences: pd.DataFrame, *, title: str, quality_label: str) -> Figure:
     """One column per (group, arm) row of ``differences`` (:func:`paired_differences`): each
-    seed's difference arm − baseline (grey, labelled with its seed), the mean with its 95 %
+    seed's difference arm − baseline (grey, its seed written above it), the mean with its 95 %
     t-interval (coloured by the verdict) and the numbers above; 0 drawn."""
     rows = differences.reset_index(drop=True)
     width = max(7.0, 1.8 * len(rows) + 3.0)
@@ -36,19 +36,19 @@ def differences_figure(differences: pd.DataFrame, *, title: str, quality_label: 
     top = []
     for i, rec in rows.iterrows():
         seeds = _seed_values(rec["differences"])
-        xs = i - 0.12 + np.linspace(-0.1, 0.1, max(len(seeds), 1))[: len(seeds)]
+        xs = i - 0.1 + np.linspace(-0.2, 0.2, max(len(seeds), 1))[: len(seeds)]
         ys = [v for _, v in seeds]
         ax.scatter(xs, ys, s=22, color="0.45", zorder=3, label="one seed" if i == 0 else None)
         for x, (s, v) in zip(xs, seeds, strict=True):
-            ax.annotate(str(s), (x, v), xytext=(-7, 0), textcoords="offset points", fontsize=6,
-                        color="0.35", va="center")  # fmt: skip
+            ax.annotate(str(s), (x, v), xytext=(0, 4), textcoords="offset points", fontsize=7,
+                        color="0.35", ha="center", va="bottom")  # fmt: skip
         colour = VERDICT_COLOURS.get(rec["verdict"], "C0")
         if np.isfinite(rec["low"]):
-            ax.errorbar(i + 0.15, rec["mean"], yerr=[[rec["mean"] - rec["low"]],
+            ax.errorbar(i + 0.25, rec["mean"], yerr=[[rec["mean"] - rec["low"]],
                         [rec["high"] - rec["mean"]]], fmt="o", color=colour, capsize=5,
                         zorder=4)  # fmt: skip
         else:
-            ax.plot(i + 0.15, rec["mean"], "o", color=colour, zorder=4)
+            ax.plot(i + 0.25, rec["mean"], "o", color=colour, zorder=4)
         top.append(max([*ys, rec["high"] if np.isfinite(rec["high"]) else rec["mean"]]))
     span = np.nanmax(np.abs(ax.get_ylim())) or 1.0
     for i, rec in rows.iterrows():

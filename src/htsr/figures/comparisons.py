@@ -69,7 +69,7 @@ def differences_figure(differences: pd.DataFrame, *, title: str, quality_label: 
     ax.set_xticks(range(len(rows)), labels, fontsize=8)
     ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.set_ylabel(f"difference in {quality_label}\n(arm − baseline, paired by seed)")
-    ax.set_title(textwrap.fill(title, int(width * 11)), fontsize=9)
+    ax.set_title(textwrap.fill(title, int(width * 13)), fontsize=9)
     ax.legend(fontsize=7, loc="best")
     return fig
 

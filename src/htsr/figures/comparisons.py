@@ -15,7 +15,8 @@ from htsr.figures.common import new_figure
 
 __all__ = ["allocation_figure", "differences_figure"]
 
-VERDICT_COLOURS = {"better": "C2", "worse": "C3", "undecided": "C0"}
+VERDICT_COLOURS = {"better": "C2", "worse": "C3", "undecided": "C0", "identical": "0.2",
+                   "degenerate": "C1"}  # fmt: skip
 
 
 def _seed_values(text: object) -> list[tuple[int, float]]:
@@ -26,7 +27,7 @@ def _seed_values(text: object) -> list[tuple[int, float]]:
 
 def differences_figure(differences: pd.DataFrame, *, title: str, quality_label: str) -> Figure:
     """One column per (group, arm) row of ``differences`` (:func:`paired_differences`): each
-    seed's difference arm − baseline (grey, labelled with its seed), the mean with its 95 %
+    seed's difference arm − baseline (grey, its seed written above it), the mean with its 95 %
     t-interval (coloured by the verdict) and the numbers above; 0 drawn."""
     rows = differences.reset_index(drop=True)
     width = max(7.0, 1.8 * len(rows) + 3.0)
@@ -35,19 +36,19 @@ def differences_figure(differences: pd.DataFrame, *, title: str, quality_label: 
     top = []
     for i, rec in rows.iterrows():
         seeds = _seed_values(rec["differences"])
-        xs = i - 0.12 + np.linspace(-0.1, 0.1, max(len(seeds), 1))[: len(seeds)]
+        xs = i - 0.1 + np.linspace(-0.2, 0.2, max(len(seeds), 1))[: len(seeds)]
         ys = [v for _, v in seeds]
         ax.scatter(xs, ys, s=22, color="0.45", zorder=3, label="one seed" if i == 0 else None)
         for x, (s, v) in zip(xs, seeds, strict=True):
-            ax.annotate(str(s), (x, v), xytext=(-7, 0), textcoords="offset points", fontsize=6,
-                        color="0.35", va="center")  # fmt: skip
+            ax.annotate(str(s), (x, v), xytext=(0, 4), textcoords="offset points", fontsize=7,
+                        color="0.35", ha="center", va="bottom")  # fmt: skip
         colour = VERDICT_COLOURS.get(rec["verdict"], "C0")
         if np.isfinite(rec["low"]):
-            ax.errorbar(i + 0.15, rec["mean"], yerr=[[rec["mean"] - rec["low"]],
+            ax.errorbar(i + 0.25, rec["mean"], yerr=[[rec["mean"] - rec["low"]],
                         [rec["high"] - rec["mean"]]], fmt="o", color=colour, capsize=5,
                         zorder=4)  # fmt: skip
         else:
-            ax.plot(i + 0.15, rec["mean"], "o", color=colour, zorder=4)
+            ax.plot(i + 0.25, rec["mean"], "o", color=colour, zorder=4)
         top.append(max([*ys, rec["high"] if np.isfinite(rec["high"]) else rec["mean"]]))
     span = np.nanmax(np.abs(ax.get_ylim())) or 1.0
     for i, rec in rows.iterrows():
@@ -57,7 +58,10 @@ def differences_figure(differences: pd.DataFrame, *, title: str, quality_label: 
     lo, hi = ax.get_ylim()
     ax.set_ylim(lo, hi + 0.25 * (hi - lo))
     ax.axhline(0, color="k", lw=0.8, zorder=1)
+    present = set(rows["verdict"])
     for verdict, colour in VERDICT_COLOURS.items():
+        if verdict not in present and verdict not in ("better", "worse", "undecided"):
+            continue
         ax.errorbar([], [], yerr=[], fmt="o", color=colour, capsize=5,
                     label=f"mean, 95 % t-interval: {verdict}")  # fmt: skip
     labels = [f"{r['arm']} − {r['baseline']}" + (f"\n{r['group']}" if r["group"] != "all" else "")
@@ -65,7 +69,7 @@ def differences_figure(differences: pd.DataFrame, *, title: str, quality_label: 
     ax.set_xticks(range(len(rows)), labels, fontsize=8)
     ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.set_ylabel(f"difference in {quality_label}\n(arm − baseline, paired by seed)")
-    ax.set_title(textwrap.fill(title, int(width * 11)), fontsize=9)
+    ax.set_title(textwrap.fill(title, int(width * 13)), fontsize=9)
     ax.legend(fontsize=7, loc="best")
     return fig
 

@@ -24,7 +24,10 @@ Kinds:
 The verdict (:func:`paired_differences`): per group (fine-tuning: label fraction; pruning:
 sparsity) and arm, the differences ``d_i = q(arm, seed i) − q(baseline, seed i)``, their mean
 and its 95 % t-interval ``mean ± t_{0.975, n−1}·sd/√n``; ``better`` (or ``worse``) only when the
-interval excludes 0, else ``undecided``.
+interval excludes 0, else ``undecided``. Differences without spread (sd = 0) give a zero-width
+interval that says nothing about the uncertainty, so they are named, never decided:
+``identical`` when every seed's difference is 0 (the arms gave the same quality), ``degenerate``
+when every seed differs by the same non-zero amount (:func:`paired_verdict`).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from htsr.experiments.grids import GRIDS, value_text
 
 __all__ = [
     "KINDS", "Comparison", "Interval", "Run", "comparison_from_dict", "paired_differences",
-    "t_interval", "verdict",
+    "paired_verdict", "t_interval", "verdict",
 ]  # fmt: skip
 
 KINDS = ("training", "finetuning", "pruning", "allocation")
@@ -85,6 +88,37 @@ def verdict(low: float, high: float, higher_is_better: bool = True) -> str:
     if not (np.isfinite(low) and np.isfinite(high)) or low <= 0 <= high:
         return "undecided"
     return "better" if (low > 0) == higher_is_better else "worse"
+
+
+def paired_verdict(
+    arm: Sequence[float], base: Sequence[float], level: float = 0.95, higher_is_better: bool = True
+) -> tuple[Interval, str]:
+    """The t-interval (:func:`t_interval`) of the paired differences ``d = arm − base`` and its
+    verdict: :func:`verdict`, except when the differences have no spread (at least 2 pairs,
+    max d − min d ≤ 1e-9·max |q|, float noise in a constant difference), where the zero-width
+    interval carries no uncertainty: ``identical`` when every ``arm_i == base_i`` (within the same
+    tolerance), ``degenerate`` when every seed differs by the same non-zero amount. Neither counts
+    as a difference.
+
+    >>> paired_verdict([0.9, 0.8, 0.7], [0.9, 0.8, 0.7])[1]
+    'identical'
+    >>> paired_verdict([0.91, 0.81, 0.71], [0.9, 0.8, 0.7])[1]
+    'degenerate'
+    >>> paired_verdict([0.92, 0.81, 0.715], [0.9, 0.8, 0.7])[1]
+    'better'
+    """
+    a, b = np.asarray(arm, dtype=float), np.asarray(base, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired_verdict: {a.size} arm values but {b.size} baseline values")
+    d = a - b
+    ci = t_interval(d, level)
+    if ci.n >= 2:
+        tol = 1e-9 * max(float(np.abs(a).max()), float(np.abs(b).max()))
+        if float(np.abs(d).max()) <= tol:
+            return ci, "identical"
+        if float(np.ptp(d)) <= tol:
+            return ci, "degenerate"
+    return ci, verdict(ci.low, ci.high, higher_is_better)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,9 +266,9 @@ def paired_differences(
 
     Columns: ``group``, ``arm``, ``baseline``, ``n`` (seeds with both), ``arm_mean``,
     ``baseline_mean``, ``mean`` (of the differences), ``low``, ``high`` (its ``level``
-    t-interval, :func:`t_interval`), ``verdict`` (:func:`verdict`), ``wins`` (seeds where the arm
-    is better), ``differences`` (per seed, ``seed:value;…``) and ``missing`` (seeds without a
-    pair, or with a non-finite quality).
+    t-interval, :func:`t_interval`), ``verdict`` (:func:`paired_verdict`), ``wins`` (seeds
+    where the arm is better), ``differences`` (per seed, ``seed:value;…``) and ``missing``
+    (seeds without a pair, or with a non-finite quality).
 
     >>> r = pd.DataFrame({"group": "all", "arm": ["a", "b"] * 3, "seed": [0, 0, 1, 1, 2, 2],
     ...                   "quality": [90, 91, 92, 93.5, 91, 92]})
@@ -257,14 +291,15 @@ def paired_differences(
             pairs = pd.DataFrame({"arm": other, "base": base}).reindex(seeds).astype(float)
             ok = pairs.notna().all(axis=1) & np.isfinite(pairs).all(axis=1)
             d = (pairs["arm"] - pairs["base"])[ok]
-            ci = t_interval(d.to_numpy(), level)
+            ci, decided = paired_verdict(pairs.loc[ok, "arm"], pairs.loc[ok, "base"], level,
+                                         higher_is_better)  # fmt: skip
             wins = int(((d > 0) if higher_is_better else (d < 0)).sum())
             rows.append({
                 "group": group, "arm": arm, "baseline": baseline, "n": ci.n,
                 "arm_mean": float(pairs.loc[ok, "arm"].mean()),
                 "baseline_mean": float(pairs.loc[ok, "base"].mean()),
                 "mean": ci.mean, "low": ci.low, "high": ci.high,
-                "verdict": verdict(ci.low, ci.high, higher_is_better), "wins": wins,
+                "verdict": decided, "wins": wins,
                 "differences": ";".join(f"{s}:{v:.6g}" for s, v in d.items()),
                 "missing": ";".join(str(s) for s in pairs.index[~ok]),
             })  # fmt: skip

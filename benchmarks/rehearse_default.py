@@ -65,6 +65,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_scheduler import own_cpu_s  # noqa: E402 - Snakemake's own CPU, read from /proc
 
 #: The cells of a model table that carry a weight file's hash; :func:`rehearsal_table` changes
 #: these and nothing else.
@@ -215,16 +217,6 @@ def write_rehearsal_config(config_dir: Path, tables: list[str], files: Mapping[s
 # --------------------------------------------------------------------------- run
 
 
-def _own_cpu_s(pid: int) -> float | None:
-    """CPU seconds (user + system) of process ``pid`` itself, not its children, from
-    ``/proc/PID/stat`` (fields 14 and 15); None where there is no such file."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def run_snakemake(
     work: Path,
     base_url: str,
@@ -256,7 +248,7 @@ def run_snakemake(
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=fh, stderr=subprocess.STDOUT)
         while proc.poll() is None:
-            own = _own_cpu_s(proc.pid) or own
+            own = own_cpu_s(proc.pid) or own
             try:
                 proc.wait(timeout=1.0)
             except subprocess.TimeoutExpired:

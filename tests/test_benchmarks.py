@@ -13,10 +13,12 @@ import torch
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_analyze.py"
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, script: str = BENCH.name) -> subprocess.CompletedProcess[str]:
+    """Run ``benchmarks/{script}`` with ``args`` (default: bench_analyze.py)."""
     return subprocess.run(
-        [sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=600
-    )
+        [sys.executable, str(BENCH.with_name(script)), *args],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
 
 
 def test_bench_analyze_prints_its_table():
@@ -50,11 +52,7 @@ def test_bench_analyze_cuda_without_gpu_is_a_clear_error():
 
 
 def test_bench_methods_prints_its_table():
-    script = BENCH.with_name("bench_methods.py")
-    res = subprocess.run(
-        [sys.executable, str(script), "--models", "squeezenet1_1", "--threads", "1"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    res = _run("--models", "squeezenet1_1", "--threads", "1", script="bench_methods.py")
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     header = [c.strip() for c in lines[1].strip("|").split("|")]
@@ -72,9 +70,7 @@ def test_bench_methods_prints_its_table():
 
 
 def test_bench_streaming_prints_memory_and_the_floor_ratio():
-    bench = BENCH.with_name("bench_streaming.py")
-    cmd = [sys.executable, str(bench), "--layers", "1", "--shards", "2", "--threads", "1"]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    res = _run("--layers", "1", "--shards", "2", "--threads", "1", script="bench_streaming.py")
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     header = lines[lines.index("streaming analysis of a sharded checkpoint (threads: 1)") + 1]
@@ -86,10 +82,8 @@ def test_bench_streaming_prints_memory_and_the_floor_ratio():
 
 
 def test_bench_experiments_estimates_a_grid():
-    bench = BENCH.with_name("bench_experiments.py")
-    res = subprocess.run([sys.executable, str(bench), "--study", "gnn", "--grid", "quick",
-                          "--threads", "1", "--cores", "2"],
-                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    res = _run("--study", "gnn", "--grid", "quick", "--threads", "1", "--cores", "2",
+               script="bench_experiments.py")  # fmt: skip
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     per_setting = [line for line in lines if line.startswith("gnn gcn_depth")]
@@ -99,9 +93,7 @@ def test_bench_experiments_estimates_a_grid():
 
 
 def test_bench_guide_refit_prints_the_ratios():
-    bench = BENCH.with_name("bench_guide_refit.py")
-    cmd = [sys.executable, str(bench), "--n", "128", "--epochs", "2", "--threads", "1"]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    res = _run("--n", "128", "--epochs", "2", "--threads", "1", script="bench_guide_refit.py")
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     header = lines[1].split()
@@ -116,11 +108,7 @@ def test_bench_guide_refit_prints_the_ratios():
 
 
 def test_bench_scheduler_prints_both_schedulers_and_the_ratio():
-    script = BENCH.with_name("bench_scheduler.py")
-    res = subprocess.run(
-        [sys.executable, str(script), "--jobs", "4", "--sleep", "0"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    res = _run("--jobs", "4", "--sleep", "0", script="bench_scheduler.py")
     assert res.returncode == 0, res.stderr
     rows = [line.strip("|").split("|") for line in res.stdout.splitlines() if line.startswith("| ")]
     table = {r[0].strip(): [float(c) for c in r[1:]] for r in rows[1:]}

@@ -250,7 +250,8 @@ def weights_methods(study, weights):
 
 
 def methods_params(wildcards):
-    """Params function of model_spectra_with_methods: {method: its convention and evals}."""
+    """Params function of the spectra rules: {method: its convention and evals} for every method
+    of the file's sets ({} where they name none)."""
     return {
         m: dict(METHODS[m]) for m in weights_methods(wildcards.study, wildcards.weights)
     }

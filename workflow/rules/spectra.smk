@@ -26,7 +26,8 @@ rule model_spectra:
             "convention": study_convention(wildcards.study),
             "evals": "exact",
         },
-        methods={},
+        # the config methods of the file's sets (none in the studies this rule serves)
+        methods=methods_params,
         device=config["device"],
         dtype=config["dtype"],
         include_embeddings=config["include_embeddings"],
@@ -47,13 +48,3 @@ use rule model_spectra as model_spectra_with_methods with:
         "logs/benchmarks/model_spectra_with_methods/{study}/{weights}.tsv"
     wildcard_constraints:
         study=studies_pattern(with_methods=True),
-    params:
-        row=weights_params,
-        options=lambda wildcards: {
-            "convention": study_convention(wildcards.study),
-            "evals": "exact",
-        },
-        methods=methods_params,
-        device=config["device"],
-        dtype=config["dtype"],
-        include_embeddings=config["include_embeddings"],

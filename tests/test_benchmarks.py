@@ -86,7 +86,7 @@ def test_bench_experiments_estimates_a_grid():
                script="bench_experiments.py")  # fmt: skip
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
-    per_setting = [line for line in lines if line.startswith("gnn gcn_depth")]
+    per_setting = [line for line in lines if line.startswith("gnn gcn_deep")]
     assert len(per_setting) == 2 and "s per 20 steps" in per_setting[0]
     assert "gnn: 16 models" in res.stdout and "estimated wall time on 2 cores" in res.stdout
     assert json.loads(lines[-1])["gnn"] > 0

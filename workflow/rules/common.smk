@@ -243,7 +243,8 @@ def spectra_files(study, models=None, method="main"):
 
 def esd_models(study):
     """Params of esd_figures: for every selected model of ``study``, in order, its name, its
-    spectra table and its ``layers`` pattern (the model's part of a shared checkpoint)."""
+    spectra table and its ``layers`` pattern (the model's part of a shared checkpoint).
+    """
     models = study_models(study)
     return [
         {"model": model, "spectra": path, "layers": layers}

@@ -373,6 +373,22 @@ def report(
 # --------------------------------------------------------------------------- main
 
 
+def set_aside(out: Path) -> Path:
+    """Move a finished rehearsal's ``work/results`` and ``work/logs`` to
+    ``out/previous/{time}/`` (with copies of its ``snakemake.log``, ``rehearsal.md`` and
+    ``timing.json``), leaving the weight files and Snakemake's records, so the next run redoes
+    the analysis and nothing else; returns that folder."""
+    aside = out / "previous" / time.strftime("%Y%m%dT%H%M%S")
+    aside.mkdir(parents=True)
+    for name in ("results", "logs"):
+        if (out / "work" / name).exists():
+            shutil.move(out / "work" / name, aside / name)
+    for name in ("snakemake.log", "rehearsal.md", "timing.json"):
+        if (out / name).exists():
+            shutil.copy2(out / name, aside / name)
+    return aside
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for everything")
@@ -426,15 +442,7 @@ def main() -> None:
     if args.analysis_only:
         if not port:
             raise SystemExit("--analysis-only needs the first run's --port (none in timing.json)")
-        aside = out / "previous" / time.strftime("%Y%m%dT%H%M%S")
-        aside.mkdir(parents=True)
-        for name in ("results", "logs"):
-            if (work / name).exists():
-                shutil.move(work / name, aside / name)
-        for name in ("snakemake.log", "rehearsal.md", "timing.json"):
-            if (out / name).exists():
-                shutil.copy2(out / name, aside / name)
-        print(f"  previous results and logs moved to {aside}", flush=True)
+        print(f"  previous results and logs moved to {set_aside(out)}", flush=True)
     with serve_zoo(by_model, port=port) as base:
         port = int(base.rsplit(":", 1)[1])
         timing_path.write_text(json.dumps({"build_s": build_s, "port": port}))

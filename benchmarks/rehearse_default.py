@@ -35,9 +35,12 @@ Usage::
     nice -n 5 python benchmarks/rehearse_default.py --out /tmp/rehearsal --cores 2   # full
     python benchmarks/rehearse_default.py --out /tmp/rehearsal --report-only        # re-report
 
-The analysis alone, once the weights are on disk: move ``OUT/work/results``, ``OUT/work/logs``
-and ``OUT/snakemake.log`` aside and run the full command again; the files are built and
-downloaded already (their jobs are up to date), so the report counts every other job.
+The analysis alone, once the weights are on disk: ``--analysis-only`` moves ``OUT/work/results``
+and ``OUT/work/logs`` aside (to ``OUT/previous/``) and runs the full command again on the
+``--port`` the first run used (the server's address is part of each download's ``url`` param,
+so another port would download every file again); the files are built and downloaded already
+(their jobs are up to date), so the run and the report count every other job. Give the first
+run a fixed ``--port`` too, or read its port from ``OUT/timing.json``.
 
 ``--delete-weights`` removes ``OUT/served`` and ``OUT/work/resources/weights`` after the run
 (10.6 GB each at full scale).
@@ -370,6 +373,22 @@ def report(
 # --------------------------------------------------------------------------- main
 
 
+def set_aside(out: Path) -> Path:
+    """Move a finished rehearsal's ``work/results`` and ``work/logs`` to
+    ``out/previous/{time}/`` (with copies of its ``snakemake.log``, ``rehearsal.md`` and
+    ``timing.json``), leaving the weight files and Snakemake's records, so the next run redoes
+    the analysis and nothing else; returns that folder."""
+    aside = out / "previous" / time.strftime("%Y%m%dT%H%M%S")
+    aside.mkdir(parents=True)
+    for name in ("results", "logs"):
+        if (out / "work" / name).exists():
+            shutil.move(out / "work" / name, aside / name)
+    for name in ("snakemake.log", "rehearsal.md", "timing.json"):
+        if (out / name).exists():
+            shutil.copy2(out / name, aside / name)
+    return aside
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for everything")
@@ -381,6 +400,12 @@ def main() -> None:
     parser.add_argument("--snakemake-option", action="append", default=[],
                         help="a further Snakemake option, e.g. --snakemake-option=--scheduler"
                         " --snakemake-option=greedy (repeatable; none by default)")  # fmt: skip
+    parser.add_argument("--port", type=int, default=None,
+                        help="the loopback server's port (default: the previous run's, from"
+                        " OUT/timing.json, else any free port)")  # fmt: skip
+    parser.add_argument("--analysis-only", action="store_true",
+                        help="move OUT/work/results and logs aside and run again on the weights"
+                        " already downloaded")  # fmt: skip
     parser.add_argument("--delete-weights", action="store_true",
                         help="remove the weight files (served, downloaded) afterwards")  # fmt: skip
     args = parser.parse_args()
@@ -411,12 +436,21 @@ def main() -> None:
     by_model = {str(r["model"]): files[str(r["weights"])]
                 for _, r in rows.drop_duplicates("weights").iterrows()}  # fmt: skip
     print("4. snakemake", flush=True)
-    (out / "timing.json").write_text(json.dumps({"build_s": build_s}))
-    with serve_zoo(by_model) as base:
+    timing_path = out / "timing.json"
+    previous = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+    port = args.port if args.port is not None else previous.get("port", 0)
+    if args.analysis_only:
+        if not port:
+            raise SystemExit("--analysis-only needs the first run's --port (none in timing.json)")
+        print(f"  previous results and logs moved to {set_aside(out)}", flush=True)
+    with serve_zoo(by_model, port=port) as base:
+        port = int(base.rsplit(":", 1)[1])
+        timing_path.write_text(json.dumps({"build_s": build_s, "port": port}))
         wall, cpu, own = run_snakemake(
             work, base, args.cores, extra, out / "snakemake.log", args.snakemake_option
         )
-    timing = {"wall_s": wall, "build_s": build_s, "cpu_s": cpu, "own_cpu_s": own}
+    timing = {"wall_s": wall, "build_s": build_s, "cpu_s": cpu, "own_cpu_s": own, "port": port,
+              "analysis_only": args.analysis_only, "options": args.snakemake_option}  # fmt: skip
     (out / "timing.json").write_text(json.dumps(timing))
     print(f"5. report ({out / 'rehearsal.md'})", flush=True)
     print(report(out, wall, build_s, cpu, own))

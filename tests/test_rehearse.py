@@ -107,3 +107,37 @@ def test_report_sums_the_benchmark_files_per_rule(tmp_path: Path) -> None:
     assert (spectra["peak_rss_mb"], spectra["mem_mb"]) == (2500.0, 6000)
     assert spectra["worst_rss_share"] == pytest.approx(max(700 / 3000, 2500 / 6000))
     assert (agg["jobs"], agg["mem_mb"], agg["worst_rss_share"]) == (1, 2048, 300 / 2048)
+
+
+def test_a_fixed_port_serves_the_same_urls_again(rehearsal) -> None:
+    """--analysis-only reruns on the first run's port: the download rule's url param is then
+    unchanged and Snakemake keeps the downloaded files."""
+    import socket
+
+    _, rows, files, _, _ = rehearsal
+    model = rows["model"].iloc[0]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    bases = []
+    for _ in range(2):
+        with serve_zoo({model: files[rows["weights"].iloc[0]]}, port=port) as base:
+            bases.append(str(base))
+            assert base.endswith(f":{port}")
+    assert bases[0] == bases[1]
+
+
+def test_set_aside_keeps_the_weights_and_moves_the_analysis(tmp_path: Path) -> None:
+    from rehearse_default import set_aside
+
+    for rel in ("work/results/imagenet/models.tsv", "work/logs/aggregate/imagenet.log",
+                "work/resources/weights/a.pth", "snakemake.log", "timing.json"):  # fmt: skip
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rel)
+    aside = set_aside(tmp_path)
+    assert aside.parent == tmp_path / "previous"
+    assert (aside / "results/imagenet/models.tsv").read_text() == "work/results/imagenet/models.tsv"
+    assert (aside / "logs/aggregate/imagenet.log").is_file() and (aside / "timing.json").is_file()
+    assert not (tmp_path / "work/results").exists() and not (tmp_path / "work/logs").exists()
+    assert (tmp_path / "work/resources/weights/a.pth").is_file()  # the downloads stay
+    assert (tmp_path / "snakemake.log").is_file()  # copied, not moved

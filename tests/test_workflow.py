@@ -518,8 +518,11 @@ def test_logs_per_rule_and_model(pipeline: Pipeline) -> None:
             text = (logs / "model_spectra" / study / f"{row.weights}.log").read_text()
             out = f"results/{study}/spectra/{row.weights}.parquet"
             assert f"{row.weights} ({row.model}): wrote {out}" in text
-        for model in table["model"]:
-            assert (logs / "esd_figure" / study / f"{model}.log").is_file()
+        # one ESD job per study draws every model's figure, logging each
+        text = (logs / "esd_figures" / f"{study}.log").read_text()
+        n = len(table)
+        for i, model in enumerate(table["model"], 1):
+            assert f"{i}/{n} {model}: " in text, (study, model)
 
 
 def test_report_names_every_figure(pipeline: Pipeline) -> None:
@@ -608,13 +611,12 @@ def test_default_dry_run_plans_every_model_of_both_papers(tmp_path: Path) -> Non
     # one spectra job per file: the main convention and its sets' methods (tsvd for paper2019,
     # ww2020 for natcomm2021) together; the study names methods, so no plain model_spectra
     assert counts["model_spectra_with_methods"] == files and "model_spectra" not in counts
-    assert counts["esd_figure"] == len(papers)
+    assert counts["esd_figures"] == 1  # every model's ESD figure in one job
     assert counts["method_aggregate"] == 2 and counts["set_alpha_histogram"] == 2
     assert counts["paper_comparison"] == 1 and counts["aggregate"] == 1
     for weights in papers["weights"]:
         assert f"results/imagenet/spectra/{weights}.parquet" in out, weights
-    for model in papers["model"]:
-        assert f"results/imagenet/figures/esd/{model}.png" in out, model
+    assert "output: results/imagenet/figures/esd\n" in out  # a folder of {model}.png/.pdf
     for figure in ("mm2019_fig3_vgg", "mm2019_fig4_resnet", "mm2019_appendix", "mm2019_tsvd",
                    "natcomm2021_table1"):  # fmt: skip
         assert f"results/imagenet/figures/{figure}.png" in out, figure
@@ -627,7 +629,7 @@ def test_core_dry_run_plans_one_job_per_core_model(tmp_path: Path) -> None:
     assert len(core) == 69
     assert counts["download_weights"] == 69
     assert counts["model_spectra"] == 69
-    assert counts["esd_figure"] == 69
+    assert counts["esd_figures"] == 1
     assert counts["trend_figure"] == 2  # vgg and resnet of the figure table
     assert "model_spectra_with_methods" not in counts  # no set of core's names a method
     assert counts["aggregate"] == 1 and counts["provenance"] == 1
@@ -640,7 +642,7 @@ def test_nlp_dry_run_plans_one_download_and_spectrum_per_core_checkpoint(tmp_pat
     files = core["weights"].nunique()
     assert files == len(core) - 1  # pythia-410m's last step is also the size family's 410m
     assert counts["download_weights"] == files and counts["model_spectra"] == files
-    assert counts["esd_figure"] == len(core)
+    assert counts["esd_figures"] == 1
     assert counts["trajectory_figure"] == 1  # pythia-410m-trajectory (1.4b is in set all)
     assert counts["aggregate"] == 1 and "paper_comparison" not in counts
     for weights in core["weights"]:
@@ -675,7 +677,7 @@ def test_answer_table_plans_every_studys_jobs(tmp_path: Path) -> None:
     assert counts["model_spectra"] == sum(files.values()) - files["imagenet"]
     assert counts["download_weights"] == sum(files.values())
     assert counts["aggregate"] == 4 and counts["beyond_imagenet_summary"] == 1
-    assert "esd_figure" not in counts  # only what the answer table needs
+    assert "esd_figures" not in counts  # only what the answer table needs
 
 
 def test_bad_selection_stops_before_any_job(tmp_path: Path) -> None:

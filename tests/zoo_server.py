@@ -400,11 +400,12 @@ def _handler(state: _Zoo) -> type[BaseHTTPRequestHandler]:
 
 @contextmanager
 def serve_zoo(
-    files: Mapping[str, Path], *, faults: dict[str, str] | None = None
+    files: Mapping[str, Path], *, faults: dict[str, str] | None = None, port: int = 0
 ) -> Iterator[_ServedZoo]:
-    """Serve ``files`` (from :func:`make_weight_files`) on 127.0.0.1; yield the base URL."""
+    """Serve ``files`` (from :func:`make_weight_files`) on 127.0.0.1 (``port``; 0: any free
+    one); yield the base URL."""
     state = _Zoo(files, faults if faults is not None else {})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(state))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="zoo-server", daemon=True)
     thread.start()

@@ -241,6 +241,19 @@ def spectra_files(study, models=None, method="main"):
     return [f"results/{study}/{where}/{w}.parquet" for w in models["weights"]]
 
 
+def esd_models(study):
+    """Params of esd_figures: for every selected model of ``study``, in order, its name, its
+    spectra table and its ``layers`` pattern (the model's part of a shared checkpoint).
+    """
+    models = study_models(study)
+    return [
+        {"model": model, "spectra": path, "layers": layers}
+        for model, path, layers in zip(
+            models.index, spectra_files(study, models), models["layers"]
+        )
+    ]
+
+
 def weights_methods(study, weights):
     """The methods a weight file is analysed with besides the main convention: those of every
     model set of ``study`` that has a row reading it, in config order."""
@@ -405,8 +418,7 @@ def study_outputs(study):
                 ext=FORMATS),
         *expand("{where}/figures/alpha_histogram/{set}.{ext}", where=where,
                 set=study_sets(study), ext=FORMATS),
-        *expand("{where}/figures/esd/{model}.{ext}", where=where, model=models.index,
-                ext=FORMATS),
+        f"{where}/figures/esd",
         *expand("{where}/figures/trajectory/{family}.{ext}", where=where,
                 family=trajectory_families(study), ext=FORMATS),
         *expand("{where}/methods/{method}/models.tsv", where=where, method=run_methods(study)),

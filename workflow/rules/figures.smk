@@ -148,24 +148,24 @@ use rule alpha_histogram as set_alpha_histogram with:
         title=lambda wildcards: f"study {wildcards.study}, model set {wildcards.set}",
 
 
-rule esd_figure:
+# One job per study draws every model's ESD figure (a job per model cost Snakemake more
+# bookkeeping than the figure itself: docs/pipeline.md).
+rule esd_figures:
     input:
-        spectra=lambda wildcards: spectra_files(
-            wildcards.study, MODELS.loc[[wildcards.model]]
-        ),
+        spectra=lambda wildcards: spectra_files(wildcards.study),
     output:
-        png=report(
-            "results/{study}/figures/esd/{model}.png",
+        report(
+            directory("results/{study}/figures/esd"),
+            patterns=["{model}.png"],
             caption="../report/esd.rst",
             category="Spectra",
             subcategory="ESD of the largest matrix",
             labels={"study": "{study}", "model": "{model}"},
         ),
-        pdf="results/{study}/figures/esd/{model}.pdf",
     log:
-        "logs/esd_figure/{study}/{model}.log",
+        "logs/esd_figures/{study}.log",
     benchmark:
-        "logs/benchmarks/esd_figure/{study}/{model}.tsv"
+        "logs/benchmarks/esd_figures/{study}.tsv"
     conda:
         "../../envs/analysis.yaml"
     threads: 1
@@ -173,9 +173,9 @@ rule esd_figure:
         mem_mb=analysis_mem_mb,
         runtime=analysis_runtime,
     params:
-        layers=lambda wildcards: MODELS.loc[wildcards.model, "layers"],
+        models=lambda wildcards: esd_models(wildcards.study),
     script:
-        "../../scripts/esd_figure.py"
+        "../../scripts/esd_figures.py"
 
 
 # Nat. Commun. 2021's "correlation flow": alpha by layer depth for the best and the worst model

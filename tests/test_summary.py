@@ -73,8 +73,21 @@ def test_answer_text_is_generated_from_the_table() -> None:
          "reference": False, "non_cnn": True},
         {"study": "nlp", "family": "gpt2", "metric": "alpha_weighted", "verdict": "undecided",
          "reference": False, "non_cnn": True},
+        {"study": "autoencoders_trained", "family": "conv_ae_code", "metric": "alpha_weighted",
+         "verdict": "holds", "reference": False, "non_cnn": False, "kendall_tau": -0.6,
+         "kendall_tau_low": -0.8, "kendall_tau_high": -0.3, "n": 18, "layers": "all",
+         "quality_range": 3.0, "seed_sd": 0.2, "alpha_hat_inverts": False, "simpson": False},
     ])  # fmt: skip
     text = summary.answer_text(table)
+    # a question whose pretrained study did not run is answered by the families trained here
+    answered = (
+        "**Autoencoders (reconstruction quality)**: no pretrained family in this run (it"
+        " needs the real weights: `snakemake --cores 16 --config"
+        " 'studies=[imagenet,autoencoders]'`); on models trained here"
+        " (autoencoders_trained): 1 holds (conv_ae_code); 0 fails; 0 undecided."
+    )
+    assert answered in text
+    assert "  - conv_ae_code (n = 18, layers `all`): α̂ τ = -0.60 [-0.80, -0.30], holds" in text
     assert "**ImageNet (reference)**: 2 holds (VGG, ViT); 0 fails; 0 undecided." in text
     non_cnn = "**Non-CNN architectures (transformers, graph and capsule networks)**"
     assert (f"{non_cnn} (imagenet, nlp): 1 holds (imagenet/ViT); 1 fails (nlp/pythia);"

@@ -198,15 +198,18 @@ def answer_table(
 class Question(NamedTuple):
     """One question the answer text states: the ``studies`` that answer it (empty: every
     study), whether only their non-CNN families do, whether the pipeline trains their models
-    (``trained``: a run needs data, not pretrained weights), and the ``--config`` of a run
+    (``trained``: a run needs data, not pretrained weights), the ``--config`` of a run
     that answers it (default ``'studies=[imagenet,<studies>]'``, trained ones without
-    imagenet)."""
+    imagenet), and the studies trained here that answer the same question (``trained_by``:
+    their counts join the question's line, so a run without the pretrained weights still
+    answers it in one line)."""
 
     title: str
     studies: tuple[str, ...]
     non_cnn_only: bool = False
     trained: bool = False
     config: str = ""
+    trained_by: tuple[str, ...] = ()
 
     def run_config(self) -> str:
         if self.config:
@@ -221,9 +224,10 @@ QUESTIONS = (
     Question("Non-CNN architectures (transformers, graph and capsule networks)", (), True,
              config="'studies=[imagenet,nlp,segmentation,gnn,capsnet]'"
                     " 'model_set=[core,extended]'"),
-    Question("Autoencoders (reconstruction quality)", ("autoencoders",)),
-    Question("Semantic segmentation", ("segmentation",)),
-    Question("NLP (language models)", ("nlp",)),
+    Question("Autoencoders (reconstruction quality)", ("autoencoders",),
+             trained_by=("autoencoders_trained",)),
+    Question("Semantic segmentation", ("segmentation",), trained_by=("segmentation_trained",)),
+    Question("NLP (language models)", ("nlp",), trained_by=("nlp_trained",)),
     Question("Control: CNN batch size, trained here", ("cnn_batch_size",), trained=True),
     Question("Graph networks, trained here", ("gnn", "gnn_citeseer"), trained=True),
     Question("Capsule networks, trained here", ("capsnet",), trained=True),
@@ -255,7 +259,7 @@ def _family_line(rows: pd.DataFrame, family: str, label: str) -> str:
     if len(every):
         parts.append(f"α̂ over all layers {_numbers(every.iloc[0])}")
     first = fam.iloc[0]
-    text = f"  - {label} (n = {first.n}, layers `{first.layers}`): " + "; ".join(parts)
+    text = f"  - {label} (n = {int(first.n)}, layers `{first.layers}`): " + "; ".join(parts)
     if np.isfinite(first.quality_range) and np.isfinite(first.seed_sd):
         text += (f"; quality spread across settings {first.quality_range:.3g} against seed sd"
                  f" {first.seed_sd:.3g}")  # fmt: skip
@@ -296,15 +300,21 @@ def answer_text(table: pd.DataFrame, *, metric: str = "alpha_weighted") -> str:
         part = rows[rows["study"].isin(q.studies)] if q.studies else rows
         if q.non_cnn_only:
             part = part[part["non_cnn"].astype(bool)]
-        if part.empty:
+        trained = rows[rows["study"].isin(q.trained_by)]
+        run = f"`snakemake --cores 16 --config {q.run_config()}`"
+        if part.empty and trained.empty:
             needs = "a run" if q.trained else "a run with the real weights"
-            lines.append(
-                f"- **{q.title}**: no fitted family in this run; it needs {needs}:"
-                f" `snakemake --cores 16 --config {q.run_config()}`."
-            )
+            lines.append(f"- **{q.title}**: no fitted family in this run; it needs {needs}: {run}.")
             continue
-        found = ", ".join(dict.fromkeys(part["study"]))
-        lines.append(f"- **{q.title}** ({found}): {counts(part)}.")
+        if part.empty:
+            line = (f"- **{q.title}**: no pretrained family in this run (it needs the real"
+                    f" weights: {run})")  # fmt: skip
+        else:
+            line = f"- **{q.title}** ({', '.join(dict.fromkeys(part['study']))}): {counts(part)}"
+        if not trained.empty:
+            line += (f"; on models trained here ({', '.join(dict.fromkeys(trained['study']))}):"
+                     f" {counts(trained)}")  # fmt: skip
+        lines.append(line + ".")
         if not q.trained:
             continue
         every = table[table["study"].isin(q.studies)]

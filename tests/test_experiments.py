@@ -374,6 +374,11 @@ def test_experiments_end_to_end(run: Path) -> None:
     assert "**Graph networks, trained here** (gnn): " in text
     assert "**Control: CNN batch size, trained here** (cnn_batch_size): " in text
     assert "**Language models, trained here (held-out log perplexity)** (nlp_trained): " in text
+    # the pretrained questions, without their weights, are answered by the families trained here
+    assert ("**NLP (language models)**: no pretrained family in this run (it needs the real"
+            " weights: `snakemake --cores 16 --config 'studies=[imagenet,nlp]'`); on models"
+            " trained here (nlp_trained): ") in text  # fmt: skip
+    assert "**Semantic segmentation**: no pretrained family in this run" in text
     assert "α̂ over all layers τ = " in text and "seed sd" in text
 
 

@@ -14,7 +14,9 @@ smk = snakemake  # noqa: F821 - injected by Snakemake
 log = job_log(smk.log[0], "esd_figures")
 out = Path(smk.output[0])
 out.mkdir(parents=True, exist_ok=True)
-tables: dict[str, pd.DataFrame] = {}  # a checkpoint shared by several rows is read once
+# one spectra table held at a time: rows reading the same checkpoint one after another (a
+# study's rows on one file) read it once; a file that comes back later is read again
+tables: dict[str, pd.DataFrame] = {}
 for i, row in enumerate(smk.params.models, 1):
     model, path = row["model"], row["spectra"]
     if path not in tables:
